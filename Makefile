@@ -1,0 +1,44 @@
+# ocserv-telemetry. `make demo` runs the product on an embedded NATS server;
+# `make test` runs every test that needs no root; `make e2e` (as root) runs
+# the tests that need network namespaces, real ocserv and real iptables.
+GO      ?= go
+BIN     := bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/ocserv-telemetry/ocserv-telemetry/hook.Version=$(VERSION)
+# Tests with a fuzz target run each one briefly; CI sets FUZZTIME.
+FUZZTIME ?= 10s
+
+.PHONY: all build test e2e bench fuzz demo vet clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hook ./cmd/hook
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/shipper ./cmd/shipper
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ctl ./cmd/ctl
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./...
+
+# Unit and integration tests (embedded nats-server, real processes, no root).
+test: build
+	$(GO) test -count=1 -timeout 20m ./...
+
+# Root-only tests: network namespaces, real ocserv/openconnect/occtl/ocpasswd,
+# real iptables and nftables. -p 1: they share the host's kernel state.
+e2e: build
+	@if [ "$$(id -u)" != 0 ]; then echo "make e2e needs root (network namespaces, ocserv, iptables)"; exit 1; fi
+	$(GO) test -tags e2e -count=1 -p 1 -timeout 40m ./e2e/... ./firewall/...
+
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+bench: build
+	./scripts/bench.sh
+
+demo: build
+	$(GO) run ./cmd/demo
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,242 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type field struct {
+	doc string
+	set func(c *Config, v string) error
+}
+
+// fields is the one list of keys; Parse, Keys and docs/configuration.md
+// follow it. Every key is namespaced so it cannot collide with ocserv's
+// script variables.
+var fields = map[string]field{
+	"SERVER_ID": {"this host's name in subjects; a NATS subject token (default: host name with separators replaced)",
+		func(c *Config, v string) error { return setToken(&c.ServerID, v) }},
+	"SPOOL_DIR": {"spool directory (default /var/spool/ocserv-telemetry)",
+		func(c *Config, v string) error { return setAbsPath(&c.SpoolDir, v) }},
+	"SPOOL_FSYNC": {"fsync each event before the hook exits: on|off (default on)",
+		func(c *Config, v string) error { return setBool(&c.Fsync, v) }},
+	"SPOOL_MAX_BYTES": {"spool size cap; oldest chunks are dropped past it, with an overflow event (default 1073741824)",
+		func(c *Config, v string) error { return setSize(&c.SpoolMaxBytes, v, 1<<20) }},
+	"SPOOL_ROTATE_BYTES": {"size at which the shipper rotates the active file into a chunk (default 4194304)",
+		func(c *Config, v string) error { return setSize(&c.RotateBytes, v, 4096) }},
+	"SUBJECT_PREFIX": {"first tokens of every subject (default ocserv)",
+		func(c *Config, v string) error { return setSubject(&c.SubjectPrefix, v) }},
+	"FIREWALL": {"off: ocserv-fw or nobody applies rules; on: the hook applies each restricted user's policy (default off)",
+		func(c *Config, v string) error { return setEnum(&c.Firewall, v, FirewallOff, FirewallOn) }},
+	"FIREWALL_BACKEND": {"auto|nftables|iptables (default auto: nftables where the kernel has it)",
+		func(c *Config, v string) error { return setEnum(&c.FirewallBackend, v, "auto", "nftables", "iptables") }},
+	"HOOK_BUDGET": {"hard time limit of one hook run, after which it exits 0 (default 500ms)",
+		func(c *Config, v string) error {
+			return setDuration(&c.HookBudget, v, 50*time.Millisecond, 10*time.Second)
+		}},
+	"HOOK_LOCK_BUDGET": {"longest wait for the spool lock before the lock-free fallback (default 250ms)",
+		func(c *Config, v string) error {
+			return setDuration(&c.LockBudget, v, time.Millisecond, 10*time.Second)
+		}},
+	"HOOK_FIREWALL_BUDGET": {"longest time the firewall may take in the hook (default 200ms)",
+		func(c *Config, v string) error {
+			return setDuration(&c.FirewallBudget, v, 10*time.Millisecond, 10*time.Second)
+		}},
+	"NATS_URL": {"NATS server URL, or several separated by commas (default nats://127.0.0.1:4222)",
+		func(c *Config, v string) error { return setURLs(&c.NATS.URLs, v) }},
+	"NATS_CREDS": {"path of a NATS credentials file",
+		func(c *Config, v string) error { return setAbsPath(&c.NATS.Creds, v) }},
+	"NATS_NKEY_SEED": {"path of a file holding an nkey seed",
+		func(c *Config, v string) error { return setAbsPath(&c.NATS.NKeySeed, v) }},
+	"NATS_USER": {"NATS user name",
+		func(c *Config, v string) error { c.NATS.User = v; return nil }},
+	"NATS_PASSWORD": {"NATS password (keep this file root-only)",
+		func(c *Config, v string) error { c.NATS.Password = v; return nil }},
+	"NATS_TOKEN": {"NATS token (keep this file root-only)",
+		func(c *Config, v string) error { c.NATS.Token = v; return nil }},
+	"NATS_CA": {"path of the CA certificate for TLS",
+		func(c *Config, v string) error { return setAbsPath(&c.NATS.CAFile, v) }},
+	"NATS_CERT": {"path of the client certificate for TLS",
+		func(c *Config, v string) error { return setAbsPath(&c.NATS.CertFile, v) }},
+	"NATS_KEY": {"path of the client key for TLS",
+		func(c *Config, v string) error { return setAbsPath(&c.NATS.KeyFile, v) }},
+	"NATS_DOMAIN": {"JetStream domain, for leaf-node setups",
+		func(c *Config, v string) error {
+			if v == "" {
+				c.NATS.Domain = ""
+				return nil
+			}
+			return setToken(&c.NATS.Domain, v)
+		}},
+	"NATS_CREATE_STREAMS": {"create the stream and bucket when missing: on|off (default on)",
+		func(c *Config, v string) error { return setBool(&c.NATS.CreateStreams, v) }},
+	"NATS_EVENTS_STREAM": {"name of the events stream (default OCSERV_EVENTS)",
+		func(c *Config, v string) error { return setToken(&c.NATS.StreamName, v) }},
+	"NATS_DUPLICATE_WINDOW": {"duplicate window of a stream the shipper creates (default 2h)",
+		func(c *Config, v string) error { return setDuration(&c.NATS.DupWindow, v, time.Second, 7*24*time.Hour) }},
+	"SHIPPER_MAX_IN_FLIGHT": {"unacknowledged publishes at once (default 1024)",
+		func(c *Config, v string) error { return setInt(&c.MaxInFlight, v, 1, 65536) }},
+	"SHIPPER_STATUS_INTERVAL": {"how often the status file is rewritten (default 5s)",
+		func(c *Config, v string) error {
+			return setDuration(&c.StatusInterval, v, 100*time.Millisecond, time.Hour)
+		}},
+	"SNAPSHOT_INTERVAL": {"how often occtl snapshots are published (default 30s)",
+		func(c *Config, v string) error { return setDuration(&c.SnapshotInterval, v, time.Second, 24*time.Hour) }},
+}
+
+// ValidToken reports whether s can be one NATS subject token. It is
+// stricter than NATS (letters, digits, '-' and '_' only) so a token is also
+// safe in file names, logs and shells.
+func ValidToken(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty")
+	}
+	if len(s) > 128 {
+		return fmt.Errorf("longer than 128 characters")
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return fmt.Errorf("%q is not a valid subject token (use letters, digits, '-' and '_')", s)
+		}
+	}
+	return nil
+}
+
+// SanitizeToken turns a host name into a subject token: every character
+// that is not a letter, digit, '-' or '_' becomes '_' ("vpn1.example.com"
+// → "vpn1_example_com").
+func SanitizeToken(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	out := b.String()
+	if len(out) > 128 {
+		out = out[:128]
+	}
+	if out == "" {
+		return "unnamed"
+	}
+	return out
+}
+
+// DefaultServerID derives SERVER_ID from the host name.
+func DefaultServerID() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "unnamed"
+	}
+	return SanitizeToken(h)
+}
+
+func setToken(dst *string, v string) error {
+	if err := ValidToken(v); err != nil {
+		return err
+	}
+	*dst = v
+	return nil
+}
+
+func setSubject(dst *string, v string) error {
+	for _, t := range strings.Split(v, ".") {
+		if err := ValidToken(t); err != nil {
+			return fmt.Errorf("%q is not a valid subject prefix: %v", v, err)
+		}
+	}
+	*dst = v
+	return nil
+}
+
+func setAbsPath(dst *string, v string) error {
+	if v == "" || !filepath.IsAbs(v) {
+		return fmt.Errorf("%q is not an absolute path", v)
+	}
+	*dst = filepath.Clean(v)
+	return nil
+}
+
+func setBool(dst *bool, v string) error {
+	switch strings.ToLower(v) {
+	case "on", "true", "yes", "1":
+		*dst = true
+	case "off", "false", "no", "0":
+		*dst = false
+	default:
+		return fmt.Errorf("%q is not on or off", v)
+	}
+	return nil
+}
+
+func setEnum(dst *string, v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			*dst = v
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not one of %s", v, strings.Join(allowed, ", "))
+}
+
+func setDuration(dst *time.Duration, v string, min, max time.Duration) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (like 500ms or 2s)", v)
+	}
+	if d < min || d > max {
+		return fmt.Errorf("%s is outside %s..%s", d, min, max)
+	}
+	*dst = d
+	return nil
+}
+
+func setInt(dst *int, v string, min, max int) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min || n > max {
+		return fmt.Errorf("%q is not a whole number in %d..%d", v, min, max)
+	}
+	*dst = n
+	return nil
+}
+
+func setSize(dst *int64, v string, min int64) error {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < min {
+		return fmt.Errorf("%q is not a size in bytes of at least %d", v, min)
+	}
+	*dst = n
+	return nil
+}
+
+func setURLs(dst *[]string, v string) error {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("%q is not a URL like nats://host:4222", s)
+		}
+		switch u.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return fmt.Errorf("%q: scheme must be nats, tls, ws or wss", s)
+		}
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		return fmt.Errorf("no URL given")
+	}
+	*dst = out
+	return nil
+}
