@@ -1,0 +1,313 @@
+// Package hook owns one run of the hook: the program ocserv executes on
+// every connect, disconnect and host-update. It turns the environment into
+// one event in the spool and exits 0, whatever happens, within a hard time
+// budget: ocserv holds the user's login until the connect script exits, and
+// refuses it on a non-zero status. The only non-zero exits are the
+// deliberate refusals listed in DESIGN.md, each recorded in the event.
+//
+// The hook stays small: the standard library, x/sys and a UUID package;
+// never a NATS client.
+package hook
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/sys/unix"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/config"
+	"github.com/ocserv-telemetry/ocserv-telemetry/events"
+	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
+)
+
+// Version is set at build time (Makefile LDFLAGS).
+var Version = "dev"
+
+// Prefix starts every line the hook writes to stderr (ocserv's log).
+const Prefix = "ocserv-telemetry-hook: "
+
+// Exit statuses.
+const (
+	ExitAdmit = 0 // the login goes ahead; also every non-connect event
+	ExitUsage = 2 // run by a person with bad arguments (never by ocserv)
+)
+
+// Run is one hook run. exit is how the process ends (os.Exit in main; a
+// recorder in tests); Run calls it exactly once, possibly from the budget
+// timer's goroutine, and returns only when exit itself returns.
+type Run struct {
+	Args   []string
+	Env    map[string]string
+	Stderr io.Writer
+	Start  time.Time
+	Exit   func(code int)
+
+	once    sync.Once
+	errMu   sync.Mutex
+	pending atomic.Pointer[[]byte] // the encoded event, until it is committed
+}
+
+// Main runs the hook and ends through r.Exit. Panics are recovered: a bug
+// must never refuse a login.
+func (r *Run) Main() {
+	budget := time.AfterFunc(config.Default().HookBudget, r.overBudget)
+	defer budget.Stop()
+	defer func() {
+		if p := recover(); p != nil {
+			r.printf("internal error (the event may be missing; please report): %v\n%s", p, firstFrames(debug.Stack()))
+			r.dump("internal error")
+			r.exit(ExitAdmit)
+		}
+	}()
+	r.exit(r.run(budget))
+}
+
+func (r *Run) exit(code int) { r.once.Do(func() { r.Exit(code) }) }
+
+func (r *Run) printf(format string, args ...any) {
+	r.errMu.Lock()
+	defer r.errMu.Unlock()
+	msg := fmt.Sprintf(format, args...)
+	fmt.Fprintf(r.Stderr, "%s%s\n", Prefix, strings.TrimRight(msg, "\n"))
+}
+
+// overBudget runs on the timer's goroutine: the run took too long (a hung
+// disk, a stuck firewall call). Say so, keep the event in ocserv's log if it
+// was not committed, and let the login through.
+func (r *Run) overBudget() {
+	r.printf("time budget spent after %s; exiting 0 so the login is not held up", time.Since(r.Start).Round(time.Millisecond))
+	r.dump("time budget spent")
+	r.exit(ExitAdmit)
+}
+
+// dump writes the uncommitted event to stderr, the one place left where an
+// operator can still find it (ocserv sends it to its log or the journal).
+func (r *Run) dump(why string) {
+	if p := r.pending.Swap(nil); p != nil {
+		r.printf("%s before the event reached the spool; the event follows so it is not lost: %s", why, strings.TrimRight(string(*p), "\n"))
+	}
+}
+
+type options struct {
+	configPath string
+	removeAll  bool
+	version    bool
+}
+
+func parseArgs(args []string) (options, error) {
+	var o options
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--config" || a == "-config":
+			if i+1 >= len(args) {
+				return o, errors.New("--config needs a file name")
+			}
+			i++
+			o.configPath = args[i]
+		case strings.HasPrefix(a, "--config="):
+			o.configPath = strings.TrimPrefix(a, "--config=")
+		case a == "--removeall":
+			o.removeAll = true
+		case a == "--version":
+			o.version = true
+		default:
+			return o, fmt.Errorf("unknown argument %q (usage: hook [--config FILE] [--removeall] [--version])", a)
+		}
+	}
+	return o, nil
+}
+
+func (r *Run) run(budget *time.Timer) int {
+	opts, err := parseArgs(r.Args)
+	if err != nil {
+		r.printf("%v", err)
+		if r.Env["REASON"] == "" {
+			return ExitUsage // a person at a terminal, not ocserv
+		}
+	}
+	if opts.version {
+		fmt.Fprintln(r.Stderr, "ocserv-telemetry hook", Version)
+		return ExitAdmit
+	}
+	cfg := r.loadConfig(opts.configPath)
+	budget.Reset(cfg.HookBudget - time.Since(r.Start))
+	if opts.removeAll {
+		return r.removeAll(cfg)
+	}
+
+	t, err := events.ParseReason(r.Env["REASON"])
+	if err != nil {
+		r.printf("%v; nothing recorded", err)
+		return ExitAdmit
+	}
+	ev := events.FromEnv(t, r.Env)
+	r.stamp(ev, cfg)
+	for _, p := range ev.Problems {
+		r.printf("%s", p)
+	}
+
+	sp, err := spool.Open(cfg.SpoolDir, spool.Options{Fsync: cfg.Fsync, LockWait: r.lockWait(cfg), Create: true})
+	if err != nil {
+		r.printf("%v", err)
+		r.keep(ev, "spool unusable")
+		return ExitAdmit
+	}
+	defer sp.Close()
+	r.sessionUID(sp, ev)
+	r.write(sp, ev)
+	return ExitAdmit
+}
+
+func (r *Run) loadConfig(flag string) config.Config {
+	path := config.Path(flag, func(k string) string { return r.Env[k] })
+	cfg, probs, err := config.Load(path)
+	if err != nil {
+		r.printf("%v; using defaults", err)
+	}
+	for _, p := range probs {
+		r.printf("config %s: %v", path, p)
+	}
+	return cfg
+}
+
+// lockWait is the lock's sub-budget, never more than what is left.
+func (r *Run) lockWait(cfg config.Config) time.Duration {
+	left := cfg.HookBudget - time.Since(r.Start) - 20*time.Millisecond
+	if cfg.LockBudget < left {
+		return cfg.LockBudget
+	}
+	if left < 0 {
+		return 0
+	}
+	return left
+}
+
+// stamp fills what the environment does not say.
+func (r *Run) stamp(ev *events.Event, cfg config.Config) {
+	ev.EventID = newEventID()
+	ev.ServerID = cfg.ServerID
+	ev.Time = r.Start.UTC().Format(time.RFC3339Nano)
+	ev.BootID = spool.BootID()
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) == nil {
+		ev.MonoNS = ts.Nano()
+	}
+	ev.Firewall = &events.Firewall{Mode: cfg.Firewall, Action: "none"}
+	if ev.Type == events.Connect {
+		admitted := true
+		ev.Admitted = &admitted
+	}
+	ev.Hook = &events.HookInfo{Version: Version}
+}
+
+func newEventID() string {
+	if id, err := uuid.NewV7(); err == nil {
+		return id.String()
+	}
+	return uuid.NewString() // v7 needs the clock and crypto/rand; v4 only the latter
+}
+
+// sessionUID gives the event the session_uid of its ocserv worker: made at
+// connect, kept under ID and DEVICE until disconnect.
+func (r *Run) sessionUID(sp *spool.Spool, ev *events.Event) {
+	s := ev.Session
+	if s == nil || s.ID == 0 || s.Device == "" {
+		ev.SessionUID = newEventID()
+		ev.Problems = append(ev.Problems, "session_uid: no valid ID and DEVICE to keep it under; made a new one")
+		return
+	}
+	key := spool.SessionKey(s.ID, s.Device)
+	if ev.Type != events.Connect {
+		uid, ok, err := sp.LoadSession(key)
+		if err != nil {
+			r.printf("%v", err)
+		}
+		if ok {
+			ev.SessionUID = uid
+			if ev.Type == events.Disconnect {
+				if err := sp.DropSession(key); err != nil {
+					r.printf("%v", err)
+				}
+			}
+			return
+		}
+		ev.Problems = append(ev.Problems, "session_uid: none kept for this worker (connect not seen by this hook); made a new one")
+	}
+	ev.SessionUID = newEventID()
+	if ev.Type != events.Disconnect {
+		if err := sp.StoreSession(key, ev.SessionUID); err != nil {
+			r.printf("%v", err)
+		}
+	}
+}
+
+// write appends the event, or falls back to a file of its own when the lock
+// is not free in time, or as a last resort keeps it in ocserv's log.
+func (r *Run) write(sp *spool.Spool, ev *events.Event) {
+	_, err := sp.Append(func(st spool.Stamp) ([]byte, error) {
+		ev.Seq, ev.SpoolID = st.Seq, st.SpoolID
+		return r.encode(ev)
+	})
+	if err == nil {
+		r.pending.Store(nil)
+		return
+	}
+	if !errors.Is(err, spool.ErrLockTimeout) {
+		r.printf("%v; trying the fallback file", err)
+	}
+	ev.Seq, ev.SpoolID = 0, sp.Meta().SpoolID
+	ev.Hook.Fallback = true
+	line, encErr := r.encode(ev)
+	if encErr != nil {
+		r.printf("%v", encErr)
+		return
+	}
+	if _, err := sp.AppendFallback(line); err != nil {
+		r.printf("%v", err)
+		r.dump("spool unwritable")
+		return
+	}
+	r.pending.Store(nil)
+}
+
+func (r *Run) encode(ev *events.Event) ([]byte, error) {
+	ev.Hook.ElapsedUS = time.Since(r.Start).Microseconds()
+	line, err := ev.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	r.pending.Store(&line)
+	return line, nil
+}
+
+// keep encodes an event that cannot reach the spool and leaves it in
+// ocserv's log.
+func (r *Run) keep(ev *events.Event, why string) {
+	if _, err := r.encode(ev); err != nil {
+		r.printf("%v", err)
+		return
+	}
+	r.dump(why)
+}
+
+func (r *Run) removeAll(cfg config.Config) int {
+	r.printf("--removeall: the firewall is not built into this hook yet; nothing to remove")
+	return ExitAdmit
+}
+
+// firstFrames keeps a panic's stack short enough for one log entry.
+func firstFrames(stack []byte) string {
+	lines := strings.Split(string(stack), "\n")
+	if len(lines) > 12 {
+		lines = lines[:12]
+	}
+	return strings.Join(lines, "\n")
+}

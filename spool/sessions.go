@@ -1,0 +1,74 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// The hook keeps each live ocserv worker's session_uid in sessions/, keyed
+// by "<ID>-<DEVICE>", from its connect to its disconnect. These writes are
+// not synced: after a power loss the sessions are gone anyway, and a
+// missing entry only means a fresh session_uid.
+
+// SessionKey makes the file name for a worker. The caller has validated
+// both parts (a positive PID and a kernel interface name), so the key can
+// never name anything outside sessions/.
+func SessionKey(id int, device string) string { return fmt.Sprintf("%d-%s", id, device) }
+
+func sessionPath(key string) (string, error) {
+	if key == "" || strings.ContainsAny(key, "/\x00") || key == "." || key == ".." {
+		return "", fmt.Errorf("bad session key %q", key)
+	}
+	return SessionsDir + "/" + key, nil
+}
+
+// LoadSession returns the session_uid stored under key.
+func (s *Spool) LoadSession(key string) (string, bool, error) {
+	p, err := sessionPath(key)
+	if err != nil {
+		return "", false, err
+	}
+	b, err := readFileAt(s.dirfd, p, 128)
+	if errors.Is(err, unix.ENOENT) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("read %s: %w", p, err)
+	}
+	uid := strings.TrimSpace(string(b))
+	if !validToken(uid, 64) {
+		return "", false, fmt.Errorf("read %s: not a session_uid", p)
+	}
+	return uid, true, nil
+}
+
+// StoreSession records uid under key, replacing what was there (ocserv
+// reuses worker PIDs, so a connect always overwrites).
+func (s *Spool) StoreSession(key, uid string) error {
+	p, err := sessionPath(key)
+	if err != nil {
+		return err
+	}
+	if err := mkdirAt(s.dirfd, SessionsDir); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(s.dirfd, p, []byte(uid+"\n"), StateMode, false); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return nil
+}
+
+// DropSession forgets key (at disconnect).
+func (s *Spool) DropSession(key string) error {
+	p, err := sessionPath(key)
+	if err != nil {
+		return err
+	}
+	if err := unix.Unlinkat(s.dirfd, p, 0); err != nil && err != unix.ENOENT {
+		return fmt.Errorf("remove %s: %w", p, err)
+	}
+	return nil
+}
