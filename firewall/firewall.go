@@ -1,0 +1,178 @@
+package firewall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/events"
+)
+
+// Backend installs and removes the per-device rules. Every method is safe
+// for concurrent use on different devices, and each change to a device is
+// all-or-nothing per address family table (nftables: one transaction for
+// both families).
+type Backend interface {
+	// Name is "nftables" or "iptables".
+	Name() string
+	// Apply replaces whatever the backend had for dev (leftovers of an
+	// earlier session included) with the policy's rules, atomically.
+	Apply(ctx context.Context, dev string, p *events.Policy) error
+	// RejectAll replaces the device's rules with ones that reject
+	// everything from and to dev: the fail-closed state.
+	RejectAll(ctx context.Context, dev string) error
+	// Remove deletes everything the backend made for dev, and nothing for
+	// any other device. Removing what is not there is not an error.
+	Remove(ctx context.Context, dev string) error
+	// RemoveAll deletes every table, chain and rule this backend made, for
+	// every device, and nothing else.
+	RemoveAll(ctx context.Context) error
+}
+
+// Backend kinds accepted by Open.
+const (
+	KindAuto     = "auto"
+	KindNftables = "nftables"
+	KindIptables = "iptables"
+)
+
+// Open returns the backend of the given kind. "auto" (or "") picks
+// nftables when the kernel answers nf_tables netlink requests, else
+// iptables. Open itself changes nothing.
+func Open(kind string) (Backend, error) {
+	switch kind {
+	case KindNftables:
+		return newNft(), nil
+	case KindIptables:
+		return newIptables()
+	case KindAuto, "":
+		n := newNft()
+		if err := n.probe(); err == nil {
+			return n, nil
+		} else if b, ierr := newIptables(); ierr == nil {
+			return b, nil
+		} else {
+			return nil, fmt.Errorf("no firewall backend: nftables: %v; iptables: %v", err, ierr)
+		}
+	}
+	return nil, fmt.Errorf("unknown firewall backend %q (want auto, nftables or iptables)", kind)
+}
+
+// Actions reported in Outcome.Action (the event's firewall.action).
+const (
+	ActionApplied   = "applied"    // the policy's rules are in place
+	ActionRemoved   = "removed"    // the device's rules are gone
+	ActionRejectAll = "reject-all" // the rules could not be applied; the device is closed
+	ActionFailed    = "failed"     // not even reject-all could be applied: refuse the login
+	ActionNone      = "none"       // nothing to enforce for this session
+)
+
+// Outcome is what Connect or Disconnect did, for the event.
+type Outcome struct {
+	Action  string
+	Backend string
+	// Err is why the action is not the one asked for ("reject-all",
+	// "failed"), or a cleanup problem that did not matter for security.
+	Err     error
+	Elapsed time.Duration
+}
+
+// Refuse reports whether the hook must refuse the login: the session needed
+// rules and neither they nor reject-all could be installed.
+func (o Outcome) Refuse() bool { return o.Action == ActionFailed }
+
+// Connect enforces a session's policy on dev:
+//   - an unrestricted policy (nothing to enforce): leftovers of an earlier
+//     session on dev are removed and the action is "none";
+//   - a restricted policy: Apply; if that fails, RejectAll ("reject-all");
+//     if that fails too, "failed";
+//   - an invalid policy (p.Invalid): RejectAll without trying the rules.
+//
+// b may be nil when no backend could be opened: a restricted or invalid
+// policy then gives "failed". When ctx has a deadline, Apply gets two
+// thirds of the time left and RejectAll keeps the rest, so a slow Apply
+// cannot use up the time the fail-closed fallback needs.
+func Connect(ctx context.Context, b Backend, dev string, p *events.Policy) Outcome {
+	start := time.Now()
+	out := Outcome{}
+	finish := func(action string, err error) Outcome {
+		out.Action, out.Err, out.Elapsed = action, err, time.Since(start)
+		return out
+	}
+	if b != nil {
+		out.Backend = b.Name()
+	}
+	needs := p != nil && (p.Restricted() || p.Invalid)
+	if err := ValidDevice(dev); err != nil {
+		if !needs {
+			return finish(ActionNone, err)
+		}
+		// No rule can name a device we refuse to write into rules.
+		return finish(ActionFailed, err)
+	}
+	if b == nil {
+		if !needs {
+			return finish(ActionNone, nil)
+		}
+		return finish(ActionFailed, errors.New("no firewall backend"))
+	}
+	if !needs {
+		// Leftovers (a missed disconnect) would restrict, or reject, a user
+		// ocserv did not restrict. Not a security matter, so an error is only
+		// reported.
+		return finish(ActionNone, b.Remove(ctx, dev))
+	}
+	var applyErr error
+	if p.Invalid {
+		applyErr = errInvalidPolicy
+	} else {
+		actx, cancel := splitBudget(ctx, 2, 3)
+		applyErr = b.Apply(actx, dev, p)
+		cancel()
+		if applyErr == nil {
+			return finish(ActionApplied, nil)
+		}
+	}
+	if err := b.RejectAll(ctx, dev); err != nil {
+		return finish(ActionFailed, errors.Join(applyErr, fmt.Errorf("reject-all: %w", err)))
+	}
+	return finish(ActionRejectAll, applyErr)
+}
+
+// Disconnect removes everything for dev. A failure leaves the old rules (the
+// next Connect on dev replaces them), so it is reported, never fatal.
+func Disconnect(ctx context.Context, b Backend, dev string) Outcome {
+	start := time.Now()
+	out := Outcome{}
+	if b == nil {
+		out.Action, out.Err = ActionFailed, errors.New("no firewall backend")
+		out.Elapsed = time.Since(start)
+		return out
+	}
+	out.Backend = b.Name()
+	err := ValidDevice(dev)
+	if err == nil {
+		err = b.Remove(ctx, dev)
+	}
+	out.Action = ActionRemoved
+	if err != nil {
+		out.Action, out.Err = ActionFailed, err
+	}
+	out.Elapsed = time.Since(start)
+	return out
+}
+
+// splitBudget returns a context whose deadline is num/den of the time ctx
+// has left; without a deadline it is ctx itself.
+func splitBudget(ctx context.Context, num, den int64) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	left := time.Until(dl)
+	if left <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, time.Now().Add(time.Duration(int64(left)*num/den)))
+}

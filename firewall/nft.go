@@ -1,0 +1,282 @@
+package firewall
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/events"
+)
+
+// TablePrefix starts the name of every nftables table this package makes:
+// "inet ocserv_telemetry_<device>". It differs from upstream ocserv-fw's
+// "ocserv_<device>" so the two never touch each other's tables.
+const TablePrefix = "ocserv_telemetry_"
+
+// Chain names inside a device's table.
+const (
+	nftBaseChain   = "forward" // base chain on the forward hook
+	nftUserChain   = "user"    // traffic from the device
+	nftRoutesChain = "routes"  // the route checks
+)
+
+// nftPriority is upstream's: filter - 10, so the device's policy is decided
+// before iptables' (priority filter) and firewalld's chains see the packet.
+var nftPriority = nftables.ChainPriorityRef(*nftables.ChainPriorityFilter - 10)
+
+type nftBackend struct{}
+
+func newNft() *nftBackend { return &nftBackend{} }
+
+func (*nftBackend) Name() string { return KindNftables }
+
+// conn returns a fresh connection for one operation. Conn buffers messages
+// until Flush, so sharing one between goroutines would mix their batches;
+// a non-lasting Conn costs nothing until Flush opens its socket (in the
+// calling thread's network namespace). The socket gets ctx's deadline, so
+// a stuck kernel answer cannot outlive the hook's budget.
+func (*nftBackend) conn(ctx context.Context) (*nftables.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var opts []nftables.ConnOption
+	if dl, ok := ctx.Deadline(); ok {
+		opts = append(opts, nftables.WithSockOptions(func(c *netlink.Conn) error {
+			return c.SetDeadline(dl)
+		}))
+	}
+	return nftables.New(opts...)
+}
+
+// probe asks the kernel for a table that does not exist: "no such file"
+// proves nf_tables answers; anything else (EPROTONOSUPPORT, EPERM) means
+// this backend cannot work here.
+func (n *nftBackend) probe() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c, err := n.conn(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = c.ListTableOfFamily(TablePrefix+"probe-", nftables.TableFamilyINet)
+	if err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return fmt.Errorf("nf_tables not available: %w", err)
+}
+
+func nftTable(dev string) *nftables.Table {
+	return &nftables.Table{Name: TablePrefix + dev, Family: nftables.TableFamilyINet}
+}
+
+func (n *nftBackend) Apply(ctx context.Context, dev string, p *events.Policy) error {
+	pl, err := buildPlan(dev, p)
+	if err != nil {
+		return err
+	}
+	return n.install(ctx, pl)
+}
+
+func (n *nftBackend) RejectAll(ctx context.Context, dev string) error {
+	pl, err := rejectPlan(dev)
+	if err != nil {
+		return err
+	}
+	return n.install(ctx, pl)
+}
+
+// install replaces the device's table in one netlink batch, which the
+// kernel applies as one transaction: the old table (if any) and the new one
+// are never both missing, half-built, or both present.
+func (n *nftBackend) install(ctx context.Context, pl *plan) error {
+	c, err := n.conn(ctx)
+	if err != nil {
+		return err
+	}
+	t := nftTable(pl.dev)
+	// "add" (create if missing) then "delete" makes the delete succeed
+	// whether or not a leftover table exists; then the new table is built.
+	c.AddTable(t)
+	c.DelTable(t)
+	nftBuild(c, t, pl)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: apply table %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// nftBuild queues the table's chains and rules on c.
+func nftBuild(c *nftables.Conn, t *nftables.Table, pl *plan) {
+	c.AddTable(t)
+	accept := nftables.ChainPolicyAccept
+	base := c.AddChain(&nftables.Chain{
+		Name: nftBaseChain, Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftPriority, Policy: &accept,
+	})
+	for _, exprs := range nftBaseRules(pl) {
+		c.AddRule(&nftables.Rule{Table: t, Chain: base, Exprs: exprs})
+	}
+	if pl.reject {
+		return
+	}
+	user := c.AddChain(&nftables.Chain{Name: nftUserChain, Table: t})
+	routes := c.AddChain(&nftables.Chain{Name: nftRoutesChain, Table: t})
+	for _, r := range pl.user {
+		c.AddRule(&nftables.Rule{Table: t, Chain: user, Exprs: nftRule(r)})
+	}
+	for _, r := range pl.routes {
+		c.AddRule(&nftables.Rule{Table: t, Chain: routes, Exprs: nftRule(r)})
+	}
+}
+
+// nftBaseRules are the base chain's rules: return traffic to the device
+// accepted (both families) and traffic from the device sent to the user
+// chain; or, for reject-all, everything from and to the device rejected.
+func nftBaseRules(pl *plan) [][]expr.Any {
+	if pl.reject {
+		return [][]expr.Any{
+			append(matchIfname(expr.MetaKeyIIFNAME, pl.dev), rejectExpr()),
+			append(matchIfname(expr.MetaKeyOIFNAME, pl.dev), rejectExpr()),
+		}
+	}
+	established := append(matchIfname(expr.MetaKeyOIFNAME, pl.dev),
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Verdict{Kind: expr.VerdictAccept})
+	toUser := append(matchIfname(expr.MetaKeyIIFNAME, pl.dev),
+		&expr.Verdict{Kind: expr.VerdictJump, Chain: nftUserChain})
+	return [][]expr.Any{established, toUser}
+}
+
+// matchIfname compares the whole 16-byte (IFNAMSIZ) name, NUL padding
+// included, so "vpns1" never matches "vpns10" (exact, not a prefix).
+func matchIfname(key expr.MetaKey, dev string) []expr.Any {
+	name := make([]byte, unix.IFNAMSIZ)
+	copy(name, dev)
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: name},
+	}
+}
+
+func rejectExpr() expr.Any {
+	// icmpx port-unreachable: ICMP port unreachable for IPv4, ICMPv6 port
+	// unreachable for IPv6, the same as iptables' default REJECT.
+	return &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH}
+}
+
+// nftRule renders one plan rule. In an inet table the family must be
+// matched explicitly before reading an address (nft's CLI adds the same
+// "meta nfproto" dependency itself).
+func nftRule(r rule) []expr.Any {
+	var e []expr.Any
+	if r.family != 0 {
+		fam := byte(unix.NFPROTO_IPV4)
+		if r.family == 6 {
+			fam = unix.NFPROTO_IPV6
+		}
+		e = append(e, &expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{fam}})
+	}
+	if r.dst.IsValid() {
+		addr := r.dst.Addr().AsSlice()
+		off := uint32(16) // IPv4 destination address
+		if r.family == 6 {
+			off = 24 // IPv6 destination address
+		}
+		e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: uint32(len(addr))})
+		if bits := r.dst.Bits(); bits < len(addr)*8 {
+			mask := make([]byte, len(addr))
+			for i := 0; i < bits; i++ {
+				mask[i/8] |= 0x80 >> (i % 8)
+			}
+			e = append(e, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: uint32(len(addr)), Mask: mask, Xor: make([]byte, len(addr))})
+		}
+		e = append(e, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: addr})
+	}
+	if r.proto != "" {
+		e = append(e, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{protoNum[r.proto]}})
+	}
+	if r.port != 0 {
+		port := make([]byte, 2)
+		binary.BigEndian.PutUint16(port, uint16(r.port))
+		e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: port})
+	}
+	if r.icmp6 >= 0 {
+		e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{byte(r.icmp6)}})
+	}
+	if r.ctNew {
+		e = append(e, &expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW | expr.CtStateBitESTABLISHED),
+				Xor:  binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)})
+	}
+	switch r.v {
+	case vAccept:
+		e = append(e, &expr.Verdict{Kind: expr.VerdictAccept})
+	case vReject:
+		e = append(e, rejectExpr())
+	case vRoutes:
+		e = append(e, &expr.Verdict{Kind: expr.VerdictJump, Chain: nftRoutesChain})
+	}
+	return e
+}
+
+func (n *nftBackend) Remove(ctx context.Context, dev string) error {
+	if err := ValidDevice(dev); err != nil {
+		return err
+	}
+	c, err := n.conn(ctx)
+	if err != nil {
+		return err
+	}
+	t := nftTable(dev)
+	c.AddTable(t) // makes the delete succeed when there is nothing to remove
+	c.DelTable(t)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: delete table %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// RemoveAll deletes every inet table whose name starts with TablePrefix, in
+// one batch. A table deleted by someone else between the listing and the
+// batch makes the batch fail as a whole, so it is retried a few times.
+func (n *nftBackend) RemoveAll(ctx context.Context) error {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		var c *nftables.Conn
+		if c, err = n.conn(ctx); err != nil {
+			return err
+		}
+		var tables []*nftables.Table
+		if tables, err = c.ListTablesOfFamily(nftables.TableFamilyINet); err != nil {
+			return fmt.Errorf("nftables: list tables: %w", err)
+		}
+		for _, t := range tables {
+			if strings.HasPrefix(t.Name, TablePrefix) {
+				c.DelTable(&nftables.Table{Name: t.Name, Family: nftables.TableFamilyINet})
+			}
+		}
+		if err = c.Flush(); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("nftables: remove all: %w", err)
+}
