@@ -277,6 +277,7 @@ func TestSessionsRoamAndDisconnect(t *testing.T) {
 			t.Errorf("%d %s events, want 4:\n%s", n, typ, testbed.Summarize(evs))
 		}
 	}
+	t.Logf("events:\n%s", testbed.Summarize(evs))
 	seen := map[uint64]bool{}
 	for _, e := range evs {
 		if e.Seq != 0 && seen[e.Seq] {
