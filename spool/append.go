@@ -131,6 +131,9 @@ func appendLine(fd int, line []byte) error {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return err
 	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return errors.New("not a regular file")
+	}
 	size := st.Size
 	if size > 0 {
 		var last [1]byte

@@ -82,6 +82,10 @@ func Open(dir string, opts Options) (*Spool, error) {
 	}
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
+		var lst unix.Stat_t
+		if unix.Lstat(dir, &lst) == nil && lst.Mode&unix.S_IFMT == unix.S_IFLNK {
+			err = unix.ELOOP // O_DIRECTORY|O_NOFOLLOW says ENOTDIR for a symlink
+		}
 		switch err {
 		case unix.ELOOP:
 			return nil, fmt.Errorf("open spool dir %s: it is a symbolic link; refusing to follow it", dir)
