@@ -5,10 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 )
@@ -105,18 +109,58 @@ func (b *iptBackend) RemoveAll(ctx context.Context) error {
 // each runs fn for IPv4 and IPv6 at the same time: the two families are
 // separate tables (and separate restore transactions) anyway, and running
 // both processes in parallel halves the time the hook waits.
+//
+// A process inherits the network namespace of the thread that starts it.
+// The backend works in the namespace of the calling thread (as the
+// nftables backend's socket does), so when that is not the process's
+// namespace the helper goroutines join it first.
 func (b *iptBackend) each(fn func(*iptFamily) error) error {
+	join, err := callerNetns()
+	if err != nil {
+		return err
+	}
+	if join != nil {
+		defer join.Close()
+	}
 	errs := make([]error, len(b.fams))
 	var wg sync.WaitGroup
 	for i, f := range b.fams {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if join != nil {
+				// Never unlocked: the thread ends with this goroutine rather
+				// than going back to the pool in a foreign namespace.
+				runtime.LockOSThread()
+				if err := unix.Setns(int(join.Fd()), unix.CLONE_NEWNET); err != nil {
+					errs[i] = fmt.Errorf("join the caller's network namespace: %w", err)
+					return
+				}
+			}
 			errs[i] = fn(f)
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// callerNetns returns the calling thread's network namespace when it
+// differs from the process's (a caller that switched its locked thread into
+// another namespace), else nil. Two stats in the common case.
+func callerNetns() (*os.File, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var self, thread unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
+		return nil, err
+	}
+	if err := unix.Stat("/proc/thread-self/ns/net", &thread); err != nil {
+		return nil, err
+	}
+	if self.Ino == thread.Ino && self.Dev == thread.Dev {
+		return nil, nil
+	}
+	return os.Open("/proc/thread-self/ns/net")
 }
 
 func mainChain(dev string) string  { return ChainPrefix + dev }

@@ -114,7 +114,9 @@ func (n *nftBackend) install(ctx context.Context, pl *plan) error {
 	return nil
 }
 
-// nftBuild queues the table's chains and rules on c.
+// nftBuild queues the table's chains and rules on c. Chains come first
+// and rules after, routes before user before base: within a batch a jump
+// can only name a chain that is already there.
 func nftBuild(c *nftables.Conn, t *nftables.Table, pl *plan) {
 	c.AddTable(t)
 	accept := nftables.ChainPolicyAccept
@@ -122,19 +124,18 @@ func nftBuild(c *nftables.Conn, t *nftables.Table, pl *plan) {
 		Name: nftBaseChain, Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftPriority, Policy: &accept,
 	})
+	if !pl.reject {
+		user := c.AddChain(&nftables.Chain{Name: nftUserChain, Table: t})
+		routes := c.AddChain(&nftables.Chain{Name: nftRoutesChain, Table: t})
+		for _, r := range pl.routes {
+			c.AddRule(&nftables.Rule{Table: t, Chain: routes, Exprs: nftRule(r)})
+		}
+		for _, r := range pl.user {
+			c.AddRule(&nftables.Rule{Table: t, Chain: user, Exprs: nftRule(r)})
+		}
+	}
 	for _, exprs := range nftBaseRules(pl) {
 		c.AddRule(&nftables.Rule{Table: t, Chain: base, Exprs: exprs})
-	}
-	if pl.reject {
-		return
-	}
-	user := c.AddChain(&nftables.Chain{Name: nftUserChain, Table: t})
-	routes := c.AddChain(&nftables.Chain{Name: nftRoutesChain, Table: t})
-	for _, r := range pl.user {
-		c.AddRule(&nftables.Rule{Table: t, Chain: user, Exprs: nftRule(r)})
-	}
-	for _, r := range pl.routes {
-		c.AddRule(&nftables.Rule{Table: t, Chain: routes, Exprs: nftRule(r)})
 	}
 }
 
