@@ -25,6 +25,9 @@ type ConnectOptions struct {
 	VPNCScript bool
 	// Timeout bounds the login; 0 means 30s.
 	Timeout time.Duration
+	// From reuses the namespace, and so the real IP, of a client that
+	// has exited: repeated logins from one address (bans).
+	From *Client
 }
 
 // Client is one real openconnect process in a namespace of its own.
@@ -60,9 +63,22 @@ func (b *Bed) Connect(user, password string, opts ...ConnectOptions) (*Client, e
 	if o.Timeout == 0 {
 		o.Timeout = 30 * time.Second
 	}
-	c, err := b.newClient(user, o.VPNCScript || b.opts.VPNCScript)
-	if err != nil {
-		return nil, err
+	var c *Client
+	if o.From != nil {
+		if !o.From.Exited() {
+			return nil, fmt.Errorf("testbed: ConnectOptions.From: client %s is still running", o.From.name)
+		}
+		b.mu.Lock()
+		b.nclients++
+		k := b.nclients
+		b.mu.Unlock()
+		c = &Client{b: b, name: fmt.Sprintf("c%d", k), user: user, ns: o.From.ns, realIP: o.From.realIP,
+			server: o.From.server, vpnc: o.VPNCScript || b.opts.VPNCScript}
+	} else {
+		var err error
+		if c, err = b.newClient(user, o.VPNCScript || b.opts.VPNCScript); err != nil {
+			return nil, err
+		}
 	}
 	script := "/bin/true"
 	if c.vpnc {

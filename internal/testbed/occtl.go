@@ -134,3 +134,22 @@ func (b *Bed) QuietCounters(id int, interval, d time.Duration) (OcctlUser, error
 		prev = cur
 	}
 }
+
+// OcctlBannedIPs returns the addresses `occtl -j show ip bans` lists (an
+// array of objects with an "IP" field, valid JSON on 1.1.6 for this
+// command).
+func (b *Bed) OcctlBannedIPs() ([]string, error) {
+	out, err := b.Occtl("show", "ip", "bans")
+	if err != nil {
+		return nil, err
+	}
+	var raw []map[string]any
+	if err := json.Unmarshal(out, &raw); err != nil {
+		return nil, fmt.Errorf("occtl show ip bans is not the expected JSON array: %w\n%s", err, out)
+	}
+	var ips []string
+	for _, m := range raw {
+		ips = append(ips, jsonString(m["IP"]))
+	}
+	return ips, nil
+}

@@ -70,9 +70,13 @@ type Options struct {
 	HookDirect bool
 
 	// MaxBanScore sets max-ban-score when > 0; BanResetTime sets
-	// ban-reset-time (seconds) when > 0.
+	// ban-reset-time (seconds after which a client's score is forgotten)
+	// when > 0. BanTime sets min-reauth-time when > 0: in 1.1.6 that is
+	// how long a ban lasts, and its built-in default is so short that a
+	// ban is over within about two seconds.
 	MaxBanScore  int
 	BanResetTime int
+	BanTime      int
 
 	// NoIPv6 leaves out the IPv6 tunnel network.
 	NoIPv6 bool
@@ -432,6 +436,9 @@ func (b *Bed) writeConf(cert, key, script string) error {
 	}
 	if b.opts.BanResetTime > 0 {
 		w("ban-reset-time = %d", b.opts.BanResetTime)
+	}
+	if b.opts.BanTime > 0 {
+		w("min-reauth-time = %d", b.opts.BanTime)
 	}
 	for _, l := range b.opts.ExtraConf {
 		w("%s", l)
