@@ -52,6 +52,10 @@ type Run struct {
 	once    sync.Once
 	errMu   sync.Mutex
 	pending atomic.Pointer[[]byte] // the encoded event, until it is committed
+
+	// stall, when set by a test, runs just before the append: a stand-in
+	// for a disk that hangs, to prove the budget timer ends the run.
+	stall func()
 }
 
 // Main runs the hook and ends through r.Exit. Panics are recovered: a bug
@@ -162,6 +166,11 @@ func (r *Run) run(budget *time.Timer) int {
 	}
 	defer sp.Close()
 	r.sessionUID(sp, ev)
+	if r.stall != nil {
+		if _, err := r.encode(ev); err == nil {
+			r.stall()
+		}
+	}
 	r.write(sp, ev)
 	return ExitAdmit
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/crashpoint"
 )
 
 // Stamp is what the spool gives an event it takes.
@@ -84,6 +86,11 @@ func (s *Spool) appendLocked(l *lockFile, encode func(Stamp) ([]byte, error), in
 	if err := l.writeCounter(info.Seq); err != nil {
 		unix.Close(qfd)
 		return -1, err
+	}
+	crashpoint.Hit("spool-after-seq")
+	if crashpoint.Armed("spool-mid-write") {
+		unix.Write(qfd, line[:len(line)/2])
+		crashpoint.Hit("spool-mid-write")
 	}
 	if err := appendLine(qfd, line); err != nil {
 		unix.Close(qfd)

@@ -1,0 +1,100 @@
+package hook
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/events"
+)
+
+// syncBuffer is a stderr both goroutines of a run may write.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// When the disk hangs, the budget timer ends the run with status 0 and the
+// event lands in ocserv's log instead.
+func TestBudgetEndsAHungRun(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.env")
+	os.WriteFile(cfg, []byte("SPOOL_DIR="+filepath.Join(dir, "spool")+"\nHOOK_BUDGET=100ms\n"), 0o600)
+	var stderr syncBuffer
+	exited := make(chan int, 1)
+	release, done := make(chan struct{}), make(chan struct{})
+	defer func() { close(release); <-done }() // let the run finish before TempDir goes
+	r := &Run{
+		Args:   []string{"--config", cfg},
+		Env:    map[string]string{"REASON": "connect", "ID": "77", "DEVICE": "vpns3", "USERNAME": "dave"},
+		Stderr: &stderr,
+		Start:  time.Now(),
+		Exit:   func(code int) { exited <- code },
+		stall:  func() { <-release },
+	}
+	go func() { r.Main(); close(done) }()
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Errorf("exit %d, want 0", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the budget timer did not end the run")
+	}
+	if el := time.Since(r.Start); el < 100*time.Millisecond {
+		t.Errorf("ended after %s, before its 100ms budget", el)
+	}
+	out := stderr.String()
+	if !strings.Contains(out, "time budget spent") {
+		t.Errorf("stderr does not say why: %q", out)
+	}
+	i := strings.Index(out, "so it is not lost: ")
+	if i < 0 {
+		t.Fatalf("the event was not kept in the log: %q", out)
+	}
+	var ev events.Event
+	if err := json.Unmarshal([]byte(strings.SplitN(out[i+len("so it is not lost: "):], "\n", 2)[0]), &ev); err != nil {
+		t.Fatalf("dumped event is not JSON: %v", err)
+	}
+	if ev.Session.Username != "dave" || ev.Type != events.Connect {
+		t.Errorf("dumped event %+v", ev)
+	}
+}
+
+// A panic inside the run is recovered and the login admitted.
+func TestPanicIsRecovered(t *testing.T) {
+	var stderr syncBuffer
+	code := -1
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.env")
+	os.WriteFile(cfg, []byte("SPOOL_DIR="+filepath.Join(dir, "spool")+"\n"), 0o600)
+	r := &Run{
+		Args:   []string{"--config", cfg},
+		Env:    map[string]string{"REASON": "connect", "ID": "1", "DEVICE": "vpns0"},
+		Stderr: &stderr,
+		Start:  time.Now(),
+		Exit:   func(c int) { code = c },
+		stall:  func() { panic("boom") },
+	}
+	r.Main()
+	if code != 0 || !strings.Contains(stderr.String(), "internal error") || !strings.Contains(stderr.String(), "boom") {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+}

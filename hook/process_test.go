@@ -1,0 +1,342 @@
+package hook_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/events"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/envfile"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/hooktest"
+)
+
+func TestMain(m *testing.M) { hooktest.Main(m) }
+
+func refEnv(t *testing.T, name string) map[string]string {
+	t.Helper()
+	env, err := envfile.Read(filepath.Join("..", "testdata", "ocserv-hook-env", name+".env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+func TestReferenceSessionThroughRealHook(t *testing.T) {
+	sb := hooktest.NewSandbox(t, "")
+	connect := refEnv(t, "connect")
+	res := sb.Run(t, connect)
+	if res.Code != 0 || res.Stderr != "" {
+		t.Fatalf("connect: exit %d, stderr %q", res.Code, res.Stderr)
+	}
+	hu := refEnv(t, "host-update")
+	hu["ID"], hu["DEVICE"] = connect["ID"], connect["DEVICE"]
+	sb.Run(t, hu)
+	disc := refEnv(t, "disconnect")
+	disc["ID"], disc["DEVICE"] = connect["ID"], connect["DEVICE"]
+	sb.Run(t, disc)
+
+	evs := sb.Events(t)
+	if len(evs) != 3 {
+		t.Fatalf("%d events, want 3", len(evs))
+	}
+	for i, typ := range []events.Type{events.Connect, events.HostUpdate, events.Disconnect} {
+		e := evs[i]
+		if e.Type != typ || e.Seq != uint64(i+1) || e.V != 1 || e.ServerID != "test-server" || e.SpoolID == "" ||
+			e.BootID == "" || e.MonoNS == 0 || len(e.EventID) != 36 || e.Hook == nil || e.Hook.Fallback {
+			t.Errorf("event %d: %+v", i, e)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, e.Time); err != nil || !strings.HasSuffix(e.Time, "Z") {
+			t.Errorf("event %d time %q: %v", i, e.Time, err)
+		}
+		if e.SessionUID != evs[0].SessionUID {
+			t.Errorf("event %d session_uid %s, want the connect's %s", i, e.SessionUID, evs[0].SessionUID)
+		}
+	}
+	if evs[0].Admitted == nil || !*evs[0].Admitted || evs[2].Admitted != nil {
+		t.Error("admitted must be set on connect only")
+	}
+	if s := evs[2].Stats; s == nil || s.BytesOut != 448 || s.DurationS == nil || *s.DurationS != 19 {
+		t.Errorf("disconnect stats %+v", evs[2].Stats)
+	}
+	// A new connect on the same worker id (ocserv reuses PIDs) is a new session.
+	sb.Run(t, connect)
+	if evs := sb.Events(t); evs[3].SessionUID == evs[0].SessionUID {
+		t.Error("a reused worker id kept the old session_uid")
+	}
+	if _, err := os.Stat(filepath.Join(sb.Spool, "sessions", "9114-vpns0")); err != nil {
+		t.Errorf("session kept for the live worker: %v", err)
+	}
+}
+
+func TestDisconnectRemovesSessionState(t *testing.T) {
+	sb := hooktest.NewSandbox(t, "")
+	env := refEnv(t, "connect")
+	sb.Run(t, env)
+	env["REASON"] = "disconnect"
+	sb.Run(t, env)
+	if _, err := os.Stat(filepath.Join(sb.Spool, "sessions", "9114-vpns0")); !os.IsNotExist(err) {
+		t.Errorf("session state left after disconnect: %v", err)
+	}
+}
+
+func TestUnknownReasonRecordsNothing(t *testing.T) {
+	sb := hooktest.NewSandbox(t, "")
+	for _, reason := range []string{"", "reconnect", "connect\nx"} {
+		env := refEnv(t, "connect")
+		env["REASON"] = reason
+		res := sb.Run(t, env)
+		if res.Code != 0 || !strings.Contains(res.Stderr, "unknown REASON") {
+			t.Errorf("REASON %q: exit %d, stderr %q", reason, res.Code, res.Stderr)
+		}
+	}
+	if evs := sb.Events(t); len(evs) != 0 {
+		t.Errorf("%d events written for unknown reasons", len(evs))
+	}
+}
+
+func TestBadArgumentsStillAdmit(t *testing.T) {
+	sb := hooktest.NewSandbox(t, "")
+	res := sb.Run(t, refEnv(t, "connect"), "--bogus")
+	if res.Code != 0 || !strings.Contains(res.Stderr, `unknown argument "--bogus"`) {
+		t.Errorf("exit %d stderr %q", res.Code, res.Stderr)
+	}
+	if len(sb.Events(t)) != 1 {
+		t.Error("event not written")
+	}
+	// A person at a terminal (no REASON) gets a usage error.
+	cmd := exec.Command(sb.Bin, "--bogus")
+	cmd.Env = []string{}
+	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != 2 {
+		t.Errorf("interactive misuse: %v", err)
+	}
+}
+
+func TestHostileEnvironment(t *testing.T) {
+	sb := hooktest.NewSandbox(t, "")
+	env := refEnv(t, "connect")
+	env["USERNAME"] = "x\ny\"z\\\x01\xff"
+	env["USER_AGENT"] = strings.Repeat("A", 100*1024)
+	env["DEVICE"] = "../../../etc/passwd"
+	env["ID"] = "1; rm -rf /"
+	env["IP_REAL"] = "$(reboot)"
+	env["OCSERV_ROUTES"] = "10.0.0.0/8 `id` "
+	res := sb.Run(t, env)
+	if res.Code != 0 {
+		t.Fatalf("exit %d", res.Code)
+	}
+	raw := sb.Raw(t)
+	if bytes.Count(raw, []byte("\n")) != 1 {
+		t.Fatalf("hostile values broke the line: %q", raw)
+	}
+	evs := sb.Events(t)
+	e := evs[0]
+	if e.Session.Device != "" || e.Session.ID != 0 || e.Session.IPReal != "" || !e.Policy.Invalid {
+		t.Errorf("invalid values kept: %+v %+v", e.Session, e.Policy)
+	}
+	if len(e.Truncated) != 1 || e.Truncated[0] != "USER_AGENT" {
+		t.Errorf("truncated = %v", e.Truncated)
+	}
+	for _, key := range []string{"DEVICE", "ID", "IP_REAL", "OCSERV_ROUTES"} {
+		if !strings.Contains(res.Stderr, key+":") {
+			t.Errorf("stderr does not name %s: %q", key, res.Stderr)
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Join(sb.Spool, "sessions")); len(entries) != 0 {
+		t.Errorf("session state written under an invalid key: %v", entries)
+	}
+}
+
+func TestNonDirectorySpoolKeepsEventInLog(t *testing.T) {
+	base := t.TempDir()
+	file := filepath.Join(base, "spool")
+	os.WriteFile(file, []byte("x"), 0o600)
+	sb := hooktest.NewSandbox(t, "SPOOL_DIR="+file+"\n")
+	res := sb.Run(t, refEnv(t, "connect"))
+	if res.Code != 0 || !strings.Contains(res.Stderr, "not a directory") || !strings.Contains(res.Stderr, `"username":"alice"`) {
+		t.Errorf("exit %d, stderr %q", res.Code, res.Stderr)
+	}
+}
+
+func TestBrokenConfigUsesDefaultsAndSaysSo(t *testing.T) {
+	sb := hooktest.NewSandbox(t, "FIREWALL=sometimes\nNOT_A_KEY=1\ngarbage line\n")
+	res := sb.Run(t, refEnv(t, "connect"))
+	if res.Code != 0 {
+		t.Fatalf("exit %d", res.Code)
+	}
+	for _, want := range []string{"FIREWALL", "NOT_A_KEY", "line 3"} {
+		if !strings.Contains(res.Stderr, want) {
+			t.Errorf("stderr does not mention %s: %q", want, res.Stderr)
+		}
+	}
+	if evs := sb.Events(t); len(evs) != 1 || evs[0].Firewall.Mode != "off" {
+		t.Errorf("events %+v", evs)
+	}
+}
+
+// A process that takes the lock and hangs must cost a login no more than
+// the lock budget; the event goes to the fallback path.
+func TestHungLockHolderFallsBack(t *testing.T) {
+	flock, err := exec.LookPath("flock")
+	if err != nil {
+		t.Skip("flock(1) from util-linux is not installed; .ci/run installs it")
+	}
+	sb := hooktest.NewSandbox(t, "HOOK_LOCK_BUDGET=100ms\n")
+	sb.Run(t, refEnv(t, "connect")) // make the spool
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	holder := exec.CommandContext(ctx, flock, filepath.Join(sb.Spool, "lock"), "sleep", "30")
+	holder.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { syscall.Kill(-holder.Process.Pid, syscall.SIGKILL); holder.Wait() }()
+	waitLocked(t, filepath.Join(sb.Spool, "lock"))
+
+	res := sb.Run(t, refEnv(t, "disconnect"))
+	if res.Code != 0 || res.Stderr != "" {
+		t.Errorf("exit %d, stderr %q", res.Code, res.Stderr)
+	}
+	if res.Elapsed < 100*time.Millisecond {
+		t.Errorf("took %s: did not wait for the lock at all", res.Elapsed)
+	}
+	fb, _ := filepath.Glob(filepath.Join(sb.Spool, "fallback", "*.ndjson"))
+	if len(fb) != 1 {
+		t.Fatalf("fallback files %v", fb)
+	}
+	b, _ := os.ReadFile(fb[0])
+	var e events.Event
+	if err := json.Unmarshal(b, &e); err != nil || !e.Hook.Fallback || e.Seq != 0 || e.SpoolID == "" || e.Type != events.Disconnect {
+		t.Errorf("fallback event %s: %v", b, err)
+	}
+}
+
+// waitLocked waits until another process holds the flock on path.
+func waitLocked(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		f, err := os.Open(path)
+		if err == nil {
+			err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+			f.Close()
+			if err == syscall.EWOULDBLOCK {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("lock holder did not take the lock within 5s")
+}
+
+// 200 hooks at once: every line valid, seqs unique and gap-free, none on
+// the fallback path.
+func TestTwoHundredConcurrentHooks(t *testing.T) {
+	sb := hooktest.NewSandbox(t, "")
+	const n = 200
+	base := refEnv(t, "connect")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		env := make(map[string]string, len(base))
+		for k, v := range base {
+			env[k] = v
+		}
+		env["ID"] = fmt.Sprint(10000 + i)
+		env["DEVICE"] = fmt.Sprintf("vpns%d", i)
+		env["USERNAME"] = fmt.Sprintf("user%d", i)
+		cmd := exec.Command(sb.Bin, "--config", sb.Config)
+		cmd.Env = envfile.List(env)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if err := cmd.Run(); err != nil || stderr.Len() > 0 {
+				mu.Lock()
+				failures = append(failures, fmt.Sprintf("%v: %s", err, stderr.String()))
+				mu.Unlock()
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d hooks failed, first: %s", len(failures), failures[0])
+	}
+	if fb, _ := filepath.Glob(filepath.Join(sb.Spool, "fallback", "*")); len(fb) != 0 {
+		t.Errorf("%d events on the fallback path", len(fb))
+	}
+	evs := sb.Events(t)
+	if len(evs) != n {
+		t.Fatalf("%d events, want %d", len(evs), n)
+	}
+	seen := map[uint64]bool{}
+	users := map[string]bool{}
+	for _, e := range evs {
+		seen[e.Seq] = true
+		users[e.Session.Username] = true
+	}
+	for s := uint64(1); s <= n; s++ {
+		if !seen[s] {
+			t.Errorf("seq %d missing", s)
+		}
+	}
+	if len(users) != n {
+		t.Errorf("%d distinct users, want %d", len(users), n)
+	}
+}
+
+// A hook killed after taking a seq leaves a gap and nothing else; one killed
+// mid-write leaves torn bytes that the next event does not glue onto.
+func TestKilledHooks(t *testing.T) {
+	sb := hooktest.NewSandbox(t, "")
+	env := refEnv(t, "connect")
+	sb.Run(t, env)
+	for _, point := range []string{"spool-after-seq", "spool-mid-write"} {
+		killed := make(map[string]string, len(env)+1)
+		for k, v := range env {
+			killed[k] = v
+		}
+		killed["OCSERV_TELEMETRY_CRASHPOINT"] = point
+		res := sb.Run(t, killed)
+		if res.Signal != syscall.SIGKILL {
+			t.Fatalf("%s: hook was not killed: exit %d signal %v", point, res.Code, res.Signal)
+		}
+	}
+	sb.Run(t, env)
+	raw := string(sb.Raw(t))
+	lines := strings.Split(strings.TrimSuffix(raw, "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("want 3 lines (event, torn, event), got %d:\n%s", len(lines), raw)
+	}
+	var first, last events.Event
+	if json.Unmarshal([]byte(lines[0]), &first) != nil || json.Unmarshal([]byte(lines[2]), &last) != nil {
+		t.Fatal("the whole events do not parse")
+	}
+	if json.Valid([]byte(lines[1])) {
+		t.Error("the torn line parses")
+	}
+	// seq 2 died before writing (a gap), seq 3 died mid-write (torn).
+	if first.Seq != 1 || last.Seq != 4 {
+		t.Errorf("seqs %d, %d; want 1 and 4", first.Seq, last.Seq)
+	}
+}
+
+func TestVersionFlag(t *testing.T) {
+	out, err := exec.Command(hooktest.Bin, "--version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "ocserv-telemetry hook ") {
+		t.Errorf("--version: %q, %v", out, err)
+	}
+}
