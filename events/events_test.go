@@ -96,7 +96,7 @@ func TestParseRoute(t *testing.T) {
 		{in: "fd00:1::/64", want: "fd00:1::/64"},
 		{in: "fd00:1::1/48", want: "fd00:1::/48"},
 		{in: "::ffff:10.0.0.0/104", want: "10.0.0.0/104", bad: true}, // mapped address with a v6 length
-		{in: "10.0.0.0/255.0.255.0", bad: true},                     // netmask with holes
+		{in: "10.0.0.0/255.0.255.0", bad: true},                      // netmask with holes
 		{in: "10.0.0.0/33", bad: true},
 		{in: "10.0.0.0/-1", bad: true},
 		{in: "10.0.0.0/+8", bad: true},
@@ -225,11 +225,11 @@ func TestValidDevice(t *testing.T) {
 func TestHostileValuesStayOneLine(t *testing.T) {
 	big := strings.Repeat("é", 60*1024) // 120 KB of two-byte runes
 	env := map[string]string{
-		"USERNAME":   "a\nb\r\"c\\d\x00e\u2028f",
-		"GROUPNAME":  "\xff\xfe invalid utf-8 \xc3",
-		"USER_AGENT": big,
-		"HOSTNAME":   "</script><b>&amp;",
-		"VHOST":      "\x1b[31mred\x1b[0m",
+		"USERNAME":      "a\nb\r\"c\\d\x00e\u2028f",
+		"GROUPNAME":     "\xff\xfe invalid utf-8 \xc3",
+		"USER_AGENT":    big,
+		"HOSTNAME":      "</script><b>&amp;",
+		"VHOST":         "\x1b[31mred\x1b[0m",
 		"OCSERV_ROUTES": strings.Repeat("10.0.0.0/8 ", 20000), // 220 KB
 		"DEVICE":        "vpns0",
 	}
