@@ -134,6 +134,11 @@ func (b *Bed) newClient(user string, vpnc bool) (*Client, error) {
 	// vpnc-script rewrites /etc/resolv.conf; `ip netns exec` bind-mounts
 	// this file over it, so only the namespace's copy is touched.
 	etc := filepath.Join(etcNetnsDir, c.ns)
+	if _, err := os.Stat(etcNetnsDir); os.IsNotExist(err) {
+		b.mu.Lock()
+		b.madeEtcNetns = true
+		b.mu.Unlock()
+	}
 	if err := os.MkdirAll(etc, 0o755); err != nil {
 		return nil, err
 	}

@@ -83,9 +83,6 @@ func delNetns(name string) error {
 	if err := os.RemoveAll(filepath.Join(etcNetnsDir, name)); err != nil && firstErr == nil {
 		firstErr = err
 	}
-	// /etc/netns may have been made by us; leave no empty directory
-	// behind (Remove fails, harmlessly, while anything else uses it).
-	_ = os.Remove(etcNetnsDir)
 	return firstErr
 }
 

@@ -143,8 +143,11 @@ type Bed struct {
 
 	mu         sync.Mutex
 	namespaces []string // deleted in reverse order at cleanup
-	clients    []*Client
-	nclients   int
+	// madeEtcNetns: /etc/netns did not exist before this bed made it, so
+	// cleanup removes it again (only if empty: someone else may use it).
+	madeEtcNetns bool
+	clients      []*Client
+	nclients     int
 
 	sinkOnce sync.Once
 	sink     *sink
@@ -500,8 +503,11 @@ func (b *Bed) cleanup() {
 	for _, c := range clients {
 		c.p.stop(syscall.SIGTERM, 3*time.Second)
 	}
-	if b.sink != nil {
-		b.sink.close()
+	b.mu.Lock()
+	s := b.sink
+	b.mu.Unlock()
+	if s != nil {
+		s.close()
 	}
 	if b.ocserv != nil {
 		b.ocserv.stop(syscall.SIGTERM, 5*time.Second)
@@ -510,6 +516,9 @@ func (b *Bed) cleanup() {
 		if err := delNetns(namespaces[i]); err != nil {
 			t.Errorf("testbed cleanup: %v", err)
 		}
+	}
+	if b.madeEtcNetns {
+		_ = os.Remove(etcNetnsDir)
 	}
 	if b.dir != "" {
 		if err := os.RemoveAll(b.dir); err != nil {
