@@ -143,6 +143,10 @@ func (b *Bed) OcctlBannedIPs() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseOcctlBans(out)
+}
+
+func parseOcctlBans(out []byte) ([]string, error) {
 	var raw []map[string]any
 	if err := json.Unmarshal(out, &raw); err != nil {
 		return nil, fmt.Errorf("occtl show ip bans is not the expected JSON array: %w\n%s", err, out)
