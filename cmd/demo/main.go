@@ -1,0 +1,278 @@
+// Command demo shows the product end to end on one machine without root or
+// an installed NATS: an embedded nats-server with JetStream, the real
+// bin/shipper as a systemd-style service (its READY=1 read from a
+// NOTIFY_SOCKET), and the real bin/hook run with the environments ocserv
+// gives its scripts, for a few users connecting, roaming and leaving. Each
+// event is printed as a subscriber receives it, with the time from the
+// hook's exit. Everything it starts and every temporary directory is gone
+// when it exits. `make demo` runs it after `make build`.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+type user struct {
+	name, device, ip string
+	id               int
+}
+
+func run() error {
+	bin := flag.String("bin", "bin", "directory holding the built hook and shipper")
+	envDir := flag.String("env", "testdata/ocserv-hook-env", "directory of ocserv script environments")
+	flag.Parse()
+	hookBin, _ := filepath.Abs(filepath.Join(*bin, "hook"))
+	shipperBin, _ := filepath.Abs(filepath.Join(*bin, "shipper"))
+	for _, b := range []string{hookBin, shipperBin} {
+		if _, err := os.Stat(b); err != nil {
+			return fmt.Errorf("%s is missing; run `make build` first", b)
+		}
+	}
+	envs := map[string]map[string]string{}
+	for _, reason := range []string{"connect", "host-update", "disconnect"} {
+		e, err := readEnv(filepath.Join(*envDir, reason+".env"))
+		if err != nil {
+			return err
+		}
+		envs[reason] = e
+	}
+
+	tmp, err := os.MkdirTemp("", "ocserv-telemetry-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	fmt.Println("== starting an embedded nats-server with JetStream")
+	srv, err := natstest.Start(natstest.Options{StoreDir: filepath.Join(tmp, "jetstream"), Name: "demo"})
+	if err != nil {
+		return err
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	fmt.Println("   listening on", srv.ClientURL())
+
+	spoolDir := filepath.Join(tmp, "spool")
+	cfgPath := filepath.Join(tmp, "agent.env")
+	cfg := fmt.Sprintf("SERVER_ID=demo-vpn1\nSPOOL_DIR=%s\nNATS_URL=%s\nSHIPPER_STATUS_INTERVAL=500ms\n", spoolDir, srv.ClientURL())
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return err
+	}
+
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	type arrival struct {
+		m  *nats.Msg
+		at time.Time
+	}
+	msgs := make(chan arrival, 64)
+	sub, err := nc.Subscribe("ocserv.events.>", func(m *nats.Msg) { msgs <- arrival{m, time.Now()} })
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+
+	fmt.Println("== starting bin/shipper as a Type=notify service")
+	sock := filepath.Join(tmp, "notify.sock")
+	notes, err := listenNotify(sock)
+	if err != nil {
+		return err
+	}
+	defer notes.Close()
+	sh := exec.Command(shipperBin, "--config", cfgPath)
+	sh.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	logPath := filepath.Join(tmp, "shipper.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	sh.Stdout, sh.Stderr = logFile, logFile
+	sh.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the demo
+	started := time.Now()
+	if err := sh.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- sh.Wait() }()
+	defer func() {
+		select {
+		case <-exited:
+		default:
+			sh.Process.Kill()
+			<-exited
+		}
+	}()
+	if err := waitNote(notes, "READY=1", 10*time.Second); err != nil {
+		return fmt.Errorf("shipper: %w (log: %s)", err, readTail(logPath))
+	}
+	fmt.Printf("   READY=1 after %s\n", time.Since(started).Round(time.Millisecond))
+
+	users := []user{
+		{"alice", "vpns0", "192.168.250.50", 9114},
+		{"bob", "vpns1", "192.168.250.106", 9113},
+		{"carol", "vpns2", "192.168.250.77", 9120},
+	}
+	fmt.Println("== running bin/hook as ocserv would (connect, host-update, disconnect per user)")
+	fmt.Println("   (latency: from the hook process's exit to the subscriber's receipt; a negative")
+	fmt.Println("   figure means the event arrived before the hook process had been reaped)")
+	fmt.Printf("   %-12s %-6s %-5s %-4s %-38s %s\n", "type", "user", "id", "seq", "subject", "latency")
+	var lat []time.Duration
+	steps := []string{"connect", "connect", "connect", "host-update", "disconnect", "host-update", "disconnect", "disconnect"}
+	order := []int{0, 1, 2, 1, 0, 2, 1, 2}
+	for i, reason := range steps {
+		u := users[order[i]]
+		env := map[string]string{}
+		for k, v := range envs[reason] {
+			env[k] = v
+		}
+		env["USERNAME"], env["DEVICE"], env["IP_REMOTE"], env["ID"] = u.name, u.device, u.ip, fmt.Sprint(u.id)
+		env["OCSERV_TELEMETRY_CONFIG"] = cfgPath
+		exit, err := runHook(hookBin, env)
+		if err != nil {
+			return err
+		}
+		select {
+		case a := <-msgs:
+			m := a.m
+			d := a.at.Sub(exit)
+			lat = append(lat, d)
+			var ev struct {
+				Type    string `json:"type"`
+				Seq     uint64 `json:"seq"`
+				Session struct {
+					Username string `json:"username"`
+					ID       int    `json:"id"`
+				} `json:"session"`
+			}
+			json.Unmarshal(m.Data, &ev)
+			fmt.Printf("   %-12s %-6s %-5d %-4d %-38s %s\n", ev.Type, ev.Session.Username, ev.Session.ID, ev.Seq, m.Subject, d.Round(10*time.Microsecond))
+		case <-time.After(5 * time.Second):
+			return fmt.Errorf("no event on ocserv.events.> within 5s of the %s hook (shipper log: %s)", reason, readTail(logPath))
+		}
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	fmt.Printf("== %d events delivered; latency median %s, max %s\n", len(lat), lat[len(lat)/2].Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	js, err := nc.JetStream()
+	if err == nil {
+		if si, err := js.StreamInfo("OCSERV_EVENTS", nats.Context(ctx)); err == nil {
+			fmt.Printf("== stream %s holds %d messages (duplicate window %s)\n", si.Config.Name, si.State.Msgs, si.Config.Duplicates)
+		}
+	}
+	time.Sleep(700 * time.Millisecond) // one more status write
+	if b, err := os.ReadFile(filepath.Join(spoolDir, "status.json")); err == nil {
+		fmt.Printf("== the shipper's status file (readable while NATS is down):\n%s", indent(string(b)))
+	}
+
+	fmt.Println("== stopping the shipper with SIGTERM")
+	sh.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			return fmt.Errorf("shipper exited with %v (log: %s)", err, readTail(logPath))
+		}
+		exited <- nil // let the deferred cleanup see it is gone
+	case <-time.After(10 * time.Second):
+		return errors.New("shipper did not stop within 10s of SIGTERM")
+	}
+	fmt.Println("   stopped cleanly; its log:")
+	fmt.Print(indent(readTail(logPath)))
+	fmt.Println("== done; temporary directories removed")
+	return nil
+}
+
+func runHook(bin string, env map[string]string) (time.Time, error) {
+	cmd := exec.Command(bin)
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out, err := cmd.CombinedOutput()
+	exit := time.Now()
+	if err != nil {
+		return exit, fmt.Errorf("hook %s: %v: %s", env["REASON"], err, out)
+	}
+	return exit, nil
+}
+
+func readEnv(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read script environment: %w", err)
+	}
+	defer f.Close()
+	env := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
+			env[k] = v
+		}
+	}
+	return env, sc.Err()
+}
+
+// listenNotify is systemd's side of sd_notify: a unix datagram socket.
+func listenNotify(path string) (*net.UnixConn, error) {
+	return net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+}
+
+func waitNote(c *net.UnixConn, want string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	buf := make([]byte, 4096)
+	for {
+		c.SetReadDeadline(deadline)
+		n, err := c.Read(buf)
+		if err != nil {
+			return fmt.Errorf("no %s within %s", want, within)
+		}
+		for _, l := range strings.Split(string(buf[:n]), "\n") {
+			if l == want {
+				return nil
+			}
+		}
+	}
+}
+
+func readTail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+func indent(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		b.WriteString("   " + l + "\n")
+	}
+	return b.String()
+}

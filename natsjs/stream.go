@@ -1,0 +1,169 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StreamSpec is what the shipper expects of the events stream.
+type StreamSpec struct {
+	Name      string
+	Subjects  []string // "<prefix>.events.>"
+	DupWindow time.Duration
+	Create    bool // NATS_CREATE_STREAMS
+}
+
+// EventsSubjects is the stream's subject filter for a prefix.
+func EventsSubjects(prefix string) []string { return []string{prefix + ".events.>"} }
+
+// Config is the stream configuration the shipper creates: file storage,
+// limits retention, one replica, the duplicate window. The central operator
+// may create it differently (replicas, limits); the shipper only warns about
+// differences that change its guarantee.
+func (s StreamSpec) Config() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        s.Name,
+		Description: "ocserv-telemetry session events (created by ocserv-telemetry-shipper)",
+		Subjects:    s.Subjects,
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Duplicates:  s.DupWindow,
+		Replicas:    1,
+	}
+}
+
+// EnsureResult says what EnsureStream did.
+type EnsureResult struct {
+	Created     bool
+	Differences []string // settings of an existing stream that differ
+}
+
+// ErrStreamMissing means the stream does not exist and creating it is not
+// allowed (NATS_CREATE_STREAMS=off).
+var ErrStreamMissing = errors.New("events stream does not exist and NATS_CREATE_STREAMS is off")
+
+// EnsureStream creates the stream when missing (and allowed) and otherwise
+// compares it with spec. It never updates or deletes a stream: hundreds of
+// hosts share it and its owner is the central operator.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, spec StreamSpec) (EnsureResult, error) {
+	s, err := js.Stream(ctx, spec.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if !spec.Create {
+			return EnsureResult{}, fmt.Errorf("stream %s: %w", spec.Name, ErrStreamMissing)
+		}
+		_, err = js.CreateStream(ctx, spec.Config())
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			// Another host created it between our look and our create.
+			return EnsureStream(ctx, js, StreamSpec{Name: spec.Name, Subjects: spec.Subjects, DupWindow: spec.DupWindow})
+		}
+		if err != nil {
+			return EnsureResult{}, fmt.Errorf("create stream %s: %w", spec.Name, err)
+		}
+		return EnsureResult{Created: true}, nil
+	}
+	if err != nil {
+		return EnsureResult{}, fmt.Errorf("look up stream %s: %w", spec.Name, err)
+	}
+	return EnsureResult{Differences: Compare(s.CachedInfo().Config, spec)}, nil
+}
+
+// Compare lists how an existing stream differs from what the shipper
+// expects, in words an operator can act on.
+func Compare(have jetstream.StreamConfig, spec StreamSpec) []string {
+	var out []string
+	for _, want := range spec.Subjects {
+		if !coveredBy(want, have.Subjects) {
+			out = append(out, fmt.Sprintf("subjects %v do not cover %s: events published there are not stored", have.Subjects, want))
+		}
+	}
+	if have.Storage != jetstream.FileStorage {
+		out = append(out, fmt.Sprintf("storage is %s, not file: events do not survive a server restart", have.Storage))
+	}
+	if have.Duplicates != spec.DupWindow {
+		out = append(out, fmt.Sprintf("duplicate window is %s, not %s (NATS_DUPLICATE_WINDOW): a retry later than the window is stored twice", have.Duplicates, spec.DupWindow))
+	}
+	if have.Sealed {
+		out = append(out, "the stream is sealed: nothing can be stored")
+	}
+	if have.NoAck {
+		out = append(out, "no_ack is set: publishes are never acknowledged, so nothing is ever deleted from the spool")
+	}
+	return out
+}
+
+// coveredBy reports whether every subject matching want also matches one of
+// the filters.
+func coveredBy(want string, filters []string) bool {
+	w := strings.Split(want, ".")
+	for _, f := range filters {
+		if subsetOf(w, strings.Split(f, ".")) {
+			return true
+		}
+	}
+	return false
+}
+
+func subsetOf(w, f []string) bool {
+	for i := range w {
+		if i >= len(f) {
+			return false
+		}
+		switch {
+		case f[i] == ">":
+			return true
+		case w[i] == ">":
+			return false // want is wider than a filter without '>' here
+		case f[i] == "*":
+			continue
+		case w[i] == "*" || w[i] != f[i]:
+			return false
+		}
+	}
+	return len(w) == len(f)
+}
+
+// EnsureLoop runs EnsureStream until it succeeds or ctx ends, retrying
+// with backoff while NATS is unreachable. A missing stream that may not be
+// created is logged once and retried (an operator may create it).
+func EnsureLoop(ctx context.Context, js jetstream.JetStream, spec StreamSpec, log *slog.Logger) {
+	wait := 200 * time.Millisecond
+	failures := 0
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		res, err := EnsureStream(cctx, js, spec)
+		cancel()
+		if err == nil {
+			if failures > 0 {
+				log.Info("stream check recovered", "stream", spec.Name, "failures", failures)
+			}
+			if res.Created {
+				log.Info("stream created", "stream", spec.Name, "subjects", strings.Join(spec.Subjects, ","), "duplicate_window", spec.DupWindow.String())
+			}
+			for _, d := range res.Differences {
+				log.Warn("existing stream differs; leaving it as it is", "stream", spec.Name, "difference", d)
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		failures++
+		if failures == 1 || failures%30 == 0 {
+			log.Warn("stream check failed; retrying", "stream", spec.Name, "err", err.Error(), "failures", failures)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if wait < 10*time.Second {
+			wait *= 2
+		}
+	}
+}
