@@ -173,6 +173,12 @@ func TestSessionsRoamAndDisconnect(t *testing.T) {
 		uid[o.ID] = ce.SessionUID
 	}
 
+	// ICMP through a tunnel reaches ocserv's end of it (the vpnc-script
+	// configured the client's routes).
+	if err := clients["carol"].Ping(3, 56); err != nil {
+		t.Fatalf("ping through carol's tunnel: %v", err)
+	}
+
 	// Roam alice: openconnect reconnects with its cookie. ocserv ends the
 	// old worker (disconnect event with that worker's ID) and starts a new
 	// one (connect event with a new ID) without asking for a password.
