@@ -145,23 +145,38 @@ func (b *iptBackend) each(fn func(*iptFamily) error) error {
 }
 
 // callerNetns returns the calling thread's network namespace when it
-// differs from the process's (a caller that switched its locked thread into
-// another namespace), else nil. Two stats in the common case.
+// differs from the one the process started in (a caller that switched its
+// locked thread into another namespace), else nil. It compares with the
+// namespace recorded at start-up, not with /proc/self (the main thread),
+// because the main thread itself may be the one a caller switched. In the
+// hook nothing switches, so no setns is ever needed there (it would need
+// CAP_SYS_ADMIN).
 func callerNetns() (*os.File, error) {
+	if startNetns.err != nil {
+		return nil, startNetns.err
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var self, thread unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
-		return nil, err
-	}
+	var thread unix.Stat_t
 	if err := unix.Stat("/proc/thread-self/ns/net", &thread); err != nil {
 		return nil, err
 	}
-	if self.Ino == thread.Ino && self.Dev == thread.Dev {
+	if thread.Ino == startNetns.st.Ino && thread.Dev == startNetns.st.Dev {
 		return nil, nil
 	}
 	return os.Open("/proc/thread-self/ns/net")
 }
+
+// startNetns is the network namespace the process started in. Package
+// initialisation runs on the main goroutine, locked to the main thread,
+// before any code could have switched a thread.
+var startNetns = func() (s struct {
+	st  unix.Stat_t
+	err error
+}) {
+	s.err = unix.Stat("/proc/thread-self/ns/net", &s.st)
+	return s
+}()
 
 func mainChain(dev string) string  { return ChainPrefix + dev }
 func routeChain(dev string) string { return RouteChainPrefix + dev }

@@ -71,6 +71,7 @@ func TestRulesInstalled(t *testing.T) {
 				if out.Action != ActionApplied || out.Err != nil {
 					t.Fatalf("connect: %+v", out)
 				}
+				assertHostUntouched(t)
 				got := listOurs(t, ns)
 				golden(t, filepath.Join("testdata", "rules", c.name+"."+kind+".txt"), got)
 				if err := ns.do(func() error { out = Disconnect(ctx, b, "vpns7"); return nil }); err != nil {
