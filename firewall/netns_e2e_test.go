@@ -145,3 +145,10 @@ func (n *netns) do(fn func() error) error {
 	}()
 	return <-errc
 }
+
+// execCombined runs a command (bounded) on the calling thread.
+func execCombined(name string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return exec.CommandContext(ctx, name, args...).CombinedOutput()
+}
