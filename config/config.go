@@ -9,13 +9,14 @@ package config
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -134,15 +135,14 @@ func Path(flag string, getenv func(string) string) string {
 // error for the caller to stop on: it returns the defaults and a Problem
 // saying so. The error is only for a file that exists but cannot be read.
 func Load(path string) (Config, []Problem, error) {
-	f, err := os.Open(path)
+	b, err := readSmall(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Default(), []Problem{{Key: path, Msg: "no such file; using defaults"}}, nil
 	}
 	if err != nil {
 		return Default(), nil, fmt.Errorf("read config %s: %w", path, err)
 	}
-	defer f.Close()
-	c, probs, err := Parse(f)
+	c, probs, err := Parse(bytes.NewReader(b))
 	if err != nil {
 		return c, probs, fmt.Errorf("read config %s: %w", path, err)
 	}
@@ -190,6 +190,51 @@ func Parse(r io.Reader) (Config, []Problem, error) {
 		return c, probs, err
 	}
 	return c, probs, nil
+}
+
+// maxFile bounds what Load reads; a config file is a few hundred bytes.
+const maxFile = 1 << 20
+
+// readSmall reads a regular file with plain syscalls. os.Open would set up
+// Go's netpoller on first use, start-up cost the hook (which reads this
+// file on every login) does not need; and a FIFO or device put in the
+// config's place must not block the hook, so non-regular files are refused.
+func readSmall(path string) ([]byte, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return nil, err
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return nil, errors.New("not a regular file")
+	}
+	if st.Size > maxFile {
+		return nil, fmt.Errorf("larger than %d bytes", maxFile)
+	}
+	buf := make([]byte, 0, st.Size+1)
+	for {
+		n, err := syscall.Read(fd, buf[len(buf):cap(buf)])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+		if len(buf) == cap(buf) {
+			if len(buf) > maxFile {
+				return nil, fmt.Errorf("larger than %d bytes", maxFile)
+			}
+			buf = append(buf, 0)[:len(buf)]
+		}
+	}
 }
 
 func unquote(v string) string {

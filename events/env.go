@@ -67,7 +67,9 @@ func (b *envBuilder) addr(key string, want func(netip.Addr) bool) string {
 		b.problem("%s: not a valid address: %s", key, quoteShort(v))
 		return ""
 	}
-	return a.String()
+	// ocserv 1.1.6 appends a meaningless zone to IPV6_LOCAL
+	// ("fd00:250::1%287234304"); a tunnel address has no zone.
+	return a.WithZone("").String()
 }
 
 func is4(a netip.Addr) bool   { return a.Is4() || a.Is4In6() }

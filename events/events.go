@@ -9,7 +9,6 @@
 package events
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 )
@@ -189,20 +188,6 @@ type SpoolNotice struct {
 	SeqRanges [][2]uint64 `json:"seq_ranges,omitempty"`
 	// Files names the spool files concerned (chunk or quarantine file).
 	Files []string `json:"files,omitempty"`
-}
-
-// Marshal encodes e as one NDJSON line, newline included. HTML characters
-// are left alone (this is not for browsers); encoding/json already turns
-// invalid UTF-8 into U+FFFD and escapes control characters, U+2028 and
-// U+2029, so a hostile value can never break the line.
-func (e *Event) Marshal() ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
-		return nil, fmt.Errorf("encode %s event: %w", e.Type, err)
-	}
-	return buf.Bytes(), nil
 }
 
 // quoteShort quotes s for an error message, cut to a readable length.

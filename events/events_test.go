@@ -207,6 +207,14 @@ func TestSessionValidation(t *testing.T) {
 	}
 }
 
+// ocserv 1.1.6 puts a junk zone on IPV6_LOCAL; the address is kept without it.
+func TestIPv6ZoneDropped(t *testing.T) {
+	ev := FromEnv(Connect, map[string]string{"IPV6_LOCAL": "fd00:250::1%287234304", "IPV6_REMOTE": "fd00:250::5"})
+	if ev.Session.IPv6Local != "fd00:250::1" || ev.Session.IPv6Remote != "fd00:250::5" || len(ev.Problems) != 0 {
+		t.Errorf("got %q %q, problems %v", ev.Session.IPv6Local, ev.Session.IPv6Remote, ev.Problems)
+	}
+}
+
 func TestValidDevice(t *testing.T) {
 	for _, ok := range []string{"vpns0", "vpns10", "tun-user_1", "a"} {
 		if err := ValidDevice(ok); err != nil {
@@ -304,4 +312,47 @@ func FuzzFromEnv(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The hand-written encoder must give encoding/json's bytes exactly.
+func FuzzMarshalMatchesEncodingJSON(f *testing.F) {
+	f.Add("alice", "a\n\"\\\x01\x7f\u2028\u2029\xff<>&", "vpns0", uint64(7), int64(-3), true, "tcp 443 icmp all", "10.0.0.0/8 fd00::/64 ")
+	f.Add("", "", "", uint64(0), int64(0), false, "", "")
+	f.Fuzz(func(t *testing.T, user, agent, dev string, seq uint64, mono int64, adm bool, ports, routes string) {
+		ev := FromEnv(Disconnect, map[string]string{
+			"USERNAME": user, "USER_AGENT": agent, "DEVICE": dev, "ID": dev, "OCSERV_ALLOW_PORTS": ports,
+			"OCSERV_ROUTES": routes, "IPV6_PREFIX": dev, "STATS_DURATION": dev, "STATS_BYTES_IN": "1",
+		})
+		ev.EventID, ev.ServerID, ev.Seq, ev.MonoNS, ev.Time = agent, user, seq, mono, dev
+		ev.Admitted = &adm
+		chained := int(mono % 300)
+		ev.Hook = &HookInfo{Version: user, Fallback: adm, LockWaitUS: mono, Chained: &chained}
+		ev.Firewall = &Firewall{Mode: user, Error: agent, Micros: mono}
+		ev.Refusal = agent
+		fast, err := ev.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow, err := ev.marshalReflect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(fast, slow) {
+			t.Fatalf("hand-written encoder differs\nfast %s\nslow %s", fast, slow)
+		}
+	})
+}
+
+func TestMarshalMatchesEncodingJSONOnReferenceEnvs(t *testing.T) {
+	for _, name := range []string{"connect", "host-update", "disconnect"} {
+		env := refEnv(t, name)
+		typ, _ := ParseReason(env["REASON"])
+		ev := FromEnv(typ, env)
+		ev.EventID, ev.ServerID, ev.Seq, ev.Time = "id", "srv", 3, "t"
+		fast, _ := ev.Marshal()
+		slow, _ := ev.marshalReflect()
+		if !bytes.Equal(fast, slow) {
+			t.Errorf("%s:\nfast %s\nslow %s", name, fast, slow)
+		}
+	}
 }

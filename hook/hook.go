@@ -19,11 +19,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"golang.org/x/sys/unix"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/config"
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/crashpoint"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
 )
 
@@ -130,6 +130,7 @@ func parseArgs(args []string) (options, error) {
 }
 
 func (r *Run) run(budget *time.Timer) int {
+	crashpoint.Arm(r.Env[crashpoint.Env])
 	opts, err := parseArgs(r.Args)
 	if err != nil {
 		r.printf("%v", err)
@@ -217,12 +218,7 @@ func (r *Run) stamp(ev *events.Event, cfg config.Config) {
 	ev.Hook = &events.HookInfo{Version: Version}
 }
 
-func newEventID() string {
-	if id, err := uuid.NewV7(); err == nil {
-		return id.String()
-	}
-	return uuid.NewString() // v7 needs the clock and crypto/rand; v4 only the latter
-}
+func newEventID() string { return events.NewUUIDv7() }
 
 // sessionUID gives the event the session_uid of its ocserv worker: made at
 // connect, kept under ID and DEVICE until disconnect.

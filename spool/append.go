@@ -3,7 +3,6 @@ package spool
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -282,11 +281,19 @@ func (s *Spool) counterLocked(l *lockFile) (uint64, bool, error) {
 }
 
 var bootID = sync.OnceValue(func() string {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	// Raw syscalls, not os.ReadFile: the first os.Open of a process sets
+	// up Go's netpoller, which the hook otherwise never needs.
+	fd, err := unix.Open("/proc/sys/kernel/random/boot_id", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return ""
 	}
-	return strings.TrimSpace(string(b))
+	defer unix.Close(fd)
+	var b [64]byte
+	n, err := unix.Read(fd, b[:])
+	if err != nil || n <= 0 {
+		return ""
+	}
+	return strings.TrimSpace(string(b[:n]))
 })
 
 // BootID is the running kernel's boot id ("" if unreadable).

@@ -38,24 +38,38 @@ func (s *Spool) LoadSession(key string) (string, bool, error) {
 	if err != nil {
 		return "", false, fmt.Errorf("read %s: %w", p, err)
 	}
-	uid := strings.TrimSpace(string(b))
-	if !validToken(uid, 64) {
+	uid, _, _ := strings.Cut(string(b), "\n")
+	if len(uid) != 36 || !validToken(uid, 36) {
 		return "", false, fmt.Errorf("read %s: not a session_uid", p)
 	}
 	return uid, true, nil
 }
 
 // StoreSession records uid under key, replacing what was there (ocserv
-// reuses worker PIDs, so a connect always overwrites).
+// reuses worker PIDs, so a connect always overwrites). It writes in place,
+// not through a temporary file and a rename, and without O_TRUNC (a journal
+// transaction on ext4): this is on every login's path, every uid has the
+// same length, and a torn or stale file only fails LoadSession's check,
+// which means a fresh session_uid, the same as a lost one.
 func (s *Spool) StoreSession(key, uid string) error {
 	p, err := sessionPath(key)
 	if err != nil {
 		return err
 	}
-	if err := mkdirAt(s.dirfd, SessionsDir); err != nil {
-		return err
+	if len(uid) != 36 {
+		return fmt.Errorf("write %s: session_uid %q is not a UUID", p, uid)
 	}
-	if err := writeFileAtomic(s.dirfd, p, []byte(uid+"\n"), StateMode, false); err != nil {
+	fd, _, err := openOrCreate(s.dirfd, p, unix.O_WRONLY, StateMode)
+	if err == unix.ENOENT { // sessions/ itself is missing
+		if err = mkdirAt(s.dirfd, SessionsDir); err == nil {
+			fd, _, err = openOrCreate(s.dirfd, p, unix.O_WRONLY, StateMode)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.Pwrite(fd, []byte(uid+"\n"), 0); err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
 	return nil

@@ -3,7 +3,6 @@ package spool
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 )
 
 // Format is the spool format this package reads and writes.
@@ -75,12 +76,15 @@ type Meta struct {
 // by this user or root, not writable by others. It does not initialise an
 // empty directory; the first Append does, under the lock.
 func Open(dir string, opts Options) (*Spool, error) {
-	if opts.Create {
+	const dirFlags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := unix.Open(dir, dirFlags, 0)
+	if err == unix.ENOENT && opts.Create {
 		if err := unix.Mkdir(dir, DirMode); err != nil && err != unix.EEXIST {
 			return nil, fmt.Errorf("create spool dir %s: %w", dir, err)
 		}
+		unix.Chmod(dir, DirMode) // Mkdir honours the umask
+		fd, err = unix.Open(dir, dirFlags, 0)
 	}
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		var lst unix.Stat_t
 		if unix.Lstat(dir, &lst) == nil && lst.Mode&unix.S_IFMT == unix.S_IFLNK {
@@ -196,13 +200,11 @@ func (s *Spool) initLocked() error {
 }
 
 // newUUID returns a random (version 4) UUID. The spool avoids a UUID
-// library here so the hook's binary stays small; event ids (v7) come from
-// the caller.
+// library and crypto/rand here so the hook's binary stays small (see
+// events.Random).
 func newUUID() string {
 	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on Linux ≥ 3.17
-	}
+	events.Random(b[:])
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])

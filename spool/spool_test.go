@@ -157,7 +157,9 @@ func TestModesIgnoreUmask(t *testing.T) {
 			if err := s.SaveState(State{HWM: 1}, true); err != nil {
 				t.Fatal(err)
 			}
-			s.StoreSession("1-vpns0", "u")
+			if err := s.StoreSession("1-vpns0", newUUID()); err != nil {
+				t.Fatal(err)
+			}
 			want := map[string]os.FileMode{
 				QueueFile: EventMode, LockFile: StateMode, VersionFile: EventMode, StateFile: StateMode,
 				PendingDir: DirMode, FallbackDir: DirMode, QuarantineDir: DirMode, SessionsDir: DirMode,
@@ -441,6 +443,38 @@ func readFile(t *testing.T, dir, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func TestSessionStore(t *testing.T) {
+	s, dir := newSpool(t, Options{})
+	a, b := newUUID(), newUUID()
+	if err := s.StoreSession("12-vpns0", a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StoreSession("12-vpns0", b); err != nil { // a reused worker id
+		t.Fatal(err)
+	}
+	if got, ok, err := s.LoadSession("12-vpns0"); got != b || !ok || err != nil {
+		t.Errorf("LoadSession = %q, %v, %v; want %q", got, ok, err, b)
+	}
+	os.WriteFile(filepath.Join(dir, SessionsDir, "13-vpns1"), []byte("01a2-torn"), 0o600)
+	if _, ok, err := s.LoadSession("13-vpns1"); ok || err == nil {
+		t.Errorf("a torn session file was accepted")
+	}
+	for _, bad := range []string{"", "..", "a/b", "x\x00"} {
+		if err := s.StoreSession(bad, a); err == nil {
+			t.Errorf("StoreSession(%q) accepted the key", bad)
+		}
+	}
+	if err := s.StoreSession("14-vpns2", "short"); err == nil {
+		t.Error("a non-UUID session_uid was stored")
+	}
+	if err := s.DropSession("12-vpns0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.LoadSession("12-vpns0"); ok {
+		t.Error("dropped session still there")
+	}
 }
 
 func TestRotateProgressAndRemove(t *testing.T) {
