@@ -7,6 +7,8 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/ocserv-telemetry/ocserv-telemetry/hook.Version=$(VERSION)
 # Tests with a fuzz target run each one briefly; CI sets FUZZTIME.
 FUZZTIME ?= 10s
+# Packages with root-only tests (build tag e2e).
+E2E_PKGS := ./hook/... ./e2e/... ./firewall/...
 
 .PHONY: all build test e2e bench fuzz demo vet clean
 
@@ -29,7 +31,7 @@ test: build
 # real iptables and nftables. -p 1: they share the host's kernel state.
 e2e: build
 	@if [ "$$(id -u)" != 0 ]; then echo "make e2e needs root (network namespaces, ocserv, iptables)"; exit 1; fi
-	$(GO) test -tags e2e -count=1 -p 1 -timeout 40m ./e2e/... ./firewall/...
+	$(GO) test -tags e2e -count=1 -p 1 -timeout 40m $(E2E_PKGS)
 
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)

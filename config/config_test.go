@@ -145,3 +145,16 @@ func TestKeysDocumented(t *testing.T) {
 		}
 	}
 }
+
+// docs/configuration.md must list every key, so the docs cannot drift.
+func TestEveryKeyDocumented(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "docs", "configuration.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range Keys() {
+		if !strings.Contains(string(b), "| `"+k.Key+"` |") {
+			t.Errorf("docs/configuration.md does not list %s", k.Key)
+		}
+	}
+}
