@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -130,14 +132,23 @@ func subsetOf(w, f []string) bool {
 
 // EnsureLoop runs EnsureStream until it succeeds or ctx ends, retrying
 // with backoff while NATS is unreachable. A missing stream that may not be
-// created is logged once and retried (an operator may create it).
-func EnsureLoop(ctx context.Context, js jetstream.JetStream, spec StreamSpec, log *slog.Logger) {
+// created is logged once and retried (an operator may create it). checked
+// is closed after the first attempt that reached a server, whatever its
+// outcome: the shipper publishes after that, so that its own creation of
+// the stream is not raced, yet an account that may publish but not look at
+// streams still delivers.
+func EnsureLoop(ctx context.Context, js jetstream.JetStream, spec StreamSpec, log *slog.Logger, checked chan<- struct{}) {
 	wait := 200 * time.Millisecond
 	failures := 0
+	once := sync.OnceFunc(func() { close(checked) })
+	defer once()
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		res, err := EnsureStream(cctx, js, spec)
 		cancel()
+		if err == nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+			once()
+		}
 		if err == nil {
 			if failures > 0 {
 				log.Info("stream check recovered", "stream", spec.Name, "failures", failures)

@@ -45,6 +45,12 @@ type Options struct {
 	Reconnected <-chan struct{}
 	// Abort ends a draining shutdown at once (the second signal).
 	Abort <-chan struct{}
+	// Ready, when not nil, holds publishing back until it is closed: the
+	// first stream check has run. Publishing before the stream exists is
+	// not harmless: with any core subscriber on the subject the server
+	// does not answer "no responders", and each publish waits out its
+	// whole ack timeout.
+	Ready <-chan struct{}
 
 	// Alive is called from the loop itself at least every Poll: a watchdog
 	// ping from here proves the loop turns, whatever NATS does.
@@ -214,6 +220,8 @@ func (s *Shipper) Run(ctx context.Context) error {
 			}
 		case <-s.retryTimer.C:
 			s.resume()
+		case <-s.o.Ready:
+			// the first stream check has run: step publishes
 		}
 	}
 }
@@ -231,7 +239,7 @@ func (s *Shipper) step() {
 		s.fallbackDue = false
 		s.ingestFallbacks()
 	}
-	if !s.retrying && !s.stopping {
+	if !s.retrying && !s.stopping && s.ready() {
 		s.fill()
 	}
 	s.finishChunks()
@@ -241,6 +249,19 @@ func (s *Shipper) step() {
 	}
 	if s.dirty && time.Since(s.lastSav) >= s.o.SaveEvery {
 		s.save(false)
+	}
+}
+
+func (s *Shipper) ready() bool {
+	if s.o.Ready == nil {
+		return true
+	}
+	select {
+	case <-s.o.Ready:
+		s.o.Ready = nil
+		return true
+	default:
+		return false
 	}
 }
 

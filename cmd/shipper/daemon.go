@@ -17,6 +17,7 @@ import (
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/config"
 	"github.com/ocserv-telemetry/ocserv-telemetry/hook"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/crashpoint"
 	"github.com/ocserv-telemetry/ocserv-telemetry/natsjs"
 	"github.com/ocserv-telemetry/ocserv-telemetry/shipper"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
@@ -49,6 +50,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		fmt.Fprintln(d.Stderr, "ocserv-telemetry shipper", hook.Version)
 		return nil
 	}
+	crashpoint.Arm(d.Getenv(crashpoint.Env)) // tests only; unset in production
 	log := slog.New(slog.NewTextHandler(d.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	path := config.Path(*cfgPath, d.Getenv)
@@ -95,9 +97,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		DupWindow: cfg.NATS.DupWindow,
 		Create:    cfg.NATS.CreateStreams,
 	}
+	checked := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); natsjs.EnsureLoop(ctx, conn.JS, spec, log) }()
+	go func() { defer wg.Done(); natsjs.EnsureLoop(ctx, conn.JS, spec, log, checked) }()
 	defer wg.Wait()
 
 	sd := newNotifier(log)
@@ -106,7 +109,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		ServerID: cfg.ServerID, Prefix: cfg.SubjectPrefix,
 		MaxInFlight: cfg.MaxInFlight, RotateBytes: cfg.RotateBytes, MaxBytes: cfg.SpoolMaxBytes,
 		StatusInterval: cfg.StatusInterval, DrainTimeout: *drain,
-		Wake: wake, Reconnected: conn.Connected(), Abort: abort,
+		Wake: wake, Reconnected: conn.Connected(), Abort: abort, Ready: checked,
 		Alive: sd.alive, OnStatus: sd.status,
 	})
 	if err != nil {
