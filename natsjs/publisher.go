@@ -86,6 +86,9 @@ func (p *Publisher) MaxPayload() int64 {
 	return 1 << 20
 }
 
+// Connected implements shipper.Publisher.
+func (p *Publisher) Connected() bool { return p.c.NC.IsConnected() }
+
 // State implements shipper.Publisher.
 func (p *Publisher) State() string { return p.c.State() }
 

@@ -30,6 +30,11 @@ type Publisher interface {
 	// MaxPayload is the largest message the server accepts; a longer
 	// line can never be delivered and is quarantined.
 	MaxPayload() int64
+	// Connected reports whether publishes can reach a server now. While
+	// not, the loop publishes nothing: the client would only buffer the
+	// messages, and chunks with publishes in flight cannot be dropped
+	// when the spool reaches its cap.
+	Connected() bool
 	// State names the connection's state for the status file.
 	State() string
 }

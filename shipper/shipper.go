@@ -132,6 +132,7 @@ type tracker struct {
 	f      *os.File
 	sc     *spool.Scanner
 	grew   time.Time // last time the active file was seen growing
+	atEOF  bool      // the last read of the active file reached its end
 	gone   bool
 }
 
@@ -239,7 +240,7 @@ func (s *Shipper) step() {
 		s.fallbackDue = false
 		s.ingestFallbacks()
 	}
-	if !s.retrying && !s.stopping && s.ready() {
+	if !s.retrying && !s.stopping && s.ready() && s.pub.Connected() {
 		s.fill()
 	}
 	s.finishChunks()
@@ -404,6 +405,7 @@ func (s *Shipper) readFrom(t *tracker) bool {
 			// The buffered reader has consumed a partial tail it did not
 			// return; start the next read afresh at the line boundary.
 			t.sc = nil
+			t.atEOF = true
 			if t.final {
 				// A final chunk's size is fixed; reaching EOF means done.
 				t.read = t.c.Size
@@ -655,8 +657,18 @@ func (s *Shipper) save(durable bool) error {
 // never what an event waits for: the active file is read as it grows.
 func (s *Shipper) maybeRotate() {
 	t := s.active()
-	if t == nil || t.f == nil {
+	if t == nil {
 		return
+	}
+	if t.f == nil {
+		// Not read yet (NATS is away): the size still decides rotation,
+		// so that the cap can drop old chunks rather than everything.
+		f, err := s.sp.OpenChunk(t.c)
+		if err != nil {
+			s.refresh() // rotated or replaced under us
+			return
+		}
+		t.f = f
 	}
 	fi, err := t.f.Stat()
 	if err != nil {
@@ -665,9 +677,13 @@ func (s *Shipper) maybeRotate() {
 	if fi.Size() != t.c.Size {
 		t.c.Size = fi.Size()
 		t.grew = time.Now()
+		t.atEOF = false
 	}
 	size := t.c.Size
-	idle := size > 0 && t.acked == t.read && t.infl == 0 && time.Since(t.grew) >= s.o.IdleRotate && s.inWindow() == 0
+	// Idle: read to the end, all of it acknowledged, nothing new for a
+	// while. A torn tail left by a dead writer then becomes a final
+	// chunk's malformed last line and is quarantined.
+	idle := size > 0 && t.atEOF && t.acked == t.read && t.infl == 0 && time.Since(t.grew) >= s.o.IdleRotate && s.inWindow() == 0
 	if size < s.o.RotateBytes && !idle {
 		return
 	}
