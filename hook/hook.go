@@ -53,6 +53,14 @@ type Run struct {
 	errMu   sync.Mutex
 	pending atomic.Pointer[[]byte] // the encoded event, until it is committed
 
+	// budget is the configured time budget; paused is time spent in the
+	// operator's OCSERV_NEXT_SCRIPT, which does not count against it.
+	budget time.Duration
+	paused time.Duration
+	// failClosed makes the budget timer refuse instead of admit: set while
+	// a restricted user's rules are being applied.
+	failClosed atomic.Bool
+
 	// stall, when set by a test, runs just before the append: a stand-in
 	// for a disk that hangs, to prove the budget timer ends the run.
 	stall func()
@@ -86,10 +94,19 @@ func (r *Run) printf(format string, args ...any) {
 // disk, a stuck firewall call). Say so, keep the event in ocserv's log if it
 // was not committed, and let the login through.
 func (r *Run) overBudget() {
+	if r.failClosed.Load() {
+		r.printf("time budget spent after %s while applying a restricted user's firewall rules; refusing the login rather than letting the user in unrestricted", time.Since(r.Start).Round(time.Millisecond))
+		r.dump("time budget spent")
+		r.exit(ExitRefuse)
+		return
+	}
 	r.printf("time budget spent after %s; exiting 0 so the login is not held up", time.Since(r.Start).Round(time.Millisecond))
 	r.dump("time budget spent")
 	r.exit(ExitAdmit)
 }
+
+// used is how much of the budget the run has spent.
+func (r *Run) used() time.Duration { return time.Since(r.Start) - r.paused }
 
 // dump writes the uncommitted event to stderr, the one place left where an
 // operator can still find it (ocserv sends it to its log or the journal).
@@ -103,6 +120,7 @@ type options struct {
 	configPath string
 	removeAll  bool
 	version    bool
+	fw         bool // run as ocserv's fw script
 }
 
 func parseArgs(args []string) (options, error) {
@@ -120,10 +138,12 @@ func parseArgs(args []string) (options, error) {
 			o.configPath = strings.TrimPrefix(a, "--config=")
 		case a == "--removeall":
 			o.removeAll = true
+		case a == "--fw":
+			o.fw = true
 		case a == "--version":
 			o.version = true
 		default:
-			return o, fmt.Errorf("unknown argument %q (usage: hook [--config FILE] [--removeall] [--version])", a)
+			return o, fmt.Errorf("unknown argument %q (usage: hook [--config FILE] [--fw] [--removeall] [--version])", a)
 		}
 	}
 	return o, nil
@@ -131,6 +151,11 @@ func parseArgs(args []string) (options, error) {
 
 func (r *Run) run(budget *time.Timer) int {
 	crashpoint.Arm(r.Env[crashpoint.Env])
+	if r.Env[chainedEnv] != "" {
+		// We are the OCSERV_NEXT_SCRIPT of this hook running as ocserv's
+		// fw script: that run records the event.
+		return ExitAdmit
+	}
 	opts, err := parseArgs(r.Args)
 	if err != nil {
 		r.printf("%v", err)
@@ -143,7 +168,8 @@ func (r *Run) run(budget *time.Timer) int {
 		return ExitAdmit
 	}
 	cfg := r.loadConfig(opts.configPath)
-	budget.Reset(cfg.HookBudget - time.Since(r.Start))
+	r.budget = cfg.HookBudget
+	budget.Reset(r.budget - r.used())
 	if opts.removeAll {
 		return r.removeAll(cfg)
 	}
@@ -158,12 +184,20 @@ func (r *Run) run(budget *time.Timer) int {
 	for _, p := range ev.Problems {
 		r.printf("%s", p)
 	}
+	code := ExitAdmit
+	switch {
+	case opts.fw:
+		r.encode(ev) // so that a budget expiry can still log the event
+		code = r.asFirewallScript(cfg, ev, budget)
+	case cfg.Firewall == config.FirewallOn && ev.Policy.Restricted() && t == events.Connect:
+		r.printf("FIREWALL=on, but ocserv ran the hook as its connect script for restricted user %q: the rules are ocserv-fw's; install the hook as ocserv's fw script (README, firewall modes)", ev.Session.Username)
+	}
 
 	sp, err := spool.Open(cfg.SpoolDir, spool.Options{Fsync: cfg.Fsync, LockWait: r.lockWait(cfg), Create: true})
 	if err != nil {
 		r.printf("%v", err)
 		r.keep(ev, "spool unusable")
-		return ExitAdmit
+		return code
 	}
 	defer sp.Close()
 	r.sessionUID(sp, ev)
@@ -173,7 +207,7 @@ func (r *Run) run(budget *time.Timer) int {
 		}
 	}
 	r.write(sp, ev)
-	return ExitAdmit
+	return code
 }
 
 func (r *Run) loadConfig(flag string) config.Config {
@@ -190,7 +224,7 @@ func (r *Run) loadConfig(flag string) config.Config {
 
 // lockWait is the lock's sub-budget, never more than what is left.
 func (r *Run) lockWait(cfg config.Config) time.Duration {
-	left := cfg.HookBudget - time.Since(r.Start) - 20*time.Millisecond
+	left := r.budget - r.used() - 20*time.Millisecond
 	if cfg.LockBudget < left {
 		return cfg.LockBudget
 	}
@@ -301,11 +335,6 @@ func (r *Run) keep(ev *events.Event, why string) {
 		return
 	}
 	r.dump(why)
-}
-
-func (r *Run) removeAll(cfg config.Config) int {
-	r.printf("--removeall: the firewall is not built into this hook yet; nothing to remove")
-	return ExitAdmit
 }
 
 // firstFrames keeps a panic's stack short enough for one log entry.
