@@ -24,6 +24,7 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/config"
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/crashpoint"
+	"github.com/ocserv-telemetry/ocserv-telemetry/kick"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
 )
 
@@ -60,6 +61,10 @@ type Run struct {
 	// failClosed makes the budget timer refuse instead of admit: set while
 	// a restricted user's rules are being applied.
 	failClosed atomic.Bool
+	// verdict is the exit status of a deliberate refusal once decided
+	// (0: none). The budget timer and panic recovery end the run with it
+	// instead of admitting.
+	verdict atomic.Int32
 
 	// stall, when set by a test, runs just before the append: a stand-in
 	// for a disk that hangs, to prove the budget timer ends the run.
@@ -75,7 +80,13 @@ func (r *Run) Main() {
 		if p := recover(); p != nil {
 			r.printf("internal error (the event may be missing; please report): %v\n%s", p, firstFrames(debug.Stack()))
 			r.dump("internal error")
-			r.exit(ExitAdmit)
+			code := ExitAdmit
+			if r.failClosed.Load() {
+				code = ExitRefuse // a restricted user's rules may be missing
+			} else if v := r.verdict.Load(); v != 0 {
+				code = int(v) // a refusal already decided stands
+			}
+			r.exit(code)
 		}
 	}()
 	r.exit(r.run(budget))
@@ -98,6 +109,12 @@ func (r *Run) overBudget() {
 		r.printf("time budget spent after %s while applying a restricted user's firewall rules; refusing the login rather than letting the user in unrestricted", time.Since(r.Start).Round(time.Millisecond))
 		r.dump("time budget spent")
 		r.exit(ExitRefuse)
+		return
+	}
+	if v := r.verdict.Load(); v != 0 {
+		r.printf("time budget spent after %s; the login was already refused (%d), which stands", time.Since(r.Start).Round(time.Millisecond), v)
+		r.dump("time budget spent")
+		r.exit(int(v))
 		return
 	}
 	r.printf("time budget spent after %s; exiting 0 so the login is not held up", time.Since(r.Start).Round(time.Millisecond))
@@ -185,7 +202,13 @@ func (r *Run) run(budget *time.Timer) int {
 		r.printf("%s", p)
 	}
 	code := ExitAdmit
+	if t == events.Connect && r.kicked(cfg, ev) {
+		// Refused before any firewall work or next script: ocserv will not
+		// start the session, so there is nothing to restrict.
+		code = ExitRefuse
+	}
 	switch {
+	case code == ExitRefuse: // kicked: no firewall work, no next script
 	case opts.fw:
 		r.encode(ev) // so that a budget expiry can still log the event
 		code = r.asFirewallScript(cfg, ev, budget)
@@ -220,6 +243,29 @@ func (r *Run) loadConfig(flag string) config.Config {
 		r.printf("config %s: %v", path, p)
 	}
 	return cfg
+}
+
+// kicked refuses a connect of a user an operator kicked (DESIGN.md's
+// second deliberate refusal): it is checked on every connect, cookie
+// resumptions included, which is what makes a kick stick.
+func (r *Run) kicked(cfg config.Config, ev *events.Event) bool {
+	user := r.Env["USERNAME"]
+	e, err := kick.Check(cfg.SpoolDir, user, time.Now())
+	if err != nil {
+		r.printf("%v", err)
+	}
+	if e == nil {
+		return false
+	}
+	why := "kicked by an operator"
+	if e.Reason != "" {
+		why += ": " + e.Reason
+	}
+	if e.Until != nil {
+		why += " (until " + e.Until.UTC().Format(time.RFC3339) + ")"
+	}
+	r.refuse(ev, why)
+	return true
 }
 
 // lockWait is the lock's sub-budget, never more than what is left.

@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
+	"github.com/ocserv-telemetry/ocserv-telemetry/hook"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/envfile"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/hooktest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/kick"
 )
 
 func TestMain(m *testing.M) { hooktest.Main(m) }
@@ -338,5 +340,42 @@ func TestVersionFlag(t *testing.T) {
 	out, err := exec.Command(hooktest.Bin, "--version").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "ocserv-telemetry hook ") {
 		t.Errorf("--version: %q, %v", out, err)
+	}
+}
+
+// A kicked user is refused at connect (exit 1, admitted false, the reason in
+// the event); other users, disconnects and expired kicks are not affected.
+func TestKickedUserRefused(t *testing.T) {
+	sb := hooktest.NewSandbox(t, "")
+	sb.Run(t, refEnv(t, "connect")) // make the spool
+	until := time.Now().Add(time.Hour)
+	if err := kick.Add(sb.Spool, kick.Entry{User: "alice", Reason: "abuse ticket 42", At: time.Now(), Until: &until}); err != nil {
+		t.Fatal(err)
+	}
+	res := sb.Run(t, refEnv(t, "connect"))
+	if res.Code != hook.ExitRefuse || !strings.Contains(res.Stderr, "kicked by an operator: abuse ticket 42") {
+		t.Fatalf("kicked connect: exit %d, stderr %q", res.Code, res.Stderr)
+	}
+	other := refEnv(t, "connect")
+	other["USERNAME"] = "alice2"
+	if res := sb.Run(t, other); res.Code != 0 {
+		t.Errorf("another user refused: %d %q", res.Code, res.Stderr)
+	}
+	disc := refEnv(t, "connect")
+	disc["REASON"] = "disconnect"
+	if res := sb.Run(t, disc); res.Code != 0 {
+		t.Errorf("disconnect of a kicked user: exit %d", res.Code)
+	}
+	evs := sb.Events(t)
+	refused := evs[1]
+	if refused.Admitted == nil || *refused.Admitted || !strings.HasPrefix(refused.Refusal, "kicked by an operator") {
+		t.Errorf("refused event: admitted %v refusal %q", refused.Admitted, refused.Refusal)
+	}
+	if evs[2].Admitted == nil || !*evs[2].Admitted {
+		t.Error("other user's event not admitted")
+	}
+	kick.Remove(sb.Spool, "alice")
+	if res := sb.Run(t, refEnv(t, "connect")); res.Code != 0 {
+		t.Errorf("unkicked user refused: %d %q", res.Code, res.Stderr)
 	}
 }
