@@ -57,7 +57,14 @@ func (r *Run) asFirewallScript(cfg config.Config, ev *events.Event, budget *time
 		}
 		if status := r.runNext(ev, budget); status != 0 {
 			r.refuse(ev, "next script: OCSERV_NEXT_SCRIPT refused the login")
+			r.verdict.Store(int32(status)) // its own status, not ours
 			code = status
+			if out.Action == firewall.ActionApplied || out.Action == firewall.ActionRejectAll {
+				// ocserv runs no disconnect script for a refused login:
+				// the rules would stay on the device name and restrict
+				// (or close) whoever gets it next without restriction.
+				r.withdraw(cfg, dev)
+			}
 		}
 	case events.Disconnect:
 		r.firewall(cfg, func(ctx context.Context, b firewall.Backend) firewall.Outcome {
@@ -72,7 +79,11 @@ func (r *Run) asFirewallScript(cfg config.Config, ev *events.Event, budget *time
 	return code
 }
 
+// refuse records a deliberate refusal and makes it the run's verdict, so
+// that neither the budget timer nor a recovered panic can turn it into an
+// admission afterwards.
 func (r *Run) refuse(ev *events.Event, why string) {
+	r.verdict.Store(ExitRefuse)
 	no := false
 	ev.Admitted = &no
 	ev.Refusal = why
@@ -102,6 +113,25 @@ func (r *Run) firewall(cfg config.Config, step func(context.Context, firewall.Ba
 		r.printf("firewall %s on %q: %v", out.Action, r.Env["DEVICE"], out.Err)
 	}
 	return out
+}
+
+// withdraw removes the rules just applied for a login that was refused
+// after all. Not a security matter (the session never starts), so a
+// failure is only reported; the next connect on dev replaces them anyway.
+func (r *Run) withdraw(cfg config.Config, dev string) {
+	limit := cfg.FirewallBudget
+	if left := r.budget - r.used() - 30*time.Millisecond; left < limit {
+		limit = left
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	b, err := firewall.Open(cfg.FirewallBackend)
+	if err == nil {
+		err = firewall.Disconnect(ctx, b, dev).Err
+	}
+	if err != nil {
+		r.printf("firewall: removing the rules of the refused login on %q: %v", dev, err)
+	}
 }
 
 // runNext runs OCSERV_NEXT_SCRIPT exactly as ocserv-fw does, /bin/sh
