@@ -130,7 +130,9 @@ type tracker struct {
 	lines  int64  // final chunks: lines in [acked, size); -1 until counted
 	infl   int    // entries in the window that point here
 	f      *os.File
-	sc     *spool.Scanner
+	rd     *lineReader // read-ahead from t.read, nil when not reading
+	cur    *batch      // the batch being published
+	ci     int         // next line of cur
 	grew   time.Time // last time the active file was seen growing
 	atEOF  bool      // the last read of the active file reached its end
 	gone   bool
@@ -296,7 +298,8 @@ func (s *Shipper) refresh() {
 		if !c.Active && !t.final {
 			// Rotated by someone else (an older shipper, a person): from
 			// now on it is immutable and a torn tail is malformed.
-			t.final, t.sc = true, nil
+			t.final = true
+			s.resetReader(t)
 		}
 		if t.c.Size != c.Size && !t.final {
 			t.grew = time.Now()
@@ -346,9 +349,10 @@ func chunkSeq(name string) uint64 {
 }
 
 func (s *Shipper) closeTracker(t *tracker) {
+	s.resetReader(t)
 	if t.f != nil {
 		t.f.Close()
-		t.f, t.sc = nil, nil
+		t.f = nil
 	}
 }
 
@@ -388,37 +392,40 @@ func (s *Shipper) readFrom(t *tracker) bool {
 		}
 		t.f = f
 	}
-	if t.sc == nil {
-		if _, err := t.f.Seek(t.read, 0); err != nil {
-			s.noteErr("read chunk", err)
-			return false
-		}
-		t.sc = spool.NewScanner(t.f, t.read, t.final)
+	if t.rd == nil {
+		t.rd = startReader(t.f, t.read, t.final)
+		t.cur, t.ci = nil, 0
 	}
 	var run *qrun
 	defer func() { s.flushRun(t, run) }()
 	for s.inWindow() < len(s.ring)-1 && !s.retrying {
-		if !t.sc.Scan() {
-			if err := t.sc.Err(); err != nil {
-				s.noteErr("read chunk", err)
+		if t.cur == nil || t.ci >= len(t.cur.lines) {
+			if t.cur != nil && t.cur.end {
+				err := t.cur.err
+				s.resetReader(t)
+				if err != nil {
+					s.noteErr("read chunk", err)
+					return false
+				}
+				t.atEOF = true
+				if t.final {
+					// A final chunk's size is fixed; its end means done.
+					t.read = t.c.Size
+					return true
+				}
+				return false
 			}
-			// The buffered reader has consumed a partial tail it did not
-			// return; start the next read afresh at the line boundary.
-			t.sc = nil
-			t.atEOF = true
-			if t.final {
-				// A final chunk's size is fixed; reaching EOF means done.
-				t.read = t.c.Size
-				return true
-			}
-			return false
+			// Blocks only while the reader reads a local file.
+			t.cur, t.ci = <-t.rd.out, 0
+			continue
 		}
-		ln := t.sc.Line()
+		ln := &t.cur.lines[t.ci]
 		if ln.Err == nil && int64(len(ln.Data))+1024 > s.pub.MaxPayload() {
 			ln.Err = fmt.Errorf("line of %d bytes is over the server's max payload (%d)", len(ln.Data), s.pub.MaxPayload())
 		}
 		if ln.Err != nil {
 			run = s.quarantineLine(t, run, ln)
+			t.ci++
 			t.read = ln.Next
 			continue
 		}
@@ -427,21 +434,21 @@ func (s *Shipper) readFrom(t *tracker) bool {
 			run = nil
 		}
 		if !s.publish(t, ln) {
-			t.sc = nil // re-read this line after the retry
+			s.resetReader(t) // this line is read again after the retry
 			return false
 		}
+		t.ci++
 		t.read = ln.Next
 	}
 	if s.retrying {
-		t.sc = nil
+		s.resetReader(t)
 	}
 	return false
 }
 
 func (s *Shipper) publish(t *tracker, ln *spool.Line) bool {
 	r := ln.Rec
-	data := make([]byte, len(ln.Data)) // the client may resend it later; the scanner's buffer moves on
-	copy(data, ln.Data)
+	data := ln.Data // owned by its batch, so the client may resend it later
 	id := s.tail
 	m := Message{
 		Subject: s.o.Prefix + ".events." + r.ServerID + "." + r.Type,
@@ -575,7 +582,7 @@ func (s *Shipper) settle() {
 	}
 	for _, t := range s.chunks {
 		t.read = t.acked
-		t.sc = nil
+		s.resetReader(t)
 	}
 	s.settled = true
 	s.retryTimer.Reset(s.bo.NextBackOff())
@@ -706,7 +713,7 @@ func (s *Shipper) rotate() {
 		return
 	}
 	t.c, t.final = c, true
-	t.sc = nil // re-read as final: a torn tail is now malformed
+	s.resetReader(t) // re-read as final: a torn tail is now malformed
 	s.dirty = true
 }
 

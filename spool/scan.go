@@ -81,6 +81,7 @@ type Scanner struct {
 	line  Line
 	err   error
 	big   []byte
+	parse func([]byte) (Record, error)
 }
 
 // NewScanner reads r, whose first byte is at offset off in the file.
@@ -113,7 +114,11 @@ func (s *Scanner) Scan() bool {
 		s.line.Err = fmt.Errorf("line longer than %d bytes", MaxLine)
 		s.line.Data = nil
 	default:
-		s.line.Rec, s.line.Err = ParseRecord(data)
+		parse := ParseRecord
+		if s.parse != nil {
+			parse = s.parse
+		}
+		s.line.Rec, s.line.Err = parse(data)
 	}
 	return true
 }
@@ -156,6 +161,11 @@ func trimNL(b []byte) []byte {
 	}
 	return b
 }
+
+// SetParse replaces ParseRecord for this scanner with a function that
+// gives the same result for every line, only faster (the shipper's, which
+// checks that against ParseRecord in a fuzz test).
+func (s *Scanner) SetParse(parse func([]byte) (Record, error)) { s.parse = parse }
 
 // Line returns the current line.
 func (s *Scanner) Line() *Line { return &s.line }
