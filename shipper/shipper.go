@@ -133,8 +133,8 @@ type tracker struct {
 	rd     *lineReader // read-ahead from t.read, nil when not reading
 	cur    *batch      // the batch being published
 	ci     int         // next line of cur
-	grew   time.Time // last time the active file was seen growing
-	atEOF  bool      // the last read of the active file reached its end
+	grew   time.Time   // last time the active file was seen growing
+	atEOF  bool        // the last read of the active file reached its end
 	gone   bool
 }
 
