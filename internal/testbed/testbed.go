@@ -98,6 +98,25 @@ type Options struct {
 
 	// Hook is the hook binary; "": HookBinary().
 	Hook string
+
+	// HookAsFwScript runs the bed's ocserv in a private mount namespace
+	// where a wrapper running `hook --fw` is bind-mounted over
+	// /usr/bin/ocserv-fw (firewall mode c; see fwmode.go), and sets
+	// FIREWALL=on in agent.env. Restricted users then get the hook's rules
+	// instead of ocserv-fw's.
+	HookAsFwScript bool
+	// FirewallBackend is agent.env's FIREWALL_BACKEND ("": not set, auto).
+	FirewallBackend string
+
+	// PerUser holds ocserv per-user config lines by user name (e.g.
+	// `restrict-user-to-ports = "tcp(443), icmp()"`); config-per-user is
+	// set when it is not empty.
+	PerUser map[string][]string
+
+	// Target adds a namespace behind the server, reachable through the
+	// tunnel, with TCP listeners on TargetPorts at TargetRouteIP,
+	// TargetNoRouteIP and TargetOutsideIP (see fwmode.go).
+	Target bool
 }
 
 // Addresses of the bed. Every bed lives in its own namespaces, so these
@@ -126,6 +145,7 @@ type Bed struct {
 
 	serverNS string
 	routerNS string
+	targetNS string
 	port     int
 	pin      string
 	hookPath string
@@ -152,6 +172,8 @@ type Bed struct {
 	sinkOnce sync.Once
 	sink     *sink
 	sinkErr  error
+
+	targetStop func() // stops the target's listeners (Options.Target)
 }
 
 // HookBinary locates the compiled hook: $OCSERV_TELEMETRY_HOOK, or
@@ -295,6 +317,12 @@ func (b *Bed) setup() error {
 		}
 	}
 
+	if b.opts.Target {
+		if err := b.setupTarget(); err != nil {
+			return err
+		}
+	}
+
 	ips := []string{serverRouterIP}
 	for k := 1; k <= maxClients; k++ {
 		ips = append(ips, clientGateway(k))
@@ -382,7 +410,14 @@ func (b *Bed) writeUsers() error {
 
 func (b *Bed) writeAgentEnv() error {
 	var s strings.Builder
-	fmt.Fprintf(&s, "SERVER_ID=%s\nSPOOL_DIR=%s\nFIREWALL=off\n", b.serverID, b.spoolDir)
+	fw := "off"
+	if b.opts.HookAsFwScript {
+		fw = "on"
+	}
+	fmt.Fprintf(&s, "SERVER_ID=%s\nSPOOL_DIR=%s\nFIREWALL=%s\n", b.serverID, b.spoolDir, fw)
+	if b.opts.FirewallBackend != "" {
+		fmt.Fprintf(&s, "FIREWALL_BACKEND=%s\n", b.opts.FirewallBackend)
+	}
 	for _, l := range b.opts.AgentEnv {
 		s.WriteString(l + "\n")
 	}
@@ -434,6 +469,13 @@ func (b *Bed) writeConf(cert, key, script string) error {
 	if b.opts.RestrictToRoutes {
 		w("restrict-user-to-routes = true")
 	}
+	perUser, err := b.writePerUser()
+	if err != nil {
+		return err
+	}
+	if perUser != "" {
+		w("config-per-user = %s/", perUser)
+	}
 	if b.opts.MaxBanScore > 0 {
 		w("max-ban-score = %d", b.opts.MaxBanScore)
 	}
@@ -450,7 +492,10 @@ func (b *Bed) writeConf(cert, key, script string) error {
 }
 
 func (b *Bed) startOcserv() error {
-	argv := []string{"ip", "netns", "exec", b.serverNS, "ocserv", "-f", "-d", "1", "-c", b.confPath}
+	argv, err := b.ocservArgv()
+	if err != nil {
+		return err
+	}
 	var env []string
 	if b.opts.HookDirect {
 		// ocserv passes its environment on to the scripts: without the
@@ -511,6 +556,17 @@ func (b *Bed) cleanup() {
 	}
 	if b.ocserv != nil {
 		b.ocserv.stop(syscall.SIGTERM, 5*time.Second)
+	}
+	b.mu.Lock()
+	stopTarget := b.targetStop
+	b.mu.Unlock()
+	if stopTarget != nil {
+		stopTarget()
+	}
+	if b.opts.HookAsFwScript {
+		if err := CheckHostFwScript(); err != nil {
+			t.Errorf("testbed cleanup: %v", err)
+		}
 	}
 	for i := len(namespaces) - 1; i >= 0; i-- {
 		if err := delNetns(namespaces[i]); err != nil {
