@@ -145,6 +145,9 @@ func (r *Run) runNext(ev *events.Event, budget *time.Timer) int {
 	}
 	env := make([]string, 0, len(r.Env)+1)
 	for k, v := range r.Env {
+		if k == "OCSERV_NEXT_SCRIPT" {
+			continue // ocserv-fw unsets it before running the script
+		}
 		env = append(env, k+"="+v)
 	}
 	env = append(env, chainedEnv+"=1")

@@ -451,8 +451,9 @@ func TestFwNextScriptVerdict(t *testing.T) {
 	dir := t.TempDir()
 	next := filepath.Join(dir, "next.sh")
 	// It also records what it saw: ocserv's variables, run through /bin/sh.
+	// ocserv-fw unsets OCSERV_NEXT_SCRIPT before running it; so does the hook.
 	seen := filepath.Join(dir, "seen")
-	if err := os.WriteFile(next, []byte("echo \"$REASON $USERNAME $DEVICE\" > '"+seen+"'\nexit 3\n"), 0o644); err != nil {
+	if err := os.WriteFile(next, []byte("echo \"$REASON $USERNAME $DEVICE ${OCSERV_NEXT_SCRIPT-unset} $OCSERV_TELEMETRY_CHAINED\" > '"+seen+"'\nexit 3\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	env := restrictedEnv(t, "connect", ns.dev)
@@ -469,8 +470,8 @@ func TestFwNextScriptVerdict(t *testing.T) {
 	if !strings.Contains(e.Refusal, "next script") {
 		t.Errorf("refusal %q does not name the next script", e.Refusal)
 	}
-	if b, err := os.ReadFile(seen); err != nil || strings.TrimSpace(string(b)) != "connect alice vpns5" {
-		t.Errorf("the next script saw %q (%v), want ocserv's environment", b, err)
+	if b, err := os.ReadFile(seen); err != nil || strings.TrimSpace(string(b)) != "connect alice vpns5 unset 1" {
+		t.Errorf("the next script saw %q (%v), want ocserv's environment without OCSERV_NEXT_SCRIPT (as ocserv-fw runs it) and the chained mark", b, err)
 	}
 	if left := ns.ours(t); left != "" {
 		t.Errorf("rules of a refused login were left behind (ocserv runs no disconnect for it):\n%s", left)
