@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Whole-process firewall benchmark of the hook as ocserv's fw script:
+# one connect+disconnect cycle of a restricted user (three IPv4 and two
+# IPv6 routes, a no-route in each family, an IPv4 and an IPv6 DNS server,
+# allowed ports "tcp 443 udp 53 tcp 80 icmp all") with
+#   ocserv-fw     Debian's /usr/bin/ocserv-fw (ocserv 1.1.6, iptables),
+#   hook-nft      bin/hook --fw, FIREWALL_BACKEND=nftables (netlink),
+#   hook-ipt      bin/hook --fw, FIREWALL_BACKEND=iptables (iptables-restore),
+#   runner        the cycle runner around /bin/true: its own cost.
+# Method: a cycle is two processes (REASON=connect, then REASON=disconnect),
+# so each command is bench/cycle.sh-style runner ($work/cycle) that runs
+# its argument twice, once per REASON, and fails if either run fails. The
+# runner (one /bin/sh and two forks) is timed alone as "runner", and the
+# ratios are given both raw and with its median subtracted from every
+# cycle. bench/procbench interleaves the commands (each round runs every
+# command once, in random order) so load bursts on this shared machine hit
+# all of them alike; medians, p10 and p90 are reported.
+# Everything runs inside a private network namespace with a tun device
+# vpns0 (this kernel has no dummy module); the host's ruleset is read
+# before and after and must not change. Needs root. RUNS (default 100).
+# Goals (DESIGN.md): ocserv-fw / hook-nft >= 30x, ocserv-fw / hook-ipt >= 8x.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+[ "$(id -u)" = 0 ] || { echo "needs root (network namespace, firewall rules)" >&2; exit 1; }
+runs=${RUNS:-100}
+out=${OUT:-$root/bench/results}
+mkdir -p "$out"
+ns="octb-$$-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
+# The spool on the repository's disk, as for the hook benchmark: the hook's
+# fsync is part of the work measured.
+work=$(mktemp -d "$out/hook-fw-work.XXXXXX")
+host_rules() { iptables-save -t filter | grep -v '^#'; ip6tables-save -t filter | grep -v '^#'; nft list tables 2>/dev/null; }
+host_before=$(host_rules | sed 's/\[[0-9:]*\]//')
+cleanup() {
+	ip netns del "$ns" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+[ -x bin/hook ] || make build >/dev/null
+go build -o "$work/procbench" ./bench/procbench
+
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+ip -n "$ns" tuntap add dev vpns0 mode tun
+ip -n "$ns" link set vpns0 up
+
+mkdir -m 0750 "$work/spool-nft" "$work/spool-ipt"
+for b in nft ipt; do
+	backend=nftables
+	[ "$b" = ipt ] && backend=iptables
+	printf 'SERVER_ID=bench\nSPOOL_DIR=%s/spool-%s\nFIREWALL=on\nFIREWALL_BACKEND=%s\n' "$work" "$b" "$backend" >"$work/agent-$b.env"
+done
+
+# The cycle runner: REASON=connect then REASON=disconnect, both must
+# succeed. It also notes when each phase started and ended (bash's
+# EPOCHREALTIME, microseconds), so connect alone, the part a login waits
+# for, gets its own median; ocserv does not wait for the disconnect script.
+cat >"$work/cycle" <<'EOF'
+#!/bin/bash
+log=$1
+shift
+t0=$EPOCHREALTIME
+REASON=connect "$@" || exit 1
+t1=$EPOCHREALTIME
+REASON=disconnect "$@" || exit 1
+t2=$EPOCHREALTIME
+echo "$t0 $t1 $t2" >>"$log"
+EOF
+chmod 0755 "$work/cycle"
+
+# ocserv's environment for the restricted user (values as ocserv writes
+# them: dotted netmasks, trailing spaces).
+r4="10.10.10.0/255.255.255.0 10.30.0.0/255.255.0.0 172.16.5.0/255.255.255.0 "
+r6="2001:db8:10::/64 2001:db8:30::/48 "
+n4="10.10.10.128/255.255.255.128 "
+n6="2001:db8:10:0:8000::/65 "
+d4="192.168.99.53 "
+d6="2001:db8:99::53 "
+benv=(
+	PATH=/usr/sbin:/usr/bin:/sbin:/bin
+	DEVICE=vpns0 ID=4242 USERNAME=alice GROUPNAME= VHOST=default HOSTNAME=vm REMOTE_HOSTNAME=vm
+	IP_REAL=198.51.100.7 IP_REAL_LOCAL=203.0.113.1 IP_LOCAL=192.168.250.1 IP_REMOTE=192.168.250.50
+	IPV6_LOCAL=fd00:250::1 IPV6_REMOTE=fd00:250::50 USER_AGENT="Open AnyConnect VPN Agent v9.01-3"
+	OCSERV_RESTRICT_TO_ROUTES=1
+	"OCSERV_ROUTES=$r4$r6" "OCSERV_ROUTES4=$r4" "OCSERV_ROUTES6=$r6"
+	"OCSERV_NO_ROUTES=$n4$n6" "OCSERV_NO_ROUTES4=$n4" "OCSERV_NO_ROUTES6=$n6"
+	"OCSERV_DNS=$d4$d6" "OCSERV_DNS4=$d4" "OCSERV_DNS6=$d6"
+	"OCSERV_ALLOW_PORTS=tcp 443 udp 53 tcp 80 icmp all "
+	STATS_BYTES_IN=1000 STATS_BYTES_OUT=2000 STATS_DURATION=60
+)
+ns_rules() {
+	ip netns exec "$ns" nft list ruleset 2>/dev/null
+	ip netns exec "$ns" iptables-save
+	ip netns exec "$ns" ip6tables-save
+}
+inns() { env -i "${benv[@]}" ip netns exec "$ns" "$@"; }
+
+# Sanity: each cycle really builds and removes the rules, and leaves the
+# namespace as it found it (nothing of ours, ocserv-fw's chains aside:
+# its disconnect leaves an empty FORWARD-ocserv-fw-vpns0 chain behind).
+check_connect() {
+	name=$1 want=$2
+	shift 2
+	env -i "${benv[@]}" REASON=connect ip netns exec "$ns" "$@"
+	if ! ns_rules | grep -F -- "$want" >/dev/null; then
+		echo "$name: connect did not install $want" >&2
+		exit 1
+	fi
+	env -i "${benv[@]}" REASON=disconnect ip netns exec "$ns" "$@"
+}
+check_connect ocserv-fw "ocserv-fw" /usr/bin/ocserv-fw
+check_connect hook-nft "ocserv_telemetry_vpns0" "$root/bin/hook" --fw --config "$work/agent-nft.env"
+check_connect hook-ipt "OCTEL-vpns0" "$root/bin/hook" --fw --config "$work/agent-ipt.env"
+if ns_rules | grep -E 'ocserv_telemetry|OCTEL|ocserv-telemetry|--comment ocserv-fw'; then
+	echo "rules left after a cycle" >&2
+	exit 1
+fi
+
+warmup=10
+inns "$work/procbench" -runs "$runs" -warmup "$warmup" -json "$out/hook-firewall.json" -- \
+	ocserv-fw "$work/cycle" "$work/ocserv-fw.log" /usr/bin/ocserv-fw :: \
+	hook-nft "$work/cycle" "$work/hook-nft.log" "$root/bin/hook" --fw --config "$work/agent-nft.env" :: \
+	hook-ipt "$work/cycle" "$work/hook-ipt.log" "$root/bin/hook" --fw --config "$work/agent-ipt.env" :: \
+	runner "$work/cycle" "$work/runner.log" /bin/true >"$out/hook-firewall-table.md"
+# Median of one phase (2: connect, 3: disconnect) over the measured rounds.
+phase() {
+	tail -n "$runs" "$work/$1.log" | awk -v f="$2" '{ printf "%.0f\n", ($f - $(f-1)) * 1e6 }' | sort -n |
+		awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
+left=$(ns_rules | grep -cE 'ocserv_telemetry|OCTEL|ocserv-telemetry|--comment ocserv-fw' || true)
+[ "$left" = 0 ] || { echo "rules left after the benchmark: $left lines" >&2; exit 1; }
+shopt -s nullglob
+spooled() { cat "$work/spool-$1"/pending/*.ndjson "$work/spool-$1"/queue.ndjson; }
+ev_nft=$(spooled nft | wc -l)
+actions=$(spooled nft | jq -r '"\(.type) \(.firewall.action) \(.admitted // "-")"' | sort | uniq -c | tr -s ' ' | paste -sd,)
+host_after=$(host_rules | sed 's/\[[0-9:]*\]//')
+[ "$host_before" = "$host_after" ] || { echo "the host ruleset changed during the benchmark" >&2; exit 1; }
+
+median() { jq -r --arg n "$1" '.results[] | select(.name == $n) | .median' "$out/hook-firewall.json"; }
+fw=$(median ocserv-fw) hn=$(median hook-nft) hi=$(median hook-ipt) rn=$(median runner)
+for c in ocserv-fw hook-nft hook-ipt runner; do
+	printf '%s %s %s\n' "$c" "$(phase "$c" 2)" "$(phase "$c" 3)"
+done >"$work/phases"
+ph() { awk -v c="$1" -v f="$2" '$1 == c { print $f }' "$work/phases"; }
+{
+	echo "## Hook as ocserv's fw script: connect+disconnect cycle of a restricted user ($runs interleaved rounds, $(nproc) cores, $(date -u +%F))"
+	echo
+	cat "$out/hook-firewall-table.md"
+	echo
+	awk -v f="$fw" -v n="$hn" -v i="$hi" -v r="$rn" 'BEGIN {
+		printf "- ocserv-fw / hook-nft: %.1fx raw, %.1fx without the runner (goal >= 30x)\n", f/n, (f-r)/(n-r)
+		printf "- ocserv-fw / hook-ipt: %.1fx raw, %.1fx without the runner (goal >= 8x)\n", f/i, (f-r)/(i-r)
+		printf "- per cycle without the runner: ocserv-fw %.2f ms, hook-nft %.2f ms, hook-ipt %.2f ms (runner %.2f ms)\n", (f-r)*1e3, (n-r)*1e3, (i-r)*1e3, r*1e3
+	}'
+	echo
+	echo "Each phase alone (median, µs, timed inside the runner; a phase includes the runner's fork+exec, which the runner's own row shows):"
+	echo
+	echo "| command | connect | disconnect |"
+	echo "|---|---|---|"
+	for c in ocserv-fw hook-nft hook-ipt runner; do echo "| $c | $(ph "$c" 2) | $(ph "$c" 3) |"; done
+	echo
+	awk -v f="$(ph ocserv-fw 2)" -v n="$(ph hook-nft 2)" -v i="$(ph hook-ipt 2)" -v r="$(ph runner 2)" 'BEGIN {
+		printf "- connect alone (what a login waits for), without the runner: ocserv-fw / hook-nft %.1fx, ocserv-fw / hook-ipt %.1fx\n", (f-r)/(n-r), (f-r)/(i-r)
+	}'
+	echo "- events hook-nft wrote in this run (sanity cycle and warm-up included): $ev_nft (type, firewall.action, admitted:$actions)"
+} | tee "$out/hook-firewall.md"
