@@ -425,6 +425,12 @@ func (s *Shipper) readFrom(t *tracker) bool {
 		}
 		if ln.Err != nil {
 			run = s.quarantineLine(t, run, ln)
+			if s.retrying {
+				// Flushing the previous run failed and the retry has
+				// rewound t.read to the acknowledged prefix: keep it.
+				run = nil
+				break
+			}
 			t.ci++
 			t.read = ln.Next
 			continue
@@ -432,6 +438,9 @@ func (s *Shipper) readFrom(t *tracker) bool {
 		if run != nil {
 			s.flushRun(t, run)
 			run = nil
+			if s.retrying {
+				break
+			}
 		}
 		if !s.publish(t, ln) {
 			s.resetReader(t) // this line is read again after the retry

@@ -7,6 +7,8 @@ package shipper
 import (
 	"context"
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,5 +142,83 @@ func TestFailureRepublishesSameIDs(t *testing.T) {
 	case c := <-pub.calls:
 		t.Fatalf("unexpected publish after the retry succeeded: %s", c.m.EventID)
 	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// While a malformed line cannot be set aside (quarantine/ unwritable),
+// progress never passes it, and nothing after it is lost: once quarantine
+// works again, the line is quarantined and every event after it published.
+func TestQuarantineFailureHoldsProgress(t *testing.T) {
+	dir := t.TempDir() + "/spool"
+	sp, err := spool.Open(dir, spool.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	appendN := func(n int) {
+		for i := 0; i < n; i++ {
+			sp.Append(func(st spool.Stamp) ([]byte, error) {
+				ev := events.Event{V: 1, EventID: fmt.Sprintf("ev-%d", st.Seq), ServerID: "vpn1", SpoolID: st.SpoolID, Seq: st.Seq, Type: events.Connect, Time: "2026-01-01T00:00:00Z"}
+				return ev.Marshal()
+			})
+		}
+	}
+	appendN(2)
+	// A torn line (a writer died mid-write); the next append starts a new line.
+	f, err := os.OpenFile(dir+"/"+spool.QueueFile, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"v":1,"event_id":"torn`)
+	f.Close()
+	appendN(3)
+	os.Remove(dir + "/" + spool.QuarantineDir)
+	if err := os.WriteFile(dir+"/"+spool.QuarantineDir, nil, 0o600); err != nil { // a file where the directory should be
+		t.Fatal(err)
+	}
+
+	pub := &scripted{calls: make(chan pubCall, 100)}
+	sh, err := New(Options{Spool: sp, Publisher: pub, ServerID: "vpn1", SaveEvery: time.Millisecond,
+		BackoffInitial: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, Poll: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sh.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	seen := map[string]int{}
+	ackAll := func(d time.Duration) {
+		end := time.After(d)
+		for {
+			select {
+			case c := <-pub.calls:
+				seen[c.m.EventID]++
+				seen[c.m.Subject]++
+				c.done(nil)
+			case <-end:
+				return
+			}
+		}
+	}
+	ackAll(300 * time.Millisecond)
+	b, _ := os.ReadFile(dir + "/" + spool.QueueFile)
+	tornAt := int64(strings.Index(string(b), `{"v":1,"event_id":"torn`))
+	if acked, _ := queueProgress(t, sp); acked > tornAt {
+		t.Fatalf("progress %d passed the unquarantined line at %d", acked, tornAt)
+	}
+	os.Remove(dir + "/" + spool.QuarantineDir)
+	ackAll(500 * time.Millisecond)
+	for _, id := range []string{"ev-1", "ev-2", "ev-3", "ev-4", "ev-5"} {
+		if seen[id] == 0 {
+			t.Errorf("%s never published", id)
+		}
+	}
+	if seen["ocserv.events.vpn1.quarantine"] != 1 {
+		t.Errorf("quarantine notice published %d times, want once", seen["ocserv.events.vpn1.quarantine"])
+	}
+	bad, _ := os.ReadFile(dir + "/" + spool.QuarantineDir + "/queue.bad")
+	if !strings.Contains(string(bad), `"torn`) {
+		t.Errorf("quarantine file holds %q", bad)
 	}
 }
