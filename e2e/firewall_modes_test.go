@@ -61,6 +61,23 @@ func newModeBed(t *testing.T, o testbed.Options) *testbed.Bed {
 // client's tunnel, so a restricted user really tries them.
 func tunnelEverything(t *testing.T, c *testbed.Client) {
 	t.Helper()
+	// vpnc-script adds the pushed route a moment after the address the
+	// bed waits for; wait for it too (bounded), so a dial cannot race it.
+	dev, err := c.TunDevice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := exec.Command("ip", "-n", c.NS(), "route", "show", "10.10.10.0/24").CombinedOutput()
+		if err == nil && strings.Contains(string(out), "dev "+dev) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the pushed route 10.10.10.0/24 via %s never appeared: %v %s", c.User(), dev, err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	for _, cidr := range []string{"10.10.10.128/25", testbed.TargetOutsideNet} {
 		if err := c.RouteViaTunnel(cidr); err != nil {
 			t.Fatal(err)
