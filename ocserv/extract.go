@@ -236,7 +236,23 @@ func (r record) unixTime(key string) (time.Time, bool) {
 	if n <= 0 {
 		return time.Time{}, false
 	}
-	return time.Unix(n, 0), true
+	t := time.Unix(n, 0)
+	if !saneTime(t) {
+		r.note(r.get(key), "%q = %d is outside years 1970-9999; left out", key, n)
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// saneTime bounds times to what occtl can mean and what RFC 3339 (and so
+// encoding/json, which the snapshots use) can represent.
+func saneTime(t time.Time) bool {
+	for _, y := range []int{t.Year(), t.UTC().Year()} {
+		if y < 1970 || y > 9999 {
+			return false
+		}
+	}
+	return true
 }
 
 // localTime reads occtl's "2006-01-02 15:04" local-time text in loc.
@@ -251,6 +267,9 @@ func (r record) localTime(key string, loc *time.Location) (time.Time, bool) {
 	s = strings.TrimSpace(s)
 	for _, layout := range localMinuteLayouts {
 		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
+			if !saneTime(t) {
+				break
+			}
 			return t, true
 		}
 	}

@@ -386,8 +386,9 @@ func (o *Occtl) DisconnectID(ctx context.Context, id int) (Reply, error) {
 	return o.text(ctx, true, "could not", "disconnect", "id", strconv.Itoa(id))
 }
 
-// UnbanIP runs unban ip IP; an address that was not banned is
-// ErrNotFound.
+// UnbanIP runs unban ip IP. An address ocserv has no entry for is
+// ErrNotFound (1.1.6: exit 1, "could not unban IP"); one with only points,
+// or already unbanned, succeeds (checked against 1.1.6 in e2e).
 func (o *Occtl) UnbanIP(ctx context.Context, ip netip.Addr) (Reply, error) {
 	if !ip.IsValid() {
 		return Reply{}, fmt.Errorf("occtl unban ip: %w: no address", ErrInvalidArgument)
