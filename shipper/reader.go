@@ -1,9 +1,11 @@
 package shipper
 
 import (
+	"fmt"
 	"io"
 	"math"
 	"os"
+	"syscall"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
 )
@@ -34,13 +36,19 @@ type batch struct {
 	err   error // why, if not the end of the file
 }
 
-func startReader(f *os.File, off int64, final bool) *lineReader {
+// startReader reads f from off. With durable set, each batch is made
+// durable (fdatasync) before the loop may publish it: the hook syncs after
+// releasing the spool lock, so the shipper can read a line before its
+// writer's sync has finished; published and then lost to a power cut, its
+// seq could be handed out again. Syncing pages the hook already synced is
+// cheap, and it costs the shipper, not a login.
+func startReader(f *os.File, off int64, final, durable bool) *lineReader {
 	r := &lineReader{out: make(chan *batch, readAhead), stop: make(chan struct{})}
-	go r.run(f, off, final)
+	go r.run(f, off, final, durable)
 	return r
 }
 
-func (r *lineReader) run(f *os.File, off int64, final bool) {
+func (r *lineReader) run(f *os.File, off int64, final, durable bool) {
 	// A section reader uses pread: several readers of one descriptor (an
 	// old one still winding down) never move each other's offset.
 	sc := spool.NewScanner(io.NewSectionReader(f, off, math.MaxInt64-off), off, final)
@@ -63,6 +71,11 @@ func (r *lineReader) run(f *os.File, off int64, final bool) {
 				ln.Data = arena[n:len(arena):len(arena)]
 			}
 			b.lines = append(b.lines, ln)
+		}
+		if durable && len(b.lines) > 0 && b.err == nil {
+			if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+				b.lines, b.end, b.err = nil, true, fmt.Errorf("fdatasync before publishing: %w", err)
+			}
 		}
 		select {
 		case r.out <- b:

@@ -27,6 +27,9 @@ type Options struct {
 	MaxInFlight int   // unacknowledged publishes at once (default 1024)
 	RotateBytes int64 // rotate the active file at this size (default 4 MiB)
 	MaxBytes    int64 // spool cap; 0: no cap
+	// Durable makes every line durable on disk before it is published
+	// (SPOOL_FSYNC): see startReader.
+	Durable bool
 
 	Poll           time.Duration // fallback rescan when no notification comes (1s)
 	IdleRotate     time.Duration // rotate a fully acknowledged active file idle this long (2s)
@@ -393,7 +396,7 @@ func (s *Shipper) readFrom(t *tracker) bool {
 		t.f = f
 	}
 	if t.rd == nil {
-		t.rd = startReader(t.f, t.read, t.final)
+		t.rd = startReader(t.f, t.read, t.final, s.o.Durable)
 		t.cur, t.ci = nil, 0
 	}
 	var run *qrun

@@ -108,6 +108,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Spool: sp, Publisher: pub, Log: log,
 		ServerID: cfg.ServerID, Prefix: cfg.SubjectPrefix,
 		MaxInFlight: cfg.MaxInFlight, RotateBytes: cfg.RotateBytes, MaxBytes: cfg.SpoolMaxBytes,
+		Durable:        cfg.Fsync,
 		StatusInterval: cfg.StatusInterval, DrainTimeout: *drain,
 		Wake: wake, Reconnected: conn.Connected(), Abort: abort, Ready: checked,
 		Alive: sd.alive, OnStatus: sd.status,
