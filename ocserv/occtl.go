@@ -151,7 +151,9 @@ func (o *Occtl) exec(ctx context.Context, name string, argv []string) (Reply, er
 	err := cmd.Run()
 	rep.Stdout = stdout.buf.Bytes()
 	rep.Stderr = stderr.buf.String()
-	if ctx.Err() != nil {
+	// Only a command that failed can have been stopped by the context; one
+	// that finished just before the deadline keeps its answer.
+	if err != nil && ctx.Err() != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return rep, fmt.Errorf("%s: no answer within %s (killed)", name, o.timeout())
 		}

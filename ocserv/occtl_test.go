@@ -232,6 +232,32 @@ func TestRunnerTextCommands(t *testing.T) {
 	}
 }
 
+func TestDetectVersion(t *testing.T) {
+	path, _ := fakeOcctl(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	script := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ocserv := script("ocserv", `echo "ocserv 1.3.0" >&2`)
+	if v, err := (&Occtl{Path: path}).DetectVersion(ctx, ocserv); err != nil || v != (Version{1, 4, 2}) {
+		t.Errorf("occtl's version first: %v %v", v, err)
+	}
+	mute := script("occtl-mute", "echo no banner here")
+	if v, err := (&Occtl{Path: mute}).DetectVersion(ctx, ocserv); err != nil || v != (Version{1, 3, 0}) {
+		t.Errorf("fallback to ocserv: %v %v", v, err)
+	}
+	broken := script("ocserv-broken", "echo crashed >&2; exit 3")
+	_, err := (&Occtl{Path: mute}).DetectVersion(ctx, broken)
+	if err == nil || !strings.Contains(err.Error(), "occtl --version: no version number") || !strings.Contains(err.Error(), "ocserv --version: exit 3: crashed") {
+		t.Errorf("both failing: %v", err)
+	}
+}
+
 func TestArgumentValidation(t *testing.T) {
 	path, argvLog := fakeOcctl(t)
 	o := &Occtl{Path: path}

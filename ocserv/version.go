@@ -109,3 +109,20 @@ func (o *Occtl) OcservVersion(ctx context.Context, path string) (Version, error)
 	}
 	return v, nil
 }
+
+// DetectVersion returns the version that decides how output must be read:
+// occtl's, since occtl prints the JSON (`occtl --version`); when occtl
+// cannot tell (an unexpected banner), ocserv's (`ocservPath --version`,
+// "" meaning "ocserv"), which Debian and upstream ship in step with it.
+// Both failing is an error naming both.
+func (o *Occtl) DetectVersion(ctx context.Context, ocservPath string) (Version, error) {
+	v, err := o.Version(ctx)
+	if err == nil {
+		return v, nil
+	}
+	v, err2 := o.OcservVersion(ctx, ocservPath)
+	if err2 == nil {
+		return v, nil
+	}
+	return Version{}, fmt.Errorf("no version: %v; %v", err, err2)
+}
