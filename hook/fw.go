@@ -134,6 +134,24 @@ func (r *Run) withdraw(cfg config.Config, dev string) {
 	}
 }
 
+// clearLeftovers removes whatever rules of ours are on the device of an
+// unrestricted user's connect. Only Remove: firewall.Connect would treat an
+// unrestricted user's unparseable DNS entry as a reason to reject-all.
+func (r *Run) clearLeftovers(cfg config.Config, ev *events.Event) {
+	dev := ev.Session.Device
+	if dev == "" {
+		return // no valid device: nothing can have been applied to it
+	}
+	r.firewall(cfg, func(ctx context.Context, b firewall.Backend) firewall.Outcome {
+		if b == nil {
+			return firewall.Outcome{Action: firewall.ActionNone}
+		}
+		start := time.Now()
+		err := b.Remove(ctx, dev)
+		return firewall.Outcome{Action: firewall.ActionNone, Backend: b.Name(), Err: err, Elapsed: time.Since(start)}
+	}, ev)
+}
+
 // runNext runs OCSERV_NEXT_SCRIPT exactly as ocserv-fw does, /bin/sh
 // "$OCSERV_NEXT_SCRIPT" with ocserv's environment, and returns its exit
 // status. Its run time is the operator's and is not counted against the

@@ -212,6 +212,12 @@ func (r *Run) run(budget *time.Timer) int {
 	case opts.fw:
 		r.encode(ev) // so that a budget expiry can still log the event
 		code = r.asFirewallScript(cfg, ev, budget)
+	case cfg.Firewall == config.FirewallOn && t == events.Connect && !ev.Policy.Restricted():
+		// ocserv runs the fw script only for restricted users, so this
+		// connect came through the plain wrapper: clear rules of ours a
+		// missed disconnect left on the device, or they would restrict a
+		// user ocserv did not restrict.
+		r.clearLeftovers(cfg, ev)
 	case cfg.Firewall == config.FirewallOn && ev.Policy.Restricted() && t == events.Connect:
 		r.printf("FIREWALL=on, but ocserv ran the hook as its connect script for restricted user %q: the rules are ocserv-fw's; install the hook as ocserv's fw script (README, firewall modes)", ev.Session.Username)
 	}
