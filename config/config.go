@@ -57,6 +57,9 @@ type Config struct {
 	MaxInFlight      int
 	StatusInterval   time.Duration
 	SnapshotInterval time.Duration
+
+	// Cmd is the command service's (see keys.go).
+	Cmd Cmd
 }
 
 // NATS holds connection settings. Secrets are referenced by path, so the
@@ -116,6 +119,14 @@ func Default() Config {
 		MaxInFlight:      1024,
 		StatusInterval:   5 * time.Second,
 		SnapshotInterval: 30 * time.Second,
+		Cmd: Cmd{
+			TrustedKeys:            "/etc/ocserv-telemetry/operators.keys",
+			XKeySeed:               "/etc/ocserv-telemetry/commander.xkey",
+			NonceFile:              "/var/lib/ocserv-telemetry/nonces",
+			MaxSkew:                30 * time.Second,
+			MaxValidity:            5 * time.Minute,
+			RefusalAuditsPerMinute: 60,
+		},
 	}
 }
 

@@ -85,8 +85,45 @@ var fields = map[string]field{
 		func(c *Config, v string) error {
 			return setDuration(&c.StatusInterval, v, 100*time.Millisecond, time.Hour)
 		}},
+	"CMD_TRUSTED_KEYS": {"command service: file of trusted operator public keys with a role each (default /etc/ocserv-telemetry/operators.keys)",
+		func(c *Config, v string) error { return setAbsPath(&c.Cmd.TrustedKeys, v) }},
+	"CMD_XKEY_SEED": {"command service: this server's curve key seed file, made at first start; operators seal passwords to it (default /etc/ocserv-telemetry/commander.xkey)",
+		func(c *Config, v string) error { return setAbsPath(&c.Cmd.XKeySeed, v) }},
+	"CMD_NONCE_FILE": {"command service: the nonce cache that refuses replays across restarts (default /var/lib/ocserv-telemetry/nonces)",
+		func(c *Config, v string) error { return setAbsPath(&c.Cmd.NonceFile, v) }},
+	"CMD_MAX_CLOCK_SKEW": {"command service: clock difference tolerated between operator and server (default 30s)",
+		func(c *Config, v string) error { return setDuration(&c.Cmd.MaxSkew, v, 0, 10*time.Minute) }},
+	"CMD_MAX_VALIDITY": {"command service: longest validity (expiry minus issue time) of a command (default 5m)",
+		func(c *Config, v string) error { return setDuration(&c.Cmd.MaxValidity, v, time.Second, time.Hour) }},
+	"CMD_REFUSAL_AUDITS_PER_MINUTE": {"command service: audit events for refused commands per minute; the rest are counted in the next one (default 60)",
+		func(c *Config, v string) error { return setInt(&c.Cmd.RefusalAuditsPerMinute, v, 1, 100000) }},
+	"CMD_OCCTL": {"command service: occtl binary (default occtl from PATH)",
+		func(c *Config, v string) error { return setAbsPath(&c.Cmd.Occtl, v) }},
+	"CMD_OCCTL_SOCKET": {"command service: occtl's socket (-s); empty means occtl's compiled-in default",
+		func(c *Config, v string) error {
+			if v == "" {
+				c.Cmd.OcctlSocket = ""
+				return nil
+			}
+			return setAbsPath(&c.Cmd.OcctlSocket, v)
+		}},
+	"CMD_OCSERV": {"command service: ocserv binary, for its version when occtl does not tell (default ocserv from PATH)",
+		func(c *Config, v string) error { return setAbsPath(&c.Cmd.Ocserv, v) }},
 	"SNAPSHOT_INTERVAL": {"how often occtl snapshots are published (default 30s)",
 		func(c *Config, v string) error { return setDuration(&c.SnapshotInterval, v, time.Second, 24*time.Hour) }},
+}
+
+// Cmd holds the command service's settings (cmd/commander).
+type Cmd struct {
+	TrustedKeys            string
+	XKeySeed               string
+	NonceFile              string
+	MaxSkew                time.Duration
+	MaxValidity            time.Duration
+	RefusalAuditsPerMinute int
+	Occtl                  string // "" means "occtl" from PATH
+	OcctlSocket            string
+	Ocserv                 string // "" means "ocserv" from PATH
 }
 
 // ValidToken reports whether s can be one NATS subject token. It is
