@@ -349,11 +349,11 @@ func TestYoungTmpWaitedForThenStale(t *testing.T) {
 func TestHeldTmpNotRemoved(t *testing.T) {
 	p, _ := newPasswd(t)
 	p.StaleAfter = time.Millisecond
-	p.Timeout = 500 * time.Millisecond
 	ctx := context.Background()
 	if err := p.Add(ctx, "alice", "", "pw-1"); err != nil {
 		t.Fatal(err)
 	}
+	p.Timeout = 700 * time.Millisecond
 	before := readFile(t, p.File)
 	tmp := p.File + ".tmp"
 	f, err := os.Create(tmp)
