@@ -118,7 +118,10 @@ type Action struct {
 	Role   opauth.Role
 	Params []Param
 	Desc   string
-	Run    func(ctx context.Context, r *Request) (any, error)
+	// Check, when set, validates the arguments as a whole (e.g. exactly
+	// one of user or id) before anything is run or audited as accepted.
+	Check func(args map[string]string) error
+	Run   func(ctx context.Context, r *Request) (any, error)
 }
 
 // Param is one argument of an action.
@@ -201,6 +204,10 @@ func Start(o Options) (*Service, error) {
 			return nil, fmt.Errorf("command service: endpoint %s: %w", a.Name, err)
 		}
 	}
+	// The subscriptions are live at the server when Start returns.
+	if err := o.NC.FlushTimeout(5 * time.Second); err != nil && o.NC.IsConnected() {
+		o.Log.Warn("command service: flush after registering", "err", err.Error())
+	}
 	return s, nil
 }
 
@@ -251,6 +258,9 @@ func (s *Service) handle(a *Action, r micro.Request) {
 	cmd := ver.Cmd
 	idKey, idNonce := cmd.Key, cmd.Nonce
 	args, err := checkArgs(toParams(a.Params), cmd.Args)
+	if err == nil && a.Check != nil {
+		err = a.Check(args)
+	}
 	if err != nil {
 		// Signed by a trusted key and not a replay: always audited.
 		au.OK, au.Phase, au.Code, au.Message = false, PhaseRefused, CodeInvalidArgument, err.Error()
@@ -438,7 +448,8 @@ func (s *Service) builtin() []Action {
 			return l, err
 		}},
 		{Name: "disconnect", Role: rw, Params: []Param{{Name: "user", Check: ValidName}, {Name: "id", Check: validID}},
-			Desc: "occtl disconnect user NAME | id ID (the client may come back with its cookie; see kick)",
+			Desc:  "occtl disconnect user NAME | id ID (the client may come back with its cookie; see kick)",
+			Check: checkUserOrID,
 			Run: func(ctx context.Context, r *Request) (any, error) {
 				u, id, err := userOrID(r.Args)
 				if err != nil {
@@ -452,7 +463,8 @@ func (s *Service) builtin() []Action {
 				return map[string]bool{"disconnected": err == nil}, err
 			}},
 		{Name: "terminate", Role: rw, Params: []Param{{Name: "user", Check: ValidName}, {Name: "id", Check: validID}},
-			Desc: "occtl terminate user NAME | id ID: disconnect and invalidate the cookie (ocserv 1.4.2+)",
+			Desc:  "occtl terminate user NAME | id ID: disconnect and invalidate the cookie (ocserv 1.4.2+)",
+			Check: checkUserOrID,
 			Run: func(ctx context.Context, r *Request) (any, error) {
 				u, id, err := userOrID(r.Args)
 				if err != nil {
@@ -516,14 +528,21 @@ func (s *Service) builtin() []Action {
 	}
 }
 
-func userOrID(args map[string]string) (string, int, error) {
-	u, hasU := args["user"]
-	idS, hasID := args["id"]
+func checkUserOrID(args map[string]string) error {
+	_, hasU := args["user"]
+	_, hasID := args["id"]
 	if hasU == hasID {
-		return "", 0, fail(CodeInvalidArgument, "give exactly one of the arguments user or id")
+		return errors.New("give exactly one of the arguments user or id")
 	}
-	id, _ := strconv.Atoi(idS)
-	return u, id, nil
+	return nil
+}
+
+func userOrID(args map[string]string) (string, int, error) {
+	if err := checkUserOrID(args); err != nil {
+		return "", 0, fail(CodeInvalidArgument, "%v", err)
+	}
+	id, _ := strconv.Atoi(args["id"])
+	return args["user"], id, nil
 }
 
 func keyLabel(k opauth.TrustedKey) string {

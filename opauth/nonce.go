@@ -54,10 +54,12 @@ func OpenNonceCache(path string, max int, now time.Time) (*NonceCache, error) {
 		return nil, fmt.Errorf("nonce cache: %w", err)
 	}
 	ms := now.UnixMilli()
-	for _, line := range bytes.Split(b, []byte{'\n'}) {
+	lines := bytes.Split(b, []byte{'\n'})
+	lines = lines[:len(lines)-1] // after the last '\n': empty, or a torn write
+	for _, line := range lines {
 		f := bytes.Fields(line)
 		if len(f) != 3 {
-			continue // torn or empty
+			continue
 		}
 		until, err := strconv.ParseInt(string(f[0]), 10, 64)
 		if err != nil || until <= ms {

@@ -1,0 +1,169 @@
+package opauth
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nkeys"
+)
+
+func TestParseTrusted(t *testing.T) {
+	u, _ := nkeys.CreateUser()
+	pub, _ := u.PublicKey()
+	acc, _ := nkeys.CreateAccount()
+	apub, _ := acc.PublicKey()
+	good := "# comment\n\nrw " + pub + " alice@ops\n"
+	keys, err := ParseTrusted([]byte(good))
+	if err != nil || keys[pub].Role != ReadWrite || keys[pub].Name != "alice@ops" {
+		t.Fatalf("%v %+v", err, keys)
+	}
+	for name, in := range map[string]string{
+		"bad role":    "admin " + pub,
+		"account key": "ro " + apub,
+		"not a key":   "ro hello",
+		"duplicate":   "ro " + pub + "\nrw " + pub,
+		"extra field": "ro " + pub + " a b",
+		"key only":    pub,
+	} {
+		if _, err := ParseTrusted([]byte(in)); err == nil || !strings.Contains(err.Error(), "line ") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestTrustedFileReloadAndMode(t *testing.T) {
+	u, _ := nkeys.CreateUser()
+	pub, _ := u.PublicKey()
+	p := filepath.Join(t.TempDir(), "keys")
+	os.WriteFile(p, []byte("rw "+pub+"\n"), 0o644)
+	tr, err := LoadTrusted(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := tr.Lookup(pub); !ok || err != nil {
+		t.Fatalf("%v %v", ok, err)
+	}
+	// Removing the key takes effect without a restart.
+	time.Sleep(10 * time.Millisecond)
+	os.WriteFile(p, []byte("# nobody\n"), 0o644)
+	os.Chtimes(p, time.Now().Add(time.Second), time.Now().Add(time.Second))
+	if _, ok, _ := tr.Lookup(pub); ok {
+		t.Fatal("a removed key is still trusted")
+	}
+	// A file others may write trusts nobody.
+	os.WriteFile(p, []byte("rw "+pub+"\n"), 0o644)
+	os.Chmod(p, 0o666)
+	os.Chtimes(p, time.Now().Add(2*time.Second), time.Now().Add(2*time.Second))
+	if _, ok, err := tr.Lookup(pub); ok || err == nil || !strings.Contains(err.Error(), "writable") {
+		t.Fatalf("world-writable file: %v %v", ok, err)
+	}
+}
+
+func TestNonceCachePersistsExpiresAndBounds(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "state", "nonces")
+	now := time.Now()
+	c, err := OpenNonceCache(p, 3, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Use("K", "n1", now.Add(time.Minute), now); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Use("K", "n2", now.Add(time.Second), now); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Use("K", "n1", now.Add(time.Minute), now); !errors.Is(err, ErrReplayed) {
+		t.Fatalf("replay: %v", err)
+	}
+	c.Close()
+	// Torn last line, as after a crash mid-write.
+	f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("99999999999999 K tor")
+	f.Close()
+
+	later := now.Add(2 * time.Second) // n2 expired
+	c, err = OpenNonceCache(p, 3, later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Len() != 1 {
+		t.Fatalf("%d live entries after reopen, want 1 (n1)", c.Len())
+	}
+	if err := c.Use("K", "n1", later.Add(time.Minute), later); !errors.Is(err, ErrReplayed) {
+		t.Fatalf("replay after restart: %v", err)
+	}
+	if err := c.Use("K", "n2", later.Add(time.Minute), later); err != nil {
+		t.Fatalf("an expired nonce is forgotten (its command can no longer pass the expiry check): %v", err)
+	}
+	c.Use("K", "n3", later.Add(time.Minute), later)
+	// Full of live entries: refuse rather than forget one.
+	if err := c.Use("K", "n4", later.Add(time.Minute), later); !errors.Is(err, ErrCacheFull) {
+		t.Fatalf("full cache: %v", err)
+	}
+	if err := c.Use("K", "n4", later.Add(2*time.Minute), later.Add(90*time.Second)); err != nil {
+		t.Fatalf("after expiry frees room: %v", err)
+	}
+	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
+		t.Errorf("nonce file mode %v", fi.Mode().Perm())
+	}
+}
+
+func TestSealOpen(t *testing.T) {
+	srv, _ := nkeys.CreateCurveKeys()
+	other, _ := nkeys.CreateCurveKeys()
+	spub, _ := srv.PublicKey()
+	args := map[string]string{"user": "dave"}
+	if err := Seal(args, "password", "s3cret pass", spub); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range args {
+		if strings.Contains(v, "s3cret") {
+			t.Fatalf("secret in clear in %s", k)
+		}
+	}
+	pt, err := Open(srv, args, "password")
+	if err != nil || string(pt) != "s3cret pass" {
+		t.Fatalf("%q %v", pt, err)
+	}
+	if _, err := Open(other, args, "password"); err == nil {
+		t.Fatal("opened with another server's key")
+	}
+	if _, err := Open(srv, map[string]string{"password": "x"}, "password"); err == nil || !strings.Contains(err.Error(), "never sent in clear") {
+		t.Fatalf("clear password: %v", err)
+	}
+	if err := Seal(args, "other", "x", spub); err == nil {
+		t.Fatal("two secrets sealed into one command")
+	}
+}
+
+func TestSignVerifyRoundTrip(t *testing.T) {
+	u, _ := nkeys.CreateUser()
+	pub, _ := u.PublicKey()
+	dir := t.TempDir()
+	kf := filepath.Join(dir, "keys")
+	os.WriteFile(kf, []byte("ro "+pub+" me\n"), 0o600)
+	tr, _ := LoadTrusted(kf)
+	nc, _ := OpenNonceCache(filepath.Join(dir, "n"), 10, time.Now())
+	defer nc.Close()
+	v := &Verifier{Trusted: tr, Nonces: nc, MaxSkew: time.Second, MaxValidity: time.Minute}
+	body, err := Sign(u, NewCommand("p.cmd.s.users", "users", nil, time.Now(), 30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, rerr := v.Verify("p.cmd.s.users", "users", ReadOnly, body)
+	if rerr != nil || got.Key.Name != "me" || got.Cmd.Key != pub {
+		t.Fatalf("%+v %v", got, rerr)
+	}
+	if _, rerr := v.Verify("p.cmd.s.users", "users", ReadOnly, body); rerr == nil || rerr.Code != CodeReplayed {
+		t.Fatalf("replay: %v", rerr)
+	}
+	acc, _ := nkeys.CreateAccount()
+	if _, err := Sign(acc, NewCommand("p.cmd.s.users", "users", nil, time.Now(), time.Second)); err == nil {
+		t.Fatal("signed with an account key")
+	}
+}
