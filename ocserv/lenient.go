@@ -297,7 +297,7 @@ func (p *parser) word() *Value {
 	}
 	s := w
 	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
+		s = fixUTF8(s)
 	}
 	p.note(off, "unquoted %q read as a string", clip(s))
 	return &Value{Kind: String, Offset: off, Text: s}
@@ -358,7 +358,7 @@ func (p *parser) str() (string, error) {
 			s := b.String()
 			if !utf8.ValidString(s) {
 				p.note(start, "invalid UTF-8 in a string replaced by U+FFFD")
-				s = strings.ToValidUTF8(s, "\uFFFD")
+				s = fixUTF8(s)
 			}
 			return s, nil
 		case c == '\\':
@@ -543,6 +543,22 @@ func (p *parser) array(depth int) (*Value, error) {
 		arr.Elems = append(arr.Elems, v)
 		first, comma = false, false
 	}
+}
+
+// fixUTF8 replaces each invalid byte by U+FFFD, as encoding/json does
+// (strings.ToValidUTF8 would fold a run of them into one).
+func fixUTF8(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // clip shortens text quoted in notes and errors.
