@@ -89,7 +89,7 @@ func CheckHostFwScript() error {
 
 // writePerUser writes Options.PerUser files into a config-per-user dir.
 func (b *Bed) writePerUser() (string, error) {
-	if len(b.opts.PerUser) == 0 {
+	if len(b.opts.PerUser) == 0 && !b.opts.PerUserDir {
 		return "", nil
 	}
 	dir := filepath.Join(b.dir, "config-per-user")

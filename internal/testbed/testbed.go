@@ -113,6 +113,13 @@ type Options struct {
 	// set when it is not empty.
 	PerUser map[string][]string
 
+	// PerUserDir sets config-per-user (and PerGroupDir config-per-group)
+	// to a directory of the bed even when PerUser is empty, so a test can
+	// create and edit those files while ocserv runs (Bed.PerUserDir,
+	// Bed.PerGroupDir).
+	PerUserDir  bool
+	PerGroupDir bool
+
 	// Target adds a namespace behind the server, reachable through the
 	// tunnel, with TCP listeners on TargetPorts at TargetRouteIP,
 	// TargetNoRouteIP and TargetOutsideIP (see fwmode.go).
@@ -476,6 +483,13 @@ func (b *Bed) writeConf(cert, key, script string) error {
 	if perUser != "" {
 		w("config-per-user = %s/", perUser)
 	}
+	if b.opts.PerGroupDir {
+		dir := filepath.Join(b.dir, "config-per-group")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return err
+		}
+		w("config-per-group = %s/", dir)
+	}
 	if b.opts.MaxBanScore > 0 {
 		w("max-ban-score = %d", b.opts.MaxBanScore)
 	}
@@ -606,6 +620,27 @@ func (b *Bed) dump() {
 	if len(files) == 0 {
 		t.Logf("=== spool %s: no event files", b.spoolDir)
 	}
+}
+
+// PasswdFile is the ocpasswd file ocserv authenticates against.
+func (b *Bed) PasswdFile() string { return filepath.Join(b.dir, "ocpasswd") }
+
+// PerUserDir is config-per-user ("" unless Options.PerUser or
+// Options.PerUserDir); PerGroupDir is config-per-group ("" unless
+// Options.PerGroupDir).
+func (b *Bed) PerUserDir() string {
+	if len(b.opts.PerUser) == 0 && !b.opts.PerUserDir {
+		return ""
+	}
+	return filepath.Join(b.dir, "config-per-user")
+}
+
+// PerGroupDir: see PerUserDir.
+func (b *Bed) PerGroupDir() string {
+	if !b.opts.PerGroupDir {
+		return ""
+	}
+	return filepath.Join(b.dir, "config-per-group")
 }
 
 // Dir is the bed's private directory (configs, keys, logs, spool).
