@@ -109,6 +109,16 @@ var fields = map[string]field{
 		}},
 	"CMD_OCSERV": {"command service: ocserv binary, for its version when occtl does not tell (default ocserv from PATH)",
 		func(c *Config, v string) error { return setAbsPath(&c.Cmd.Ocserv, v) }},
+	"CMD_OCPASSWD_FILE": {"command service: ocserv's plain password file; user actions are offered only when set (e.g. /etc/ocserv/ocpasswd)",
+		func(c *Config, v string) error { return setOptAbsPath(&c.Cmd.OcpasswdFile, v) }},
+	"CMD_OCPASSWD": {"command service: ocpasswd binary (default ocpasswd from PATH)",
+		func(c *Config, v string) error { return setAbsPath(&c.Cmd.Ocpasswd, v) }},
+	"CMD_CONFIG_PER_USER": {"command service: ocserv's config-per-user directory; config actions for users are offered only when set",
+		func(c *Config, v string) error { return setOptAbsPath(&c.Cmd.ConfigPerUser, v) }},
+	"CMD_CONFIG_PER_GROUP": {"command service: ocserv's config-per-group directory; config actions for groups are offered only when set",
+		func(c *Config, v string) error { return setOptAbsPath(&c.Cmd.ConfigPerGroup, v) }},
+	"CMD_CONFIG_BACKUP_DIR": {"command service: where per-user/per-group files are backed up before a change (default: beside each directory, <dir>.backup)",
+		func(c *Config, v string) error { return setOptAbsPath(&c.Cmd.ConfigBackupDir, v) }},
 	"SNAPSHOT_INTERVAL": {"how often occtl snapshots are published (default 30s)",
 		func(c *Config, v string) error { return setDuration(&c.SnapshotInterval, v, time.Second, 24*time.Hour) }},
 }
@@ -124,6 +134,19 @@ type Cmd struct {
 	Occtl                  string // "" means "occtl" from PATH
 	OcctlSocket            string
 	Ocserv                 string // "" means "ocserv" from PATH
+	OcpasswdFile           string // "": user actions not offered
+	Ocpasswd               string // "" means "ocpasswd" from PATH
+	ConfigPerUser          string // "": not managed
+	ConfigPerGroup         string // "": not managed
+	ConfigBackupDir        string
+}
+
+func setOptAbsPath(dst *string, v string) error {
+	if v == "" {
+		*dst = ""
+		return nil
+	}
+	return setAbsPath(dst, v)
 }
 
 // ValidToken reports whether s can be one NATS subject token. It is
