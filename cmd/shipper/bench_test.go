@@ -181,7 +181,10 @@ func rawPublish(t *testing.T, url string, lines [][]byte) time.Duration {
 	for i, l := range lines {
 		m := &nats.Msg{Subject: "raw.events.vpn-test.connect", Data: l, Header: nats.Header{}}
 		m.Header[jetstream.MsgIDHeader] = []string{strconv.Itoa(i)}
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		// Wait for room as long as it takes, as the shipper does with its
+		// own window: the client's default 200 ms stall wait turns a busy
+		// machine into a failed baseline, not a slower one.
+		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 	}
