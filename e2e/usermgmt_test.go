@@ -198,3 +198,53 @@ func TestUserconfRouteAppliesAtNextLogin(t *testing.T) {
 		t.Errorf("route still in the file: %q", data)
 	}
 }
+
+// TestUserconfGroupRouteAndBadFile: a per-group route set through
+// userconf reaches a member of the group at the next login; and the
+// premise of validating first: a per-user file with a value ocserv 1.1.6
+// cannot parse (written by hand, around userconf) refuses that user's
+// login, which userconf.Get reports as a problem of the file.
+func TestUserconfGroupRouteAndBadFile(t *testing.T) {
+	testbed.RequireRoot(t)
+	b := testbed.New(t, testbed.Options{PerUserDir: true, PerGroupDir: true})
+	s := &userconf.Store{UserDir: b.PerUserDir(), GroupDir: b.PerGroupDir(), BackupDir: filepath.Join(b.Dir(), "userconf-backup")}
+
+	if _, err := s.Set(userconf.Group, "staff", "route", []string{"192.168.88.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.Connect("bob", b.Password("bob"))
+	if err != nil {
+		t.Fatalf("bob (group staff): %v", err)
+	}
+	m := testbed.Match{Type: events.Connect, Username: "bob"}
+	ce := one(t, b.WaitEvents(testbed.Count(m, 1), eventWait), m)
+	if ce.Policy == nil || !slices.Equal(ce.Policy.Routes, []string{"192.168.88.0/24"}) {
+		t.Errorf("bob's policy %+v, want routes [192.168.88.0/24] from the staff file", ce.Policy)
+	}
+	if err := c.Disconnect(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A value userconf refuses, written around it: ocserv refuses the login.
+	bad := filepath.Join(b.PerUserDir(), "alice")
+	if err := os.WriteFile(bad, []byte("route = 10.0.0.0/33\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := s.Get(userconf.User, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Entries) != 1 || cfg.Entries[0].Problem == "" {
+		t.Errorf("Get does not report the bad value: %+v", cfg.Entries)
+	}
+	if _, err := b.Connect("alice", b.Password("alice"), testbed.ConnectOptions{Timeout: 20 * time.Second}); err == nil {
+		t.Fatalf("alice logged in with an unparsable per-user file: the premise of validating first does not hold")
+	}
+	// Repaired through userconf, she logs in again (no reload).
+	if _, err := s.Set(userconf.User, "alice", "route", []string{"10.0.0.0/8"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Connect("alice", b.Password("alice")); err != nil {
+		t.Fatalf("alice after the repair: %v", err)
+	}
+}
