@@ -188,9 +188,10 @@ func run() error {
 			fmt.Printf("== stream %s holds %d messages (duplicate window %s)\n", si.Config.Name, si.State.Msgs, si.Config.Duplicates)
 		}
 	}
-	time.Sleep(700 * time.Millisecond) // one more status write
-	if b, err := os.ReadFile(filepath.Join(spoolDir, "status.json")); err == nil {
+	if b, err := waitStatus(filepath.Join(spoolDir, "status.json"), len(lat), 5*time.Second); err == nil {
 		fmt.Printf("== the shipper's status file (readable while NATS is down):\n%s", indent(string(b)))
+	} else {
+		fmt.Printf("== the shipper's status file: %v\n", err)
 	}
 
 	fmt.Println("== stopping the shipper with SIGTERM")
@@ -275,4 +276,29 @@ func indent(s string) string {
 		b.WriteString("   " + l + "\n")
 	}
 	return b.String()
+}
+
+// waitStatus waits until the shipper's status file (rewritten every
+// SHIPPER_STATUS_INTERVAL) accounts for all n events, so the demo shows
+// the state after delivery rather than a write from before it.
+func waitStatus(path string, n int, limit time.Duration) ([]byte, error) {
+	deadline := time.Now().Add(limit)
+	var last []byte
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			last = b
+			var st struct {
+				Acknowledged int `json:"acknowledged"`
+			}
+			if json.Unmarshal(b, &st) == nil && st.Acknowledged >= n {
+				return b, nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if last != nil {
+		return last, nil // show what there is; the counters lag the delivery
+	}
+	return nil, fmt.Errorf("not written within %s", limit)
 }
