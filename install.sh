@@ -311,7 +311,7 @@ ocserv_version() {
 		return 0
 	fi
 	command -v ocserv >/dev/null 2>&1 || return 0
-	ocserv --version 2>/dev/null | sed -n '1s/^ocserv[[:space:]]*\([0-9][0-9.]*\).*/\1/p'
+	ocserv --version 2>&1 | sed -n '1s/^ocserv[[:space:]]*\([0-9][0-9.]*\).*/\1/p'
 }
 
 # version_ge A B: A >= B for dotted numeric versions.
@@ -449,11 +449,6 @@ install_config() {
 	ensure_dir "$CONF_DIR" 755
 	put "$_example" "$AGENT_EXAMPLE" 644
 	if [ -e "$ROOT$AGENT_ENV" ]; then
-		_fw=$(conf_value "$ROOT$AGENT_ENV" FIREWALL)
-		[ -n "$_fw" ] || _fw=off
-		if [ "$_fw" != "$FIREWALL" ]; then
-			die "$AGENT_ENV says FIREWALL=$_fw but this install is --firewall=$FIREWALL: set FIREWALL=$FIREWALL there (the hook reads it), or rerun with --firewall=$_fw"
-		fi
 		say "  keeping $AGENT_ENV (the operator's; every key is in $AGENT_EXAMPLE)"
 		if [ "$(mode_of "$ROOT$AGENT_ENV")" != 600 ]; then
 			warn "$AGENT_ENV is mode $(mode_of "$ROOT$AGENT_ENV"); it may hold NATS secrets: chmod 600 it"
@@ -576,7 +571,6 @@ replace_conf() {
 install_conf() {
 	say "ocserv.conf ($OCSERV_CONF):"
 	_c=$ROOT$OCSERV_CONF
-	[ -f "$_c" ] || die "$OCSERV_CONF: no such file (is ocserv installed? --ocserv-conf FILE names another)"
 	wire_conf "$_c" "$WORK/ocserv.conf.new"
 	if cmp -s -- "$_c" "$WORK/ocserv.conf.new"; then
 		say "  already wired"
@@ -651,9 +645,8 @@ divert_root_args() {
 
 # fw_install: make ocserv run our fw wrapper as its fw script.
 fw_install() {
-	_v=$(ocserv_version)
-	[ -n "$_v" ] || die "--firewall=on: cannot tell the ocserv version (no ocserv in PATH?); pass --ocserv-version X.Y.Z"
-	if version_ge "$_v" 1.2.3; then
+	_v=$FW_VERSION
+	if [ "$FW_WAY" = dropin ]; then
 		# ocserv >= 1.2.3 honours OCSERV_FW_SCRIPT in its environment.
 		fw_undivert
 		say "  ocserv $_v: OCSERV_FW_SCRIPT in a drop-in for ocserv.service"
@@ -673,21 +666,14 @@ EOF
 		fi
 		return 0
 	fi
-	# ocserv < 1.2.3 runs the fixed path /usr/bin/ocserv-fw.
-	command -v dpkg-divert >/dev/null 2>&1 ||
-		die "--firewall=on with ocserv $_v needs /usr/bin/ocserv-fw replaced, and there is no dpkg-divert here; see docs/install.md (rpm-based systems)"
+	# ocserv < 1.2.3 runs the fixed path /usr/bin/ocserv-fw (preflight
+	# checked that dpkg-divert can take it).
 	say "  ocserv $_v: $OCSERV_FW diverted to $OCSERV_FW_DISTRIB, our fw wrapper in its place"
 	fw_remove_dropin
 	_ra=$(divert_root_args)
 	# shellcheck disable=SC2086 # _ra is empty or one --root=DIR word
 	_by=$(dpkg-divert $_ra --listpackage "$OCSERV_FW")
-	# shellcheck disable=SC2086
-	_to=$(dpkg-divert $_ra --truename "$OCSERV_FW")
-	if [ -n "$_by" ] && { [ "$_by" != LOCAL ] || [ "$_to" != "$OCSERV_FW_DISTRIB" ]; }; then
-		die "$OCSERV_FW is already diverted (by $_by, to $_to); undo that first"
-	fi
 	if [ -z "$_by" ]; then
-		[ -f "$ROOT$OCSERV_FW" ] || die "$OCSERV_FW: no such file (is ocserv installed?)"
 		# No moment without a fw script: the diversion is recorded without
 		# --rename, Debian's script is copied to its diverted name, and our
 		# wrapper is renamed over the original path in one step.
@@ -695,6 +681,8 @@ EOF
 		# shellcheck disable=SC2086
 		run dpkg-divert $_ra --local --no-rename --divert "$OCSERV_FW_DISTRIB" --add "$OCSERV_FW"
 		run cp -p -- "$ROOT$OCSERV_FW" "$ROOT$OCSERV_FW_DISTRIB"
+		NEXT="$NEXT
+  - users connected now got ocserv-fw's rules: their disconnect runs the hook, which leaves those rules; restart ocserv, or run $OCSERV_FW_DISTRIB --removeall (docs/firewall.md)"
 	fi
 	# /usr/bin/ocserv-fw is not in the manifest: fw_undivert owns it.
 	NOREMEMBER=1
@@ -739,6 +727,41 @@ fw_undivert() {
 
 # --- install / uninstall -------------------------------------------------
 
+# preflight: every reason to refuse, before anything is changed.
+preflight() {
+	[ -f "$ROOT$OCSERV_CONF" ] || die "$OCSERV_CONF: no such file (is ocserv installed? --ocserv-conf FILE names another)"
+	if [ -e "$ROOT$AGENT_ENV" ]; then
+		_fw=$(conf_value "$ROOT$AGENT_ENV" FIREWALL)
+		[ -n "$_fw" ] || _fw=off
+		if [ "$_fw" != "$FIREWALL" ]; then
+			die "$AGENT_ENV says FIREWALL=$_fw but this install is --firewall=$FIREWALL: set FIREWALL=$FIREWALL there (the hook reads it), or rerun with --firewall=$_fw; nothing was changed"
+		fi
+	fi
+	FW_VERSION=
+	FW_WAY=none
+	[ "$FIREWALL" = on ] || return 0
+	FW_VERSION=$(ocserv_version)
+	[ -n "$FW_VERSION" ] || die "--firewall=on: cannot tell the ocserv version (no ocserv in PATH?); pass --ocserv-version X.Y.Z"
+	if version_ge "$FW_VERSION" 1.2.3; then
+		FW_WAY=dropin
+		return 0
+	fi
+	FW_WAY=divert
+	command -v dpkg-divert >/dev/null 2>&1 ||
+		die "--firewall=on with ocserv $FW_VERSION needs $OCSERV_FW replaced, and there is no dpkg-divert here; see docs/install.md (rpm-based systems)"
+	_ra=$(divert_root_args)
+	# shellcheck disable=SC2086 # _ra is empty or one --root=DIR word
+	_by=$(dpkg-divert $_ra --listpackage "$OCSERV_FW")
+	# shellcheck disable=SC2086
+	_to=$(dpkg-divert $_ra --truename "$OCSERV_FW")
+	if [ -n "$_by" ] && { [ "$_by" != LOCAL ] || [ "$_to" != "$OCSERV_FW_DISTRIB" ]; }; then
+		die "$OCSERV_FW is already diverted (by $_by, to $_to); undo that first"
+	fi
+	if [ -z "$_by" ] && [ ! -f "$ROOT$OCSERV_FW" ]; then
+		die "$OCSERV_FW: no such file (is ocserv installed?)"
+	fi
+}
+
 write_settings() {
 	{
 		say "ocserv_conf=$OCSERV_CONF"
@@ -770,6 +793,7 @@ do_install() {
 	NEXT=
 	say "ocserv-telemetry: install${ROOT:+ into $ROOT} (firewall $FIREWALL, commands $COMMANDS)"
 	[ "$DRY" = 1 ] && say "(dry run: nothing is changed)"
+	preflight
 	install_packages
 	find_binaries
 	write_wrappers

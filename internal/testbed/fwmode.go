@@ -60,18 +60,17 @@ func (b *Bed) fwScriptWrapper() (string, error) {
 // bind mount.
 func (b *Bed) ocservArgv() ([]string, error) {
 	argv := []string{"ip", "netns", "exec", b.serverNS, "ocserv", "-f", "-d", "1", "-c", b.confPath}
-	if !b.opts.HookAsFwScript {
+	if !b.opts.HookAsFwScript && len(b.opts.Layers) == 0 {
 		return argv, nil
 	}
-	w, err := b.fwScriptWrapper()
+	script, err := b.privateMounts()
 	if err != nil {
 		return nil, err
 	}
 	// unshare makes the mount namespace private (no propagation back to
 	// the host); the shell mounts, then execs ip netns exec … ocserv with
-	// the same pid, so stopping ocserv ends the namespace and the mount.
-	script := `mount --bind "$1" "$2" && shift 2 && exec "$@"`
-	return append([]string{"unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script, "sh", w, OcservFw}, argv...), nil
+	// the same pid, so stopping ocserv ends the namespace and the mounts.
+	return append([]string{"unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script, "sh"}, argv...), nil
 }
 
 // CheckHostFwScript fails when the host's /usr/bin/ocserv-fw is the bed's

@@ -124,6 +124,19 @@ type Options struct {
 	// tunnel, with TCP listeners on TargetPorts at TargetRouteIP,
 	// TargetNoRouteIP and TargetOutsideIP (see fwmode.go).
 	Target bool
+
+	// Layers lays directories over host directories for the bed's ocserv
+	// and every script it runs, in a private mount namespace (as
+	// HookAsFwScript's bind mount): host directory → directory laid over
+	// it, as a read-only overlayfs where the latter's files win. How an
+	// install into a throwaway root (install.sh --root) runs for real
+	// without touching the host (see layers.go).
+	Layers map[string]string
+
+	// PrepareConf, when set, is called with the generated ocserv.conf
+	// before ocserv -t and the start; it returns the file ocserv is to
+	// run with ("": the generated one).
+	PrepareConf func(conf string) (string, error)
 }
 
 // Addresses of the bed. Every bed lives in its own namespaces, so these
@@ -359,6 +372,9 @@ func (b *Bed) setup() error {
 		b.scriptPath = b.hookPath
 	}
 	if err := b.writeConf(cert, key, script); err != nil {
+		return err
+	}
+	if err := b.prepareConf(); err != nil {
 		return err
 	}
 	if out, err := runCmd(30*time.Second, "ocserv", "-t", "-c", b.confPath); err != nil {
