@@ -10,6 +10,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -180,12 +181,9 @@ func loadOrMakeXKey(path string, log *slog.Logger) (nkeys.KeyPair, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	kp, err := nkeys.ParseDecoratedNKey(b)
+	kp, err := nkeys.FromCurveSeed(bytes.TrimSpace(b))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if pub, _ := kp.PublicKey(); !nkeys.IsValidPublicCurveKey(pub) {
-		return nil, fmt.Errorf("%s does not hold a curve seed (SX…)", path)
+		return nil, fmt.Errorf("%s does not hold a curve seed (SX…): %w", path, err)
 	}
 	return kp, nil
 }
