@@ -58,6 +58,9 @@ type Config struct {
 	StatusInterval   time.Duration
 	SnapshotInterval time.Duration
 
+	// Live is the shipper's live-state settings (see keys.go).
+	Live Live
+
 	// Cmd is the command service's (see keys.go).
 	Cmd Cmd
 }
@@ -119,6 +122,7 @@ func Default() Config {
 		MaxInFlight:      1024,
 		StatusInterval:   5 * time.Second,
 		SnapshotInterval: 30 * time.Second,
+		Live:             defaultLive(),
 		Cmd: Cmd{
 			TrustedKeys:            "/etc/ocserv-telemetry/operators.keys",
 			XKeySeed:               "/etc/ocserv-telemetry/commander.xkey",

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -121,6 +122,60 @@ var fields = map[string]field{
 		func(c *Config, v string) error { return setOptAbsPath(&c.Cmd.ConfigBackupDir, v) }},
 	"SNAPSHOT_INTERVAL": {"how often occtl snapshots are published (default 30s)",
 		func(c *Config, v string) error { return setDuration(&c.SnapshotInterval, v, time.Second, 24*time.Hour) }},
+	"LIVESTATE": {"shipper: poll occtl for snapshots, interim accounting and reconciliation: on|off (default on); uses CMD_OCCTL, CMD_OCCTL_SOCKET and CMD_OCSERV",
+		func(c *Config, v string) error { return setBool(&c.Live.Enabled, v) }},
+	"ACCOUNTING_INTERVAL": {"shipper: interval of the interim accounting event of each active session (default 5m)",
+		func(c *Config, v string) error {
+			return setDuration(&c.Live.AccountingInterval, v, time.Second, 7*24*time.Hour)
+		}},
+	"SNAPSHOT_HISTORY": {"shipper: snapshots kept per subject (MaxMsgsPerSubject) by a snapshots stream the shipper creates (default 100)",
+		func(c *Config, v string) error { return setInt(&c.Live.SnapshotHistory, v, 1, 1000000) }},
+	"NATS_SNAPSHOTS_STREAM": {"name of the snapshots stream (default OCSERV_SNAPSHOTS)",
+		func(c *Config, v string) error { return setToken(&c.Live.SnapshotsStream, v) }},
+	"NATS_STATE_BUCKET": {"name of the key-value bucket with each server's latest state and server_id claim (default ocserv_state)",
+		func(c *Config, v string) error { return setToken(&c.Live.StateBucket, v) }},
+	"METRICS_LISTEN": {"shipper: host:port of the Prometheus /metrics endpoint; empty (the default) means off",
+		func(c *Config, v string) error { return setListen(&c.Live.MetricsListen, v) }},
+	"METRICS_PER_USER": {"shipper: per-user series (label user) on the metrics endpoint: on|off (default off)",
+		func(c *Config, v string) error { return setBool(&c.Live.MetricsPerUser, v) }},
+}
+
+// Live holds the shipper's live-state settings (package livestate).
+type Live struct {
+	Enabled            bool
+	AccountingInterval time.Duration
+	SnapshotHistory    int
+	SnapshotsStream    string
+	StateBucket        string
+	MetricsListen      string // "": no metrics endpoint
+	MetricsPerUser     bool
+}
+
+func defaultLive() Live {
+	return Live{
+		Enabled:            true,
+		AccountingInterval: 5 * time.Minute,
+		SnapshotHistory:    100,
+		SnapshotsStream:    "OCSERV_SNAPSHOTS",
+		StateBucket:        "ocserv_state",
+	}
+}
+
+// setListen accepts "" (off) or host:port with a numeric port.
+func setListen(dst *string, v string) error {
+	if v == "" {
+		*dst = ""
+		return nil
+	}
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %v", v, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number 0-65535", v, port)
+	}
+	*dst = v
+	return nil
 }
 
 // Cmd holds the command service's settings (cmd/commander).
