@@ -34,8 +34,8 @@ AGENT_EXAMPLE=$CONF_DIR/agent.env.example
 SPOOL=/var/spool/ocserv-telemetry
 UNIT_DIR=/etc/systemd/system
 UNIT=ocserv-telemetry-shipper.service
-UNIT_DROPIN_DIR=$UNIT_DIR/$UNIT.d
-UNIT_DROPIN=$UNIT_DROPIN_DIR/ocserv.conf
+COMMANDER_BIN=/usr/local/bin/ocserv-telemetry-commander
+COMMANDER_UNIT=ocserv-telemetry-commander.service
 OCSERV_DROPIN_DIR=$UNIT_DIR/ocserv.service.d
 OCSERV_DROPIN=$OCSERV_DROPIN_DIR/ocserv-telemetry.conf
 OCSERV_FW=/usr/bin/ocserv-fw
@@ -69,7 +69,7 @@ usage: install.sh [options]        install or upgrade (run again: changes nothin
   --bin-dir DIR         install DIR/hook, DIR/shipper, DIR/ctl (release
                         binaries) instead of building this checkout
   --ocserv-conf FILE    ocserv's configuration (default /etc/ocserv/ocserv.conf)
-  --commands            let the shipper run occtl and ocpasswd (unit drop-in)
+  --commands            also the command service (ocserv-telemetry-commander)
   --server-id ID        SERVER_ID for a new agent.env (default: the host name)
   --ocserv-version V    skip `ocserv --version` (decides how --firewall=on is wired)
   --no-packages         install no distribution packages
@@ -428,6 +428,10 @@ install_binaries() {
 		put "$BINS/hook" "$HOOK_BIN" 755
 		put "$BINS/shipper" "$SHIPPER_BIN" 755
 		put "$BINS/ctl" "$CTL_BIN" 755
+		if [ "$COMMANDS" = on ]; then
+			[ -x "$BINS/commander" ] || die "$BINS/commander: missing (--commands needs the command service)"
+			put "$BINS/commander" "$COMMANDER_BIN" 755
+		fi
 	fi
 	ensure_parent "$HOOK_SH"
 	ensure_dir "$LIBEXEC" 755
@@ -486,33 +490,52 @@ install_spool() {
 install_units() {
 	say "systemd:"
 	put "$SRCDIR/systemd/$UNIT" "$UNIT_DIR/$UNIT" 644
+	_units=$UNIT
 	if [ "$COMMANDS" = on ]; then
-		put "$SRCDIR/systemd/ocserv-telemetry-shipper-ocserv.conf" "$UNIT_DROPIN" 644
-	else
-		remove_file "$UNIT_DROPIN"
+		put "$SRCDIR/systemd/$COMMANDER_UNIT" "$UNIT_DIR/$COMMANDER_UNIT" 644
+		_units="$UNIT $COMMANDER_UNIT"
+	elif [ -e "$ROOT$UNIT_DIR/$COMMANDER_UNIT" ]; then
+		disable_unit "$COMMANDER_UNIT"
+		remove_file "$UNIT_DIR/$COMMANDER_UNIT"
+		remove_file "$COMMANDER_BIN"
 	fi
-	_wants=$UNIT_DIR/multi-user.target.wants/$UNIT
-	if command -v systemctl >/dev/null 2>&1; then
-		if [ ! -L "$ROOT$_wants" ]; then
-			changed "enable $UNIT"
+	for _u in $_units; do
+		if ! command -v systemctl >/dev/null 2>&1; then
+			warn "no systemctl: enable and start $_u with your init system"
+		elif [ ! -L "$ROOT$UNIT_DIR/multi-user.target.wants/$_u" ]; then
+			changed "enable $_u"
 			if [ -n "$ROOT" ]; then
-				run systemctl --root="$ROOT" enable "$UNIT"
+				run systemctl --root="$ROOT" enable "$_u"
 			else
-				run systemctl enable "$UNIT"
+				run systemctl enable "$_u"
 			fi
 		fi
-	else
-		warn "no systemctl: enable and start $UNIT with your init system"
-	fi
+	done
 	if booted; then
 		run systemctl daemon-reload
 		if [ "$START" = 1 ]; then
-			if [ "$CHANGES" -gt 0 ]; then
-				run systemctl restart "$UNIT"
-			else
-				run systemctl start "$UNIT"
-			fi
+			for _u in $_units; do
+				if [ "$CHANGES" -gt 0 ]; then
+					run systemctl restart "$_u"
+				else
+					run systemctl start "$_u"
+				fi
+			done
 		fi
+	fi
+}
+
+# disable_unit UNIT: disable (and stop, when systemd runs) an enabled unit.
+disable_unit() {
+	command -v systemctl >/dev/null 2>&1 || return 0
+	[ -L "$ROOT$UNIT_DIR/multi-user.target.wants/$1" ] || return 0
+	changed "disable $1"
+	if booted; then
+		run systemctl disable --now "$1"
+	elif [ -n "$ROOT" ]; then
+		run systemctl --root="$ROOT" disable "$1"
+	else
+		run systemctl disable "$1"
 	fi
 }
 
@@ -841,16 +864,8 @@ do_uninstall() {
 	fw_undivert
 	fw_remove_dropin
 	say "systemd:"
-	if command -v systemctl >/dev/null 2>&1 && [ -L "$ROOT$UNIT_DIR/multi-user.target.wants/$UNIT" ]; then
-		if booted; then
-			run systemctl disable --now "$UNIT"
-		elif [ -n "$ROOT" ]; then
-			run systemctl --root="$ROOT" disable "$UNIT"
-		else
-			run systemctl disable "$UNIT"
-		fi
-		changed "disable $UNIT"
-	fi
+	disable_unit "$COMMANDER_UNIT"
+	disable_unit "$UNIT"
 	say "files:"
 	# Files first, then directories deepest first (only when empty).
 	while IFS= read -r _p; do

@@ -729,3 +729,36 @@ func hostInstallPaths() string {
 	fmt.Fprintf(&s, "ocserv-fw:%x", sum[:8])
 	return s.String()
 }
+
+// --commands adds the command service (binary and enabled unit); a rerun
+// remembers it; --no-commands takes both away again.
+func TestInstallCommands(t *testing.T) {
+	testbed.RequireRoot(t)
+	repo := repoRoot(t)
+	root := newRoot(t, realisticConf(t))
+	bin := filepath.Join(repo, "bin")
+	const cmdBin = "/usr/local/bin/ocserv-telemetry-commander"
+	const cmdUnit = "/etc/systemd/system/ocserv-telemetry-commander.service"
+	const cmdWants = "/etc/systemd/system/multi-user.target.wants/ocserv-telemetry-commander.service"
+	runInstall(t, true, "--root", root, "--bin-dir", bin, "--no-packages", "--commands")
+	checkEntry(t, root, cmdBin, 0o755)
+	checkEntry(t, root, cmdUnit, 0o644)
+	if readFile(t, filepath.Join(root, cmdBin)) != readFile(t, filepath.Join(bin, "commander")) {
+		t.Errorf("%s is not bin/commander", cmdBin)
+	}
+	if target, err := os.Readlink(filepath.Join(root, cmdWants)); err != nil || target != cmdUnit {
+		t.Errorf("command service not enabled: %q %v", target, err)
+	}
+	snap := snapshot(t, root)
+	runInstall(t, true, "--root", root, "--bin-dir", bin, "--no-packages")
+	if d := snapDiff(snap, snapshot(t, root)); d != "" {
+		t.Errorf("rerun without --commands changed the root:\n%s", d)
+	}
+	runInstall(t, true, "--root", root, "--bin-dir", bin, "--no-packages", "--no-commands")
+	for _, p := range []string{cmdBin, cmdUnit, cmdWants} {
+		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
+			t.Errorf("%s still there after --no-commands", p)
+		}
+	}
+	checkEntry(t, root, instUnit, 0o644)
+}

@@ -14,7 +14,7 @@ v[0-9]*.[0-9]*) VERSION=${VERSION#v} ;;
 *) VERSION=0.0.0~git.$VERSION ;;
 esac
 ARCH=${ARCH:-$(go env GOARCH)}
-for b in hook shipper ctl; do
+for b in hook shipper ctl commander; do
 	[ -x "bin/$b" ] || {
 		echo "package: bin/$b missing: run make build first" >&2
 		exit 1
@@ -25,8 +25,8 @@ STAGE=$(mktemp -d "${TMPDIR:-/tmp}/ocserv-telemetry-package.XXXXXX")
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/bin" "$STAGE/systemd" "$STAGE/packaging" dist
 cp install.sh "$STAGE/"
-cp bin/hook bin/shipper bin/ctl "$STAGE/bin/"
-cp systemd/ocserv-telemetry-shipper.service systemd/ocserv-telemetry-shipper-ocserv.conf "$STAGE/systemd/"
+cp bin/hook bin/shipper bin/ctl bin/commander "$STAGE/bin/"
+cp systemd/ocserv-telemetry-shipper.service systemd/ocserv-telemetry-commander.service "$STAGE/systemd/"
 cp packaging/agent.env.example packaging/postinstall.sh packaging/preremove.sh "$STAGE/packaging/"
 cp packaging/nfpm.yaml "$STAGE/"
 export VERSION ARCH
