@@ -10,7 +10,7 @@ FUZZTIME ?= 10s
 # Packages with root-only tests (build tag e2e).
 E2E_PKGS := ./hook/... ./e2e/... ./firewall/...
 
-.PHONY: all build test e2e bench fuzz demo vet clean
+.PHONY: all build test e2e bench fuzz demo vet clean package check-units
 
 all: build
 
@@ -48,5 +48,13 @@ bench: build
 demo: build
 	$(GO) run ./cmd/demo
 
+# .deb and .rpm in dist/ (nfpm, from the module proxy).
+package: build
+	./scripts/package.sh
+
+# systemd-analyze verify and security of the units (shipper exposure <= 3.0).
+check-units: build
+	./scripts/check-units.sh
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist
