@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 )
 
 type field struct {
@@ -214,10 +216,8 @@ func ValidToken(s string) error {
 	if len(s) > 128 {
 		return fmt.Errorf("longer than 128 characters")
 	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return fmt.Errorf("%q is not a valid subject token (use letters, digits, '-' and '_')", s)
-		}
+	if !events.IsToken(s, 128) {
+		return fmt.Errorf("%q is not a valid subject token (use letters, digits, '-' and '_')", s)
 	}
 	return nil
 }

@@ -198,3 +198,20 @@ func quoteShort(s string) string {
 	}
 	return fmt.Sprintf("%q", s)
 }
+
+// IsToken reports whether s, 1 to max bytes, can stand as one NATS subject
+// token, a header value and a file name alike: letters, digits, '-' and '_'
+// only (stricter than NATS, so no '.', '*', '>' or white space). Server ids,
+// event types and event ids must be tokens; every package checks with this.
+func IsToken(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

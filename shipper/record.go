@@ -3,6 +3,7 @@ package shipper
 import (
 	"encoding/json"
 
+	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
 )
 
@@ -97,7 +98,7 @@ func fastRecord(b []byte) (r spool.Record, ok bool) {
 	}
 	// spool.ParseRecord's checks; a failure takes the slow path, which
 	// words the error.
-	if r.V < 1 || !token(r.EventID, 64) || !token(r.Type, 32) || !token(r.ServerID, 128) || r.Seq == 0 {
+	if r.V < 1 || !events.IsToken(r.EventID, 64) || !events.IsToken(r.Type, 32) || !events.IsToken(r.ServerID, 128) || r.Seq == 0 {
 		return r, false
 	}
 	return r, true
@@ -165,17 +166,4 @@ func skipValue(b []byte, i int) int {
 		i++
 	}
 	return i
-}
-
-func token(s string, max int) bool {
-	if s == "" || len(s) > max {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }

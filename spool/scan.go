@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 )
 
 // Record is what the shipper needs from a line to publish it: the rest of
@@ -44,20 +46,8 @@ func ParseRecord(line []byte) (Record, error) {
 	return r, nil
 }
 
-// validToken accepts what can stand in a subject token or a header:
-// letters, digits, '-' and '_'.
-func validToken(s string, max int) bool {
-	if s == "" || len(s) > max {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+// validToken is events.IsToken: the schema owns what a token is.
+var validToken = events.IsToken
 
 // Line is one line of a spool file.
 type Line struct {
