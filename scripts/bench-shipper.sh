@@ -20,6 +20,10 @@ SHIPPER_BENCH=1 SHIPPER_BENCH_OUT="$tmp" \
 	SHIPPER_BENCH_EVENTS=${SHIPPER_BENCH_EVENTS:-100000} SHIPPER_BENCH_RUNS=${SHIPPER_BENCH_RUNS:-5} \
 	SHIPPER_BENCH_BACKLOG=${SHIPPER_BENCH_BACKLOG:-1000000} \
 	go test -count=1 -timeout 60m -run 'TestBench(Throughput|Latency|DrainMemory)$' ./cmd/shipper
+# The method section is written by hand; carry it over.
+if [ -f "$out" ]; then
+	{ echo; sed -n '/^## Method and notes/,$p' "$out"; } >>"$tmp"
+fi
 mv "$tmp" "$out"
 trap - EXIT
 echo "wrote $out"
