@@ -1,10 +1,13 @@
 package livestate
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/ocserv"
 )
@@ -263,3 +266,45 @@ func partKey(serverID, kind string, part int) string {
 
 // ClaimKey is the key-value key of a server_id's claim.
 func ClaimKey(serverID string) string { return serverID + ".claim" }
+
+// ReadLatest reads a server's latest snapshot of kind from the state
+// bucket: part 1 under "<server_id>.<kind>", the others under
+// "<server_id>.<kind>.<n>", all of one snapshot_id. A part of another
+// snapshot means a newer one is being written: it reads again (a few
+// times).
+func ReadLatest(ctx context.Context, kv jetstream.KeyValue, serverID, kind string) (Snapshot, error) {
+	var last error
+	for range 5 {
+		e, err := kv.Get(ctx, partKey(serverID, kind, 1))
+		if err != nil {
+			return Snapshot{}, fmt.Errorf("read %s: %w", partKey(serverID, kind, 1), err)
+		}
+		var head Snapshot
+		if err := json.Unmarshal(e.Value(), &head); err != nil {
+			return Snapshot{}, fmt.Errorf("read %s: %w", partKey(serverID, kind, 1), err)
+		}
+		all := head
+		ok := true
+		for p := 2; p <= head.Parts; p++ {
+			e, err := kv.Get(ctx, partKey(serverID, kind, p))
+			if err != nil {
+				return Snapshot{}, fmt.Errorf("read %s: %w", partKey(serverID, kind, p), err)
+			}
+			var part Snapshot
+			if err := json.Unmarshal(e.Value(), &part); err != nil {
+				return Snapshot{}, fmt.Errorf("read %s: %w", partKey(serverID, kind, p), err)
+			}
+			if part.SnapshotID != head.SnapshotID || part.Part != p {
+				ok = false
+				last = fmt.Errorf("%s holds part %d of snapshot %s, not part %d of %s", partKey(serverID, kind, p), part.Part, part.SnapshotID, p, head.SnapshotID)
+				break
+			}
+			all.Items = append(all.Items, part.Items...)
+		}
+		if ok {
+			all.Part = 0
+			return all, nil
+		}
+	}
+	return Snapshot{}, last
+}
