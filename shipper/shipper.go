@@ -60,6 +60,10 @@ type Options struct {
 	Alive func()
 	// OnStatus receives each status as it is written (for systemd STATUS=).
 	OnStatus func(Status)
+	// LiveState, when set, adds the live state's report (occtl, claim,
+	// snapshots) to each status under "live_state". It is called from the
+	// shipper's loop and must be safe for that.
+	LiveState func() any
 }
 
 func (o *Options) defaults() {

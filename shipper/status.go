@@ -33,6 +33,9 @@ type Status struct {
 	Quarantined       int64   `json:"quarantined_lines"`
 	FallbackIngested  int64   `json:"fallback_ingested"`
 	StartedAt         string  `json:"started_at"`
+	// LiveState is the live state's report (package livestate), absent
+	// when it is off.
+	LiveState any `json:"live_state,omitempty"`
 }
 
 type stats struct {
@@ -67,6 +70,9 @@ func (s *Shipper) Status() Status {
 		FallbackIngested: s.stats.fallbacks,
 		LastError:        s.stats.lastErr,
 		StartedAt:        s.stats.started.UTC().Format(time.RFC3339),
+	}
+	if s.o.LiveState != nil {
+		st.LiveState = s.o.LiveState()
 	}
 	if !s.stats.lastOK.IsZero() {
 		st.LastSuccess = s.stats.lastOK.UTC().Format(time.RFC3339Nano)

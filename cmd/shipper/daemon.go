@@ -103,6 +103,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); natsjs.EnsureLoop(ctx, conn.JS, spec, log, checked) }()
 	defer wg.Wait()
 
+	// Live state and metrics (live.go): side services, never in the way
+	// of delivery.
+	lp := startLive(ctx, cfg, sp, conn, log)
+	defer lp.close()
+
 	sd := newNotifier(log)
 	sh, err := shipper.New(shipper.Options{
 		Spool: sp, Publisher: pub, Log: log,
@@ -111,7 +116,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Durable:        cfg.Fsync,
 		StatusInterval: cfg.StatusInterval, DrainTimeout: *drain,
 		Wake: wake, Reconnected: conn.Connected(), Abort: abort, Ready: checked,
-		Alive: sd.alive, OnStatus: sd.status,
+		Alive: sd.alive, OnStatus: func(st shipper.Status) { sd.status(st); lp.onStatus(st) },
+		LiveState: lp.report(),
 	})
 	if err != nil {
 		return err
