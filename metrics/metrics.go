@@ -48,7 +48,11 @@ type StatusCache struct {
 func (c *StatusCache) Set(st shipper.Status) { c.mu.Lock(); c.st, c.ok = st, true; c.mu.Unlock() }
 
 // Get returns the last status.
-func (c *StatusCache) Get() (shipper.Status, bool) { c.mu.Lock(); defer c.mu.Unlock(); return c.st, c.ok }
+func (c *StatusCache) Get() (shipper.Status, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st, c.ok
+}
 
 const ns = "ocserv_telemetry"
 
