@@ -210,22 +210,15 @@ func (s *Service) Server() (st ocserv.Status, users []ocserv.User, infos map[int
 
 func (s *Service) statePath() string { return filepath.Join(s.o.Spool.Dir(), StateFileName) }
 
-// errInitOnly ends an append after the spool is initialised, before any
-// seq is taken: Append returns an error and writes nothing.
-var errInitOnly = errors.New("initialise only")
-
 // spoolID returns the spool's id, initialising a brand-new spool (no event
-// yet) the way its first append would: the table's event ids and the
-// claim are made of it, so it must exist before the first reading.
+// yet): the table's event ids and the claim are made of it, so it must
+// exist before the first reading.
 func spoolID(sp *spool.Spool) (string, error) {
-	if id := sp.Meta().SpoolID; id != "" {
-		return id, nil
+	m, err := sp.Init()
+	if err != nil {
+		return "", fmt.Errorf("live state: %w", err)
 	}
-	_, err := sp.Append(func(spool.Stamp) ([]byte, error) { return nil, errInitOnly })
-	if id := sp.Meta().SpoolID; id != "" {
-		return id, nil
-	}
-	return "", fmt.Errorf("live state: spool %s has no spool_id: %v", sp.Dir(), err)
+	return m.SpoolID, nil
 }
 
 // load restores the table; a missing file is a first start, a broken one

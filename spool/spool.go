@@ -178,6 +178,25 @@ func parseMeta(b []byte) (Meta, error) {
 	return m, nil
 }
 
+// Init makes the directory a spool (subdirectories, VERSION with a new
+// spool_id) if it is not one yet, under the lock, and returns its Meta. The
+// first Append does the same; Init is for a reader that needs the spool_id
+// before any event was written (the shipper's live state, say).
+func (s *Spool) Init() (Meta, error) {
+	if s.meta.SpoolID != "" {
+		return s.meta, nil
+	}
+	l, _, err := s.lock()
+	if err != nil {
+		return Meta{}, fmt.Errorf("init spool %s: %w", s.dir, err)
+	}
+	defer l.unlock()
+	if err := s.initLocked(); err != nil {
+		return Meta{}, err
+	}
+	return s.meta, nil
+}
+
 // initLocked makes an empty directory a spool: subdirectories and the
 // VERSION file with a new spool_id. The caller holds the lock.
 func (s *Spool) initLocked() error {

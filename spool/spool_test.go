@@ -108,6 +108,28 @@ func TestAppendAndScan(t *testing.T) {
 	}
 }
 
+// Init gives a reader the spool_id before any event, and the first append
+// keeps it.
+func TestInit(t *testing.T) {
+	s, dir := newSpool(t, Options{})
+	if s.Meta().SpoolID != "" {
+		t.Fatal("a new directory already has a spool_id")
+	}
+	m, err := s.Init()
+	if err != nil || m.SpoolID == "" || m.Format != Format {
+		t.Fatalf("Init = %+v, %v", m, err)
+	}
+	other, _ := Open(dir, Options{})
+	defer other.Close()
+	if m2, err := other.Init(); err != nil || m2 != m {
+		t.Errorf("second Init = %+v, %v; want %+v", m2, err, m)
+	}
+	info, err := s.Append(line)
+	if err != nil || info.SpoolID != m.SpoolID || info.Seq != 1 {
+		t.Errorf("first append after Init = %+v, %v", info, err)
+	}
+}
+
 // Many writers in one process, each with its own Spool (its own lock
 // descriptor): seqs unique and gap-free.
 func TestConcurrentAppends(t *testing.T) {
