@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/natsjs"
 )
 
 // SnapshotsSubjects is the snapshots stream's subject filter.
@@ -54,7 +55,7 @@ func BucketConfig(name string) jetstream.KeyValueConfig {
 func CompareStream(have jetstream.StreamConfig, prefix string) []string {
 	var out []string
 	want := SnapshotsSubjects(prefix)[0]
-	if !covered(want, have.Subjects) {
+	if !natsjs.SubjectCovered(want, have.Subjects) {
 		out = append(out, fmt.Sprintf("subjects %v do not cover %s: snapshots published there are not stored", have.Subjects, want))
 	}
 	if have.MaxMsgsPerSubject <= 0 && have.MaxAge <= 0 && have.MaxMsgs <= 0 && have.MaxBytes <= 0 {
@@ -76,35 +77,6 @@ func CompareBucket(st jetstream.KeyValueStatus, interval time.Duration) []string
 		out = append(out, fmt.Sprintf("TTL %s is shorter than three snapshot intervals (%s): claims and state expire between refreshes", ttl, 3*interval))
 	}
 	return out
-}
-
-func covered(want string, filters []string) bool {
-	w := strings.Split(want, ".")
-	for _, f := range filters {
-		if subset(w, strings.Split(f, ".")) {
-			return true
-		}
-	}
-	return false
-}
-
-func subset(w, f []string) bool {
-	for i := range w {
-		if i >= len(f) {
-			return false
-		}
-		switch {
-		case f[i] == ">":
-			return true
-		case w[i] == ">":
-			return false
-		case f[i] == "*":
-			continue
-		case w[i] != f[i]:
-			return false
-		}
-	}
-	return len(w) == len(f)
 }
 
 // natsSide publishes snapshots and keeps the bucket: stream and bucket

@@ -80,7 +80,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, spec StreamSpec) 
 func Compare(have jetstream.StreamConfig, spec StreamSpec) []string {
 	var out []string
 	for _, want := range spec.Subjects {
-		if !coveredBy(want, have.Subjects) {
+		if !SubjectCovered(want, have.Subjects) {
 			out = append(out, fmt.Sprintf("subjects %v do not cover %s: events published there are not stored", have.Subjects, want))
 		}
 	}
@@ -99,9 +99,10 @@ func Compare(have jetstream.StreamConfig, spec StreamSpec) []string {
 	return out
 }
 
-// coveredBy reports whether every subject matching want also matches one of
-// the filters.
-func coveredBy(want string, filters []string) bool {
+// SubjectCovered reports whether every subject matching want also matches
+// one of the filters: whether an existing stream's subjects take in all the
+// subjects we publish on.
+func SubjectCovered(want string, filters []string) bool {
 	w := strings.Split(want, ".")
 	for _, f := range filters {
 		if subsetOf(w, strings.Split(f, ".")) {

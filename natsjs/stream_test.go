@@ -29,7 +29,7 @@ func TestCoveredBy(t *testing.T) {
 		{"ocserv.events.>", []string{"ocserv.snapshots.>", "ocserv.events.>"}, true},
 	} {
 		t.Run(tc.want+" in "+strings.Join(tc.filters, ","), func(t *testing.T) {
-			if got := coveredBy(tc.want, tc.filters); got != tc.ok {
+			if got := SubjectCovered(tc.want, tc.filters); got != tc.ok {
 				t.Fatalf("coveredBy = %v, want %v", got, tc.ok)
 			}
 		})
