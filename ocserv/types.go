@@ -82,6 +82,13 @@ func ParseUsers(data []byte, loc *time.Location) ([]User, []Note, error) {
 	if loc == nil {
 		loc = time.Local
 	}
+	return parseEach(data, func(r record) (User, error) { return userFrom(r, loc) })
+}
+
+// parseEach reads an array of objects (occtl's usual shape) and converts
+// each entry with conv; the first entry that cannot be converted fails the
+// whole reading, with its offset.
+func parseEach[T any](data []byte, conv func(record) (T, error)) ([]T, []Note, error) {
 	var notes []Note
 	root, err := parseRoot(data, &notes)
 	if err != nil {
@@ -91,15 +98,15 @@ func ParseUsers(data []byte, loc *time.Location) ([]User, []Note, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	users := make([]User, 0, len(objs))
+	out := make([]T, 0, len(objs))
 	for i, o := range objs {
-		u, err := userFrom(record{o, fmt.Sprintf("entry %d", i), &notes}, loc)
+		v, err := conv(record{o, fmt.Sprintf("entry %d", i), &notes})
 		if err != nil {
 			return nil, nil, err
 		}
-		users = append(users, u)
+		out = append(out, v)
 	}
-	return users, notes, nil
+	return out, notes, nil
 }
 
 // requireID reads the "ID" every user entry has; without it an entry
@@ -328,18 +335,7 @@ func ParseSessions(data []byte, loc *time.Location) ([]Session, []Note, error) {
 	if loc == nil {
 		loc = time.Local
 	}
-	var notes []Note
-	root, err := parseRoot(data, &notes)
-	if err != nil {
-		return nil, nil, err
-	}
-	objs, err := entries(root, &notes)
-	if err != nil {
-		return nil, nil, err
-	}
-	out := make([]Session, 0, len(objs))
-	for i, o := range objs {
-		r := record{o, fmt.Sprintf("entry %d", i), &notes}
+	return parseEach(data, func(r record) (Session, error) {
 		s := Session{
 			Session:     r.str("Session"),
 			FullSession: r.str("Full session"),
@@ -353,7 +349,7 @@ func ParseSessions(data []byte, loc *time.Location) ([]Session, []Note, error) {
 			Raw:         r.raw(),
 		}
 		if s.Session == "" && s.FullSession == "" {
-			return nil, nil, &ParseError{Offset: o.Offset, Msg: fmt.Sprintf("entry %d: no \"Session\" or \"Full session\"", i)}
+			return s, &ParseError{Offset: r.obj.Offset, Msg: r.what + `: no "Session" or "Full session"`}
 		}
 		s.SessionIsOpen, _ = r.boolean("session_is_open")
 		s.TLSAuthOK, _ = r.boolean("tls_auth_ok")
@@ -363,9 +359,8 @@ func ParseSessions(data []byte, loc *time.Location) ([]Session, []Note, error) {
 		} else if t, ok := r.localTime("Created", loc); ok {
 			s.Created, s.CreatedCoarse = t, true
 		}
-		out = append(out, s)
-	}
-	return out, notes, nil
+		return s, nil
+	})
 }
 
 // IRoute is one user of show iroutes: the routes the user's client
@@ -439,26 +434,14 @@ func ParseBans(data []byte, loc *time.Location) ([]Ban, []Note, error) {
 	if loc == nil {
 		loc = time.Local
 	}
-	var notes []Note
-	root, err := parseRoot(data, &notes)
-	if err != nil {
-		return nil, nil, err
-	}
-	objs, err := entries(root, &notes)
-	if err != nil {
-		return nil, nil, err
-	}
-	out := make([]Ban, 0, len(objs))
-	for i, o := range objs {
-		r := record{o, fmt.Sprintf("entry %d", i), &notes}
+	return parseEach(data, func(r record) (Ban, error) {
 		b := Ban{IP: r.addr("IP"), Raw: r.raw()}
 		if !b.IP.IsValid() {
-			v, _ := o.Get("IP")
-			off := o.Offset
-			if v != nil {
+			off := r.obj.Offset
+			if v, _ := r.obj.Get("IP"); v != nil {
 				off = v.Offset
 			}
-			return nil, nil, &ParseError{Offset: off, Msg: fmt.Sprintf("entry %d: no readable \"IP\"", i)}
+			return b, &ParseError{Offset: off, Msg: r.what + `: no readable "IP"`}
 		}
 		b.Score, _ = r.int("Score")
 		if t, ok := r.unixTime("raw_since"); ok {
@@ -466,7 +449,6 @@ func ParseBans(data []byte, loc *time.Location) ([]Ban, []Note, error) {
 		} else if t, ok := r.localTime("Since", loc); ok {
 			b.Since, b.SinceCoarse = t, true
 		}
-		out = append(out, b)
-	}
-	return out, notes, nil
+		return b, nil
+	})
 }
