@@ -81,26 +81,7 @@ func TestClusterNodeLoss(t *testing.T) {
 	p := s.start()
 	p.waitNote("READY=1", 5*time.Second)
 
-	var mu sync.Mutex
-	var seqs []uint64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			q := s.appendEvents(5)
-			mu.Lock()
-			seqs = append(seqs, q...)
-			mu.Unlock()
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
+	stopAppending := s.appendWhile(5 * time.Millisecond)
 	time.Sleep(time.Second)
 	victim := -1
 	waitFor(t, 5*time.Second, "the shipper's connection to show up", func() bool {
@@ -118,8 +99,7 @@ func TestClusterNodeLoss(t *testing.T) {
 	srvs[victim].Shutdown()
 	t.Logf("shut down n%d, the node the shipper was connected to", victim+1)
 	time.Sleep(2 * time.Second)
-	close(stop)
-	wg.Wait()
+	seqs := stopAppending()
 
 	alive := srvs[(victim+1)%3].ClientURL()
 	want := uint64(len(seqs))

@@ -211,33 +211,14 @@ func TestNATSRestarted(t *testing.T) {
 	waitFor(t, 10*time.Second, "first 100", func() bool { return streamCount(url, stream) == 100 })
 
 	// Keep appending while the server goes away and comes back.
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	var mu sync.Mutex
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			q := s.appendEvents(5)
-			mu.Lock()
-			seqs = append(seqs, q...)
-			mu.Unlock()
-			time.Sleep(10 * time.Millisecond)
-		}
-	}()
+	stopAppending := s.appendWhile(10 * time.Millisecond)
 	time.Sleep(200 * time.Millisecond)
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	time.Sleep(1500 * time.Millisecond)
 	srv = startServer(t, port, store)
 	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	seqs = append(seqs, stopAppending()...)
 	want := uint64(len(seqs))
 	waitFor(t, 30*time.Second, fmt.Sprintf("%d messages", want), func() bool { return streamCount(url, stream) >= want })
 	counts := seqCounts(readStream(t, url, stream))

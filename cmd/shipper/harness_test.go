@@ -253,6 +253,36 @@ func (s *site) openSpool() *spool.Spool {
 
 // appendEvents appends n connect events through the spool, the way the
 // hook does but without a process per event, and returns their seqs.
+// appendWhile keeps appending batches of 5 events every pause until the
+// returned stop is called; stop returns every seq appended.
+func (s *site) appendWhile(pause time.Duration) (stop func() []uint64) {
+	var mu sync.Mutex
+	var seqs []uint64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			q := s.appendEvents(5)
+			mu.Lock()
+			seqs = append(seqs, q...)
+			mu.Unlock()
+			time.Sleep(pause)
+		}
+	}()
+	return func() []uint64 {
+		close(done)
+		wg.Wait()
+		return seqs
+	}
+}
+
 func (s *site) appendEvents(n int) []uint64 {
 	s.t.Helper()
 	sp := s.openSpool()
