@@ -360,3 +360,16 @@ func parseRoot(data []byte, notes *[]Note) (*Value, error) {
 	*notes = append(*notes, n...)
 	return root, nil
 }
+
+// when reads a time occtl may print two ways: exactly as unix seconds under
+// rawKey (1.2.3 and later), or as local time to the minute under localKey
+// (1.1.6), in which case coarse is true. Neither readable: the zero time.
+func (r record) when(rawKey, localKey string, loc *time.Location) (t time.Time, coarse bool) {
+	if t, ok := r.unixTime(rawKey); ok {
+		return t, false
+	}
+	if t, ok := r.localTime(localKey, loc); ok {
+		return t, true
+	}
+	return time.Time{}, false
+}

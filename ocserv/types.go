@@ -195,11 +195,7 @@ func userFrom(r record, loc *time.Location) (User, error) {
 		r.note(r.obj, "only one of RX and TX is readable; counters left out")
 	}
 
-	if t, ok := r.unixTime("raw_connected_at"); ok {
-		u.ConnectedAt = t
-	} else if t, ok := r.localTime("Connected at", loc); ok {
-		u.ConnectedAt, u.ConnectedAtCoarse = t, true
-	}
+	u.ConnectedAt, u.ConnectedAtCoarse = r.when("raw_connected_at", "Connected at", loc)
 	return u, nil
 }
 
@@ -293,16 +289,8 @@ func ParseStatus(data []byte, loc *time.Location) (Status, []Note, error) {
 	s.RawStdevLatency = i64("raw_stdev_latency")
 	s.RX, _ = r.uint("raw_rx")
 	s.TX, _ = r.uint("raw_tx")
-	if t, ok := r.unixTime("raw_up_since"); ok {
-		s.UpSince = t
-	} else if t, ok := r.localTime("Up since", loc); ok {
-		s.UpSince, s.UpSinceCoarse = t, true
-	}
-	if t, ok := r.unixTime("raw_last_stats_reset"); ok {
-		s.LastStatsReset = t
-	} else if t, ok := r.localTime("Last stats reset", loc); ok {
-		s.LastStatsReset, s.LastStatsResetCoarse = t, true
-	}
+	s.UpSince, s.UpSinceCoarse = r.when("raw_up_since", "Up since", loc)
+	s.LastStatsReset, s.LastStatsResetCoarse = r.when("raw_last_stats_reset", "Last stats reset", loc)
 	return s, notes, nil
 }
 
@@ -354,11 +342,7 @@ func ParseSessions(data []byte, loc *time.Location) ([]Session, []Note, error) {
 		s.SessionIsOpen, _ = r.boolean("session_is_open")
 		s.TLSAuthOK, _ = r.boolean("tls_auth_ok")
 		s.InUse, _ = r.boolean("in_use")
-		if t, ok := r.unixTime("raw_created"); ok {
-			s.Created = t
-		} else if t, ok := r.localTime("Created", loc); ok {
-			s.Created, s.CreatedCoarse = t, true
-		}
+		s.Created, s.CreatedCoarse = r.when("raw_created", "Created", loc)
 		return s, nil
 	})
 }
@@ -444,11 +428,7 @@ func ParseBans(data []byte, loc *time.Location) ([]Ban, []Note, error) {
 			return b, &ParseError{Offset: off, Msg: r.what + `: no readable "IP"`}
 		}
 		b.Score, _ = r.int("Score")
-		if t, ok := r.unixTime("raw_since"); ok {
-			b.Since = t
-		} else if t, ok := r.localTime("Since", loc); ok {
-			b.Since, b.SinceCoarse = t, true
-		}
+		b.Since, b.SinceCoarse = r.when("raw_since", "Since", loc)
 		return b, nil
 	})
 }
