@@ -1,7 +1,6 @@
 package firewall
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -375,13 +374,11 @@ func isOurChain(c string) bool {
 // the rules outside our chains that jump to a chain selected by ours, plus
 // the selected chains that exist.
 func (f *iptFamily) cleanup(ctx context.Context, ours func(string) bool) (string, map[string]bool, error) {
-	cmd := exec.CommandContext(ctx, f.save, "-t", iptablesSaveTable)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", nil, fmt.Errorf("%s: %v: %s", f.save, err, strings.TrimSpace(stderr.String()))
+	out, err := runChild(ctx, nil, f.save, "-t", iptablesSaveTable)
+	if err != nil {
+		return "", nil, err
 	}
-	return parseSave(stdout.String(), ours)
+	return parseSave(string(out), ours)
 }
 
 // parseSave does the work of cleanup on iptables-save output.
@@ -418,12 +415,6 @@ func parseSave(out string, ours func(string) bool) (string, map[string]bool, err
 // run feeds one transaction to iptables-restore --noflush on stdin (argv,
 // no shell; nothing else in the table is touched).
 func (f *iptFamily) run(ctx context.Context, script string) error {
-	cmd := exec.CommandContext(ctx, f.restore, "-w", iptWaitSeconds, "--noflush")
-	cmd.Stdin = strings.NewReader("*filter\n" + script + "COMMIT\n")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s: %v: %s", f.restore, err, strings.TrimSpace(stderr.String()))
-	}
-	return nil
+	_, err := runChild(ctx, strings.NewReader("*filter\n"+script+"COMMIT\n"), f.restore, "-w", iptWaitSeconds, "--noflush")
+	return err
 }

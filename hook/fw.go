@@ -40,13 +40,17 @@ func (r *Run) asFirewallScript(cfg config.Config, ev *events.Event, budget *time
 		r.printf("run as ocserv's fw script (--fw) but FIREWALL=%s; applying the policy anyway, so no restricted user is let in unrestricted", cfg.Firewall)
 	}
 	dev := r.Env["DEVICE"]
-	restricted := ev.Policy.Restricted()
+	// An invalid policy fails closed exactly like a restricted one: an
+	// entry that did not parse may be the very restriction (ocserv's
+	// restrict-user-to-ports = "tcp()" gives an invalid policy that does
+	// not look restricted), so such a user is never let in without rules.
+	mustEnforce := ev.Policy.Restricted() || (ev.Policy != nil && ev.Policy.Invalid)
 	code := ExitAdmit
 	switch ev.Type {
 	case events.Connect:
 		// If the budget runs out while the rules are half-way, the user
 		// must not get in unrestricted.
-		r.failClosed.Store(restricted)
+		r.failClosed.Store(mustEnforce)
 		out := r.firewall(cfg, func(ctx context.Context, b firewall.Backend) firewall.Outcome {
 			return firewall.Connect(ctx, b, dev, ev.Policy)
 		}, ev)
@@ -79,6 +83,14 @@ func (r *Run) asFirewallScript(cfg config.Config, ev *events.Event, budget *time
 	return code
 }
 
+// openFirewall opens the configured backend (a test may stand in its own).
+func (r *Run) openFirewall(kind string) (firewall.Backend, error) {
+	if r.backend != nil {
+		return r.backend(kind)
+	}
+	return firewall.Open(kind)
+}
+
 // refuse records a deliberate refusal and makes it the run's verdict, so
 // that neither the budget timer nor a recovered panic can turn it into an
 // admission afterwards.
@@ -99,7 +111,7 @@ func (r *Run) firewall(cfg config.Config, step func(context.Context, firewall.Ba
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	b, err := firewall.Open(cfg.FirewallBackend)
+	b, err := r.openFirewall(cfg.FirewallBackend)
 	if err != nil {
 		r.printf("firewall: %v", err)
 		b = nil // Connect fails closed on a nil backend for a restricted user
@@ -125,7 +137,7 @@ func (r *Run) withdraw(cfg config.Config, dev string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	b, err := firewall.Open(cfg.FirewallBackend)
+	b, err := r.openFirewall(cfg.FirewallBackend)
 	if err == nil {
 		err = firewall.Disconnect(ctx, b, dev).Err
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/config"
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
+	"github.com/ocserv-telemetry/ocserv-telemetry/firewall"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/crashpoint"
 	"github.com/ocserv-telemetry/ocserv-telemetry/kick"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
@@ -69,6 +70,9 @@ type Run struct {
 	// stall, when set by a test, runs just before the append: a stand-in
 	// for a disk that hangs, to prove the budget timer ends the run.
 	stall func()
+	// backend, when set by a test, opens the firewall backend instead of
+	// firewall.Open: a stand-in for a kernel or a helper that hangs.
+	backend func(kind string) (firewall.Backend, error)
 }
 
 // Main runs the hook and ends through r.Exit. Panics are recovered: a bug
