@@ -79,7 +79,7 @@ func TestChildWaitBounded(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), budget)
 			defer cancel()
 			start := time.Now()
-			err := b.RejectAll(ctx, "vpns0")
+			err := b.RejectAll(ctx, "vpns0", Owner{ID: 1})
 			elapsed := time.Since(start)
 			// The bound: the context's deadline plus the pipe wait, with
 			// room for a loaded machine, and far below the 30 s sleep.
@@ -110,7 +110,7 @@ func TestConnectBoundedByChild(t *testing.T) {
 	defer cancel()
 	p := &events.Policy{Invalid: true}
 	start := time.Now()
-	out := Connect(ctx, b, "vpns0", p)
+	out := Connect(ctx, b, "vpns0", Owner{ID: 1}, p)
 	if elapsed := time.Since(start); elapsed > 3*time.Second {
 		t.Errorf("Connect took %s", elapsed)
 	}

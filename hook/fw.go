@@ -52,7 +52,7 @@ func (r *Run) asFirewallScript(cfg config.Config, ev *events.Event, budget *time
 		// must not get in unrestricted.
 		r.failClosed.Store(mustEnforce)
 		out := r.firewall(cfg, func(ctx context.Context, b firewall.Backend) firewall.Outcome {
-			return firewall.Connect(ctx, b, dev, ev.Policy)
+			return firewall.Connect(ctx, b, dev, r.owner(ev), ev.Policy)
 		}, ev)
 		r.failClosed.Store(false)
 		if out.Refuse() {
@@ -67,13 +67,16 @@ func (r *Run) asFirewallScript(cfg config.Config, ev *events.Event, budget *time
 				// ocserv runs no disconnect script for a refused login:
 				// the rules would stay on the device name and restrict
 				// (or close) whoever gets it next without restriction.
-				r.withdraw(cfg, dev)
+				r.withdraw(cfg, dev, r.owner(ev))
 			}
 		}
 	case events.Disconnect:
-		r.firewall(cfg, func(ctx context.Context, b firewall.Backend) firewall.Outcome {
-			return firewall.Disconnect(ctx, b, dev)
+		out := r.firewall(cfg, func(ctx context.Context, b firewall.Backend) firewall.Outcome {
+			return firewall.Disconnect(ctx, b, dev, r.owner(ev))
 		}, ev)
+		if s := out.SupersededBy; s != nil {
+			ev.Firewall.SupersededBy = &events.SessionRef{ID: s.ID, SessionUID: s.UID}
+		}
 		r.runNext(ev, budget) // ocserv ignores a disconnect script's status
 	default:
 		// ocserv never runs the fw script for host-update; if a future
@@ -130,7 +133,7 @@ func (r *Run) firewall(cfg config.Config, step func(context.Context, firewall.Ba
 // withdraw removes the rules just applied for a login that was refused
 // after all. Not a security matter (the session never starts), so a
 // failure is only reported; the next connect on dev replaces them anyway.
-func (r *Run) withdraw(cfg config.Config, dev string) {
+func (r *Run) withdraw(cfg config.Config, dev string, owner firewall.Owner) {
 	limit := cfg.FirewallBudget
 	if left := r.budget - r.used() - 30*time.Millisecond; left < limit {
 		limit = left
@@ -139,7 +142,7 @@ func (r *Run) withdraw(cfg config.Config, dev string) {
 	defer cancel()
 	b, err := r.openFirewall(cfg.FirewallBackend)
 	if err == nil {
-		err = firewall.Disconnect(ctx, b, dev).Err
+		err = firewall.Disconnect(ctx, b, dev, owner).Err
 	}
 	if err != nil {
 		r.printf("firewall: removing the rules of the refused login on %q: %v", dev, err)
@@ -159,7 +162,7 @@ func (r *Run) clearLeftovers(cfg config.Config, ev *events.Event) {
 			return firewall.Outcome{Action: firewall.ActionNone}
 		}
 		start := time.Now()
-		err := b.Remove(ctx, dev)
+		err := b.Clear(ctx, dev)
 		return firewall.Outcome{Action: firewall.ActionNone, Backend: b.Name(), Err: err, Elapsed: time.Since(start)}
 	}, ev)
 }

@@ -17,13 +17,20 @@ import (
 type hangingBackend struct{ release chan struct{} }
 
 func (h hangingBackend) Name() string { return "hanging" }
-func (h hangingBackend) Apply(context.Context, string, *events.Policy) error {
+func (h hangingBackend) Apply(context.Context, string, firewall.Owner, *events.Policy) error {
 	<-h.release
 	return nil
 }
-func (h hangingBackend) RejectAll(context.Context, string) error { <-h.release; return nil }
-func (h hangingBackend) Remove(context.Context, string) error    { <-h.release; return nil }
-func (h hangingBackend) RemoveAll(context.Context) error         { <-h.release; return nil }
+func (h hangingBackend) RejectAll(context.Context, string, firewall.Owner) error {
+	<-h.release
+	return nil
+}
+func (h hangingBackend) Remove(context.Context, string, firewall.Owner) error {
+	<-h.release
+	return nil
+}
+func (h hangingBackend) Clear(context.Context, string) error { <-h.release; return nil }
+func (h hangingBackend) RemoveAll(context.Context) error     { <-h.release; return nil }
 
 // TestInvalidPolicyFailsClosedOnBudget: issue 11 defect 8. ocserv's
 // restrict-user-to-ports = "tcp()" reaches the fw script as an entry that
