@@ -136,6 +136,11 @@ func (b *iptBackend) each(fn func(*iptFamily) error) error {
 	if join != nil {
 		defer join.Close()
 	}
+	return b.eachIn(join, fn)
+}
+
+// eachIn is each for a namespace already found (nil: the process's own).
+func (b *iptBackend) eachIn(join *os.File, fn func(*iptFamily) error) error {
 	errs := make([]error, len(b.fams))
 	var wg sync.WaitGroup
 	for i, f := range b.fams {

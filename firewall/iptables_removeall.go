@@ -24,8 +24,19 @@ import (
 // to finish on their own. The hook's own paths never use it for that
 // reason (runChild bounds every helper they start).
 func (b *iptBackend) RemoveAll(ctx context.Context) error {
+	// The namespace is the caller's thread's, found here: the goroutine
+	// below may run on any thread.
+	join, err := callerNetns()
+	if err != nil {
+		return err
+	}
 	done := make(chan error, 1)
-	go func() { done <- b.each(func(f *iptFamily) error { return f.removeAllFlavours() }) }()
+	go func() {
+		if join != nil {
+			defer join.Close()
+		}
+		done <- b.eachIn(join, func(f *iptFamily) error { return f.removeAllFlavours() })
+	}()
 	select {
 	case err := <-done:
 		return err
