@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -261,7 +261,14 @@ func (s *Service) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); s.natsLoop(ctx) }()
 	}
 	defer wg.Wait()
-	failures := 0
+	// While occtl fails: Interval doubling to MaxBackoff, ±20%, forever.
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = s.o.Interval
+	bo.MaxInterval = s.o.MaxBackoff
+	bo.Multiplier = 2
+	bo.RandomizationFactor = 0.2
+	bo.MaxElapsedTime = 0
+	bo.Reset()
 	for {
 		err := s.poll(ctx)
 		if ctx.Err() != nil {
@@ -269,11 +276,9 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		wait := s.o.Interval
 		if err != nil {
-			failures++
-			wait = min(s.o.Interval<<min(failures-1, 16), s.o.MaxBackoff)
-			wait = time.Duration(float64(wait) * (0.8 + 0.4*rand.Float64()))
+			wait = bo.NextBackOff()
 		} else {
-			failures = 0
+			bo.Reset()
 		}
 		select {
 		case <-ctx.Done():
