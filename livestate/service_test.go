@@ -216,13 +216,19 @@ func TestSnapshotsAndLatestState(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	waitUntil(t, "a users snapshot in the bucket", 15*time.Second, func() bool {
+	// The kinds of one reading are written one after the other: wait for
+	// the last of them.
+	waitUntil(t, "a snapshot of every kind in the bucket", 15*time.Second, func() bool {
 		kv, err := js.KeyValue(ctx, "ocserv_state")
 		if err != nil {
 			return false
 		}
-		_, err = kv.Get(ctx, "vpn1.users")
-		return err == nil
+		for _, k := range Kinds {
+			if _, err := kv.Get(ctx, "vpn1."+k); err != nil {
+				return false
+			}
+		}
+		return true
 	})
 	kv, _ := js.KeyValue(ctx, "ocserv_state")
 	snap, err := ReadLatest(ctx, kv, "vpn1", KindUsers)
