@@ -102,12 +102,14 @@ type Status struct {
 	OcctlSince       string            `json:"occtl_since,omitempty"`
 	OcctlFailures    int               `json:"occtl_failures,omitempty"`
 	OcctlRepairs     uint64            `json:"occtl_repairs"`
+	Readings         uint64            `json:"occtl_readings"`
 	LastPoll         string            `json:"last_poll,omitempty"`
 	OcservVersion    string            `json:"ocserv_version,omitempty"`
 	Sessions         int               `json:"sessions"`
 	Followed         int               `json:"followed_workers"`
 	Claim            string            `json:"claim"`
 	ClaimHolder      *Claim            `json:"claim_holder,omitempty"`
+	ClaimChecks      uint64            `json:"claim_checks"`
 	NATSError        string            `json:"nats_error,omitempty"`
 	Snapshots        uint64            `json:"snapshots_published"`
 	SnapshotFailures uint64            `json:"snapshot_failures"`
@@ -274,6 +276,9 @@ func (s *Service) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		s.mu.Lock()
+		s.st.Readings++ // done with it, derived events written
+		s.mu.Unlock()
 		wait := s.o.Interval
 		if err != nil {
 			wait = bo.NextBackOff()
@@ -637,6 +642,9 @@ func (s *Service) natsLoop(ctx context.Context) {
 		now := time.Now()
 		if n.claim.state != ClaimOwned || now.Sub(lastClaim) >= s.o.Interval/2 {
 			res, err := n.claim.refresh(cctx, n.kv, now)
+			s.mu.Lock()
+			s.st.ClaimChecks++
+			s.mu.Unlock()
 			if err != nil {
 				cancel()
 				fail(err)
