@@ -413,8 +413,30 @@ func (r *Run) encode(ev *events.Event) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(line) > spool.MaxLine && ev.Policy != nil {
+		line, err = shortened(ev, len(line))
+		if err != nil {
+			return nil, err
+		}
+	}
 	r.pending.Store(&line)
 	return line, nil
+}
+
+// shortened encodes ev without its policy lists, for an event whose line
+// would be longer than the spool takes (policy variables may hold up to
+// 128 KiB each, and a port list grows fourfold in JSON). The event itself
+// is left as it is: the firewall works from its policy.
+func shortened(ev *events.Event, n int) ([]byte, error) {
+	short := *ev
+	p := *ev.Policy
+	p.Routes, p.NoRoutes, p.DNS, p.AllowPorts, p.DenyPorts = []string{}, []string{}, []string{}, nil, nil
+	p.ListsOmitted = true
+	short.Policy = &p
+	short.Problems = append(append([]string(nil), ev.Problems...), fmt.Sprintf(
+		"policy: %d routes, %d no-routes, %d DNS servers, %d allowed and %d denied ports left out of this event (%d bytes, over the spool's %d-byte line limit); the firewall used them all",
+		len(ev.Policy.Routes), len(ev.Policy.NoRoutes), len(ev.Policy.DNS), len(ev.Policy.AllowPorts), len(ev.Policy.DenyPorts), n, spool.MaxLine))
+	return short.Marshal()
 }
 
 // keep encodes an event that cannot reach the spool and leaves it in
