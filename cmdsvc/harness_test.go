@@ -48,6 +48,11 @@ type bed struct {
 	now      func() time.Time
 	extra    []Action
 	perMin   int
+	// Per-key limits of the verifier; the bed's defaults are wide so
+	// tests that send many commands in a row are not rate limited.
+	keyRate  float64
+	keyBurst int
+	keyQuota int
 }
 
 // Users of the NATS server: the agent may serve vpn1's commands (and
@@ -87,7 +92,7 @@ func natsServer(t *testing.T) (*server.Server, string) {
 
 func newBed(t *testing.T) *bed {
 	t.Helper()
-	b := &bed{t: t, dir: t.TempDir(), perMin: 1000}
+	b := &bed{t: t, dir: t.TempDir(), perMin: 1000, keyRate: 1000, keyBurst: 1000, keyQuota: 1000}
 	b.srv, b.url = natsServer(t)
 	var err error
 	if b.sp, err = spool.Open(filepath.Join(b.dir, "spool"), spool.Options{Create: true, LockWait: time.Second}); err != nil {
@@ -148,11 +153,12 @@ func (b *bed) start() {
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	b.nonces, err = opauth.OpenNonceCache(filepath.Join(b.dir, "state", "nonces"), 1000, time.Now())
+	b.nonces, err = opauth.OpenNonceCache(filepath.Join(b.dir, "state", "nonces"), opauth.NonceLimits{PerKey: b.keyQuota}, time.Now())
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	v := &opauth.Verifier{Trusted: tr, Nonces: b.nonces, MaxSkew: 5 * time.Second, MaxValidity: 5 * time.Minute, Now: b.now}
+	v := &opauth.Verifier{Trusted: tr, Nonces: b.nonces, MaxSkew: 5 * time.Second, MaxValidity: 5 * time.Minute, Now: b.now,
+		KeyRate: b.keyRate, KeyBurst: b.keyBurst}
 	b.svc, err = Start(Options{
 		NC: b.agent, Prefix: testPrefix, ServerID: testServer, Verifier: v, XKey: b.xkey,
 		Occtl:                  &ocserv.Occtl{Path: fakeOcctl(b.t, b.argvLog), Timeout: 5 * time.Second},

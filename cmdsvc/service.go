@@ -239,20 +239,11 @@ func (s *Service) Actions() []string {
 func (s *Service) handle(a *Action, r micro.Request) {
 	start := time.Now()
 	subject := r.Subject()
-	ver, rerr := s.o.Verifier.Verify(subject, a.Name, a.Role, r.Data())
+	ver, rerr := s.o.Verifier.Check(subject, a.Name, a.Role, r.Data())
 	au := Audit{Action: a.Name, Subject: truncate(subject, 256)}
 	fill(&au, ver)
 	if rerr != nil {
-		au.Code, au.Message = rerr.Code, rerr.Msg
-		key, nonce := "", ""
-		if ver.Cmd != nil {
-			key, nonce = ver.Cmd.Key, ver.Cmd.Nonce
-		}
-		// A reply subject is unique per request, so two refusals of
-		// one replayed message are two facts.
-		s.au.refused(au, key, nonce, rerr.Code, r.Reply())
-		s.o.Log.Warn("command refused", "action", a.Name, "code", rerr.Code, "key", au.Key, "msg", rerr.Msg)
-		s.respondErr(r, a.Name, rerr.Code, rerr.Msg)
+		s.refuse(r, a, au, ver, rerr)
 		return
 	}
 	cmd := ver.Cmd
@@ -262,12 +253,18 @@ func (s *Service) handle(a *Action, r micro.Request) {
 		err = a.Check(args)
 	}
 	if err != nil {
-		// Signed by a trusted key and not a replay: always audited.
+		// Signed by a trusted key within its rate, not a replay: always
+		// audited. The nonce is not consumed: the command did not run.
 		au.OK, au.Phase, au.Code, au.Message = false, PhaseRefused, CodeInvalidArgument, err.Error()
 		if werr := s.au.write(au, idKey, idNonce); werr != nil {
 			s.o.Log.Error("cannot write audit event", "err", werr.Error())
 		}
 		s.respondErr(r, a.Name, CodeInvalidArgument, err.Error())
+		return
+	}
+	// The last check: the nonce, recorded durably before anything runs.
+	if rerr := s.o.Verifier.Consume(ver); rerr != nil {
+		s.refuse(r, a, au, ver, rerr)
 		return
 	}
 	if a.Role == opauth.ReadWrite {
@@ -303,6 +300,21 @@ func (s *Service) handle(a *Action, r micro.Request) {
 		s.o.Log.Info("command run", "action", a.Name, "key", cmd.Key, "name", ver.Key.Name)
 	}
 	s.respond(r, Reply{OK: true, ServerID: s.o.ServerID, Action: a.Name, Result: body})
+}
+
+// refuse audits a refusal of the security layer (rate-limited) and
+// answers it.
+func (s *Service) refuse(r micro.Request, a *Action, au Audit, ver opauth.Verified, rerr *opauth.Error) {
+	au.Code, au.Message = rerr.Code, rerr.Msg
+	key, nonce := "", ""
+	if ver.Cmd != nil {
+		key, nonce = ver.Cmd.Key, ver.Cmd.Nonce
+	}
+	// A reply subject is unique per request, so two refusals of one
+	// replayed message are two facts.
+	s.au.refused(au, key, nonce, rerr.Code, r.Reply())
+	s.o.Log.Warn("command refused", "action", a.Name, "code", rerr.Code, "key", au.Key, "msg", rerr.Msg)
+	s.respondErr(r, a.Name, rerr.Code, rerr.Msg)
 }
 
 func (s *Service) writeDone(au Audit, key, nonce string) {

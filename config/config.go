@@ -130,6 +130,9 @@ func Default() Config {
 			MaxSkew:                30 * time.Second,
 			MaxValidity:            5 * time.Minute,
 			RefusalAuditsPerMinute: 60,
+			KeyRate:                10,
+			KeyBurst:               20,
+			KeyQuota:               1000,
 		},
 	}
 }

@@ -100,6 +100,12 @@ var fields = map[string]field{
 		func(c *Config, v string) error { return setDuration(&c.Cmd.MaxValidity, v, time.Second, time.Hour) }},
 	"CMD_REFUSAL_AUDITS_PER_MINUTE": {"command service: audit events for refused commands per minute; the rest are counted in the next one (default 60)",
 		func(c *Config, v string) error { return setInt(&c.Cmd.RefusalAuditsPerMinute, v, 1, 100000) }},
+	"CMD_KEY_RATE": {"command service: commands per second one operator key may send, each key its own bucket; more are refused rate_limited (default 10)",
+		func(c *Config, v string) error { return setFloat(&c.Cmd.KeyRate, v, 0.001, 10000) }},
+	"CMD_KEY_BURST": {"command service: commands one operator key may send at once above its rate (default 20)",
+		func(c *Config, v string) error { return setInt(&c.Cmd.KeyBurst, v, 1, 100000) }},
+	"CMD_KEY_QUOTA": {"command service: commands of one operator key the nonce cache holds within their validity; more are refused over_quota (default 1000)",
+		func(c *Config, v string) error { return setInt(&c.Cmd.KeyQuota, v, 1, 1000000) }},
 	"CMD_OCCTL": {"command service: occtl binary (default occtl from PATH)",
 		func(c *Config, v string) error { return setAbsPath(&c.Cmd.Occtl, v) }},
 	"CMD_OCCTL_SOCKET": {"command service: occtl's socket (-s); empty means occtl's compiled-in default",
@@ -188,6 +194,9 @@ type Cmd struct {
 	MaxSkew                time.Duration
 	MaxValidity            time.Duration
 	RefusalAuditsPerMinute int
+	KeyRate                float64 // commands per second per operator key
+	KeyBurst               int
+	KeyQuota               int    // live nonces per operator key
 	Occtl                  string // "" means "occtl" from PATH
 	OcctlSocket            string
 	Ocserv                 string // "" means "ocserv" from PATH
@@ -310,6 +319,15 @@ func setDuration(dst *time.Duration, v string, min, max time.Duration) error {
 		return fmt.Errorf("%s is outside %s..%s", d, min, max)
 	}
 	*dst = d
+	return nil
+}
+
+func setFloat(dst *float64, v string, min, max float64) error {
+	n, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(n >= min && n <= max) {
+		return fmt.Errorf("%q is not a number in %g..%g", v, min, max)
+	}
+	*dst = n
 	return nil
 }
 

@@ -109,7 +109,7 @@ func Build(cfg config.Config, log *slog.Logger) (*cmdsvc.Service, func(), error)
 	if err != nil {
 		return fail(fmt.Errorf("CMD_XKEY_SEED: %w", err))
 	}
-	nonces, err := opauth.OpenNonceCache(cfg.Cmd.NonceFile, 0, time.Now())
+	nonces, err := opauth.OpenNonceCache(cfg.Cmd.NonceFile, opauth.NonceLimits{PerKey: cfg.Cmd.KeyQuota}, time.Now())
 	if err != nil {
 		return fail(fmt.Errorf("CMD_NONCE_FILE: %w", err))
 	}
@@ -135,7 +135,8 @@ func Build(cfg config.Config, log *slog.Logger) (*cmdsvc.Service, func(), error)
 	}
 	svc, err := cmdsvc.Start(cmdsvc.Options{
 		NC: conn.NC, Prefix: cfg.SubjectPrefix, ServerID: cfg.ServerID,
-		Verifier:   &opauth.Verifier{Trusted: trusted, Nonces: nonces, MaxSkew: cfg.Cmd.MaxSkew, MaxValidity: cfg.Cmd.MaxValidity},
+		Verifier: &opauth.Verifier{Trusted: trusted, Nonces: nonces, MaxSkew: cfg.Cmd.MaxSkew, MaxValidity: cfg.Cmd.MaxValidity,
+			KeyRate: cfg.Cmd.KeyRate, KeyBurst: cfg.Cmd.KeyBurst},
 		XKey:       xkp,
 		Occtl:      &ocserv.Occtl{Path: cfg.Cmd.Occtl, Socket: cfg.Cmd.OcctlSocket},
 		OcservPath: cfg.Cmd.Ocserv,

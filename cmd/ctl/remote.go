@@ -104,7 +104,7 @@ type result struct {
 var securityCodes = map[string]bool{
 	opauth.CodeMalformed: true, opauth.CodeUnsigned: true, opauth.CodeUnknownKey: true, opauth.CodeBadSignature: true,
 	opauth.CodeWrongSubject: true, opauth.CodeExpired: true, opauth.CodeNotYetValid: true, opauth.CodeTooLong: true,
-	opauth.CodeReplayed: true, opauth.CodeForbidden: true,
+	opauth.CodeReplayed: true, opauth.CodeForbidden: true, opauth.CodeRateLimited: true, opauth.CodeOverQuota: true,
 }
 
 // scatter sends action to every target at once and waits for all answers

@@ -55,7 +55,7 @@ func newCtlBed(t *testing.T, role string) *ctlBed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nonces, _ := opauth.OpenNonceCache(filepath.Join(dir, "nonces"), 0, time.Now())
+	nonces, _ := opauth.OpenNonceCache(filepath.Join(dir, "nonces"), opauth.NonceLimits{}, time.Now())
 	t.Cleanup(func() { nonces.Close() })
 	sp, err := spool.Open(b.spool, spool.Options{Create: true})
 	if err != nil {
