@@ -27,9 +27,11 @@ const (
 
 // Audit is the payload of an audit event (docs/commands.md).
 type Audit struct {
-	Phase     string            `json:"phase"`
-	Action    string            `json:"action"`
-	Subject   string            `json:"subject"`
+	Phase   string `json:"phase"`
+	Action  string `json:"action"`
+	Subject string `json:"subject"`
+	// Reply is the reply subject of a request dropped for it.
+	Reply     string            `json:"reply,omitempty"`
 	Key       string            `json:"key,omitempty"`
 	KeyName   string            `json:"key_name,omitempty"`
 	Role      string            `json:"role,omitempty"`
@@ -114,8 +116,9 @@ func redact(args map[string]string) map[string]string {
 
 // refused writes a refusal unless the rate limit says not to; then it is
 // only counted, and the count goes into the next refusal written. id makes
-// the event_id: a refusal of one message is one fact.
-func (au *auditor) refused(a Audit, idParts ...string) {
+// the event_id: a refusal of one message is one fact. It reports whether
+// the refusal was written (the caller logs it only then).
+func (au *auditor) refused(a Audit, idParts ...string) bool {
 	au.mu.Lock()
 	if !au.lim.Allow() {
 		au.suppressed++
@@ -124,7 +127,7 @@ func (au *auditor) refused(a Audit, idParts ...string) {
 		if n == 1 || n%1000 == 0 {
 			au.log.Warn("refused commands over the audit rate; counting instead of writing", "suppressed", n)
 		}
-		return
+		return false
 	}
 	a.SuppressedRefusals, au.suppressed = au.suppressed, 0
 	au.mu.Unlock()
@@ -132,6 +135,7 @@ func (au *auditor) refused(a Audit, idParts ...string) {
 	if err := au.write(a, idParts...); err != nil {
 		au.log.Error("cannot write the audit of a refused command", "action", a.Action, "code", a.Code, "err", err.Error())
 	}
+	return true
 }
 
 // write appends one audit event. Its event_id is a UUIDv5 of the server,

@@ -53,30 +53,57 @@ type bed struct {
 	keyRate  float64
 	keyBurst int
 	keyQuota int
+	inbox    []string // the service's inbox prefixes (nil: the default)
+	// agentErrs receives the agent connection's asynchronous errors
+	// (permissions violations).
+	agentErrs chan error
 }
 
-// Users of the NATS server: the agent may serve vpn1's commands (and
-// only those) and answer discovery; the operator may send commands and
-// discover; the viewer may only read events and replies.
-func natsServer(t *testing.T) (*server.Server, string) {
+// agentPermissions are the command service's NATS permissions as
+// docs/commands.md documents them, the narrowest that work: it may
+// receive its own server's commands and micro's discovery requests, and
+// publish only into inboxes. No allow_responses: that would let a request
+// name any subject as its reply and have the service publish there.
+func agentPermissions(prefix, serverID string) *server.Permissions {
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{
+			prefix + ".cmd." + serverID + ".>",
+			"$SRV.PING", "$SRV.INFO", "$SRV.STATS",
+			"$SRV.*." + ServiceName, "$SRV.*." + ServiceName + ".*",
+		}},
+	}
+}
+
+// natsUsers: the agent (documented permissions, unless agent says
+// otherwise); the operator may send commands and discover; the viewer may
+// only read events and replies; admin may do anything (it watches).
+func natsUsers(agent *server.Permissions) []*server.User {
+	if agent == nil {
+		agent = agentPermissions(testPrefix, testServer)
+	}
+	return []*server.User{
+		{Username: "agent", Password: "agent-pw", Permissions: agent},
+		{Username: "operator", Password: "operator-pw", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{testPrefix + ".cmd.>", "$SRV.>"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		}},
+		{Username: "viewer", Password: "viewer-pw", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{testPrefix + ".events.>"}, Deny: []string{testPrefix + ".cmd.>"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>", testPrefix + ".events.>"}},
+		}},
+		{Username: "admin", Password: "admin-pw"},
+	}
+}
+
+// natsServer is an embedded nats-server with JetStream and the users of
+// natsUsers(agent).
+func natsServer(t *testing.T, agent *server.Permissions) (*server.Server, string) {
 	t.Helper()
 	opts := &server.Options{
 		Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		Users: []*server.User{
-			{Username: "agent", Password: "agent-pw", Permissions: &server.Permissions{
-				Publish:   &server.SubjectPermission{Allow: []string{"$SRV.>"}},
-				Subscribe: &server.SubjectPermission{Allow: []string{testPrefix + ".cmd." + testServer + ".>", "$SRV.>"}},
-				Response:  &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
-			}},
-			{Username: "operator", Password: "operator-pw", Permissions: &server.Permissions{
-				Publish:   &server.SubjectPermission{Allow: []string{testPrefix + ".cmd.>", "$SRV.>"}},
-				Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
-			}},
-			{Username: "viewer", Password: "viewer-pw", Permissions: &server.Permissions{
-				Publish:   &server.SubjectPermission{Allow: []string{testPrefix + ".events.>"}, Deny: []string{testPrefix + ".cmd.>"}},
-				Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>", testPrefix + ".events.>"}},
-			}},
-		},
+		JetStream: true, StoreDir: t.TempDir(),
+		Users: natsUsers(agent),
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -90,10 +117,14 @@ func natsServer(t *testing.T) (*server.Server, string) {
 	return s, s.ClientURL()
 }
 
-func newBed(t *testing.T) *bed {
+func newBed(t *testing.T) *bed { return newBedWith(t, nil) }
+
+// newBedWith is newBed with the agent's NATS permissions given (nil: the
+// documented ones).
+func newBedWith(t *testing.T, agent *server.Permissions) *bed {
 	t.Helper()
 	b := &bed{t: t, dir: t.TempDir(), perMin: 1000, keyRate: 1000, keyBurst: 1000, keyQuota: 1000}
-	b.srv, b.url = natsServer(t)
+	b.srv, b.url = natsServer(t, agent)
 	var err error
 	if b.sp, err = spool.Open(filepath.Join(b.dir, "spool"), spool.Options{Create: true, LockWait: time.Second}); err != nil {
 		t.Fatal(err)
@@ -113,7 +144,8 @@ func newBed(t *testing.T) *bed {
 	b.trusted = filepath.Join(b.dir, "operators.keys")
 	b.writeFile(b.trusted, "# test operators\nread-write "+rwPub+" alice@ops\nro "+roPub+" grafana\n", 0o644)
 	b.argvLog = filepath.Join(b.dir, "argv.log")
-	b.agent = b.connect("agent", "agent-pw", nil)
+	b.agentErrs = make(chan error, 256)
+	b.agent = b.connect("agent", "agent-pw", b.agentErrs)
 	return b
 }
 
@@ -167,6 +199,7 @@ func (b *bed) start() {
 		Log:                    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Build:                  "test",
 		RefusalAuditsPerMinute: b.perMin,
+		InboxPrefixes:          b.inbox,
 		RemoveAllRules: func(context.Context) error {
 			b.logArgv("firewall removeall")
 			return nil

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -103,6 +104,11 @@ type Options struct {
 	// RemoveAllRules removes every firewall rule the hook made; nil means
 	// both real backends (firewall.Open).
 	RemoveAllRules func(ctx context.Context) error
+	// InboxPrefixes are the subject prefixes a reply may go to (default
+	// "_INBOX", nats.go's): a request naming any other reply subject is
+	// dropped unanswered and audited, so nobody can make this service
+	// publish into another host's subjects or the JetStream API.
+	InboxPrefixes []string
 	// Timeout bounds one action (default 30s).
 	Timeout time.Duration
 	Log     *slog.Logger
@@ -167,6 +173,9 @@ func Start(o Options) (*Service, error) {
 	if o.RemoveAllRules == nil {
 		o.RemoveAllRules = removeAllRules
 	}
+	if len(o.InboxPrefixes) == 0 {
+		o.InboxPrefixes = []string{DefaultInboxPrefix}
+	}
 	xpub, err := o.XKey.PublicKey()
 	if err != nil || !nkeys.IsValidPublicCurveKey(xpub) {
 		return nil, fmt.Errorf("command service: the server key must be a curve key (seed SX…)")
@@ -211,6 +220,25 @@ func Start(o Options) (*Service, error) {
 	return s, nil
 }
 
+// DefaultInboxPrefix is nats.go's inbox prefix (nats.InboxPrefix
+// without its dot).
+const DefaultInboxPrefix = "_INBOX"
+
+// CodeBadReply: the request names a reply subject outside the inbox
+// prefixes. Such a request gets no answer; the code is in its audit.
+const CodeBadReply = "bad_reply_subject"
+
+// inboxReply reports whether reply is under one of the inbox prefixes: the
+// prefix's tokens, then at least one more.
+func (s *Service) inboxReply(reply string) bool {
+	for _, p := range s.o.InboxPrefixes {
+		if len(reply) > len(p)+1 && strings.HasPrefix(reply, p) && reply[len(p)] == '.' {
+			return true
+		}
+	}
+	return false
+}
+
 // Subject is <prefix>.cmd.<server_id>.<action> (without the action when
 // action is "").
 func Subject(prefix, serverID, action string) string {
@@ -239,6 +267,17 @@ func (s *Service) Actions() []string {
 func (s *Service) handle(a *Action, r micro.Request) {
 	start := time.Now()
 	subject := r.Subject()
+	if reply := r.Reply(); !s.inboxReply(reply) {
+		// Answering would publish where the sender chose: drop it. No
+		// check ran, so nothing of the request is trusted in the audit.
+		au := Audit{Action: a.Name, Subject: truncate(subject, 256), Reply: truncate(strings.ToValidUTF8(reply, "?"), 256),
+			Code: CodeBadReply, Message: fmt.Sprintf("reply subject %q is not under the inbox prefixes (%s); request dropped unanswered",
+				truncate(strings.ToValidUTF8(reply, "?"), 256), strings.Join(s.o.InboxPrefixes, ", "))}
+		if s.au.refused(au, CodeBadReply, reply, fmt.Sprint(start.UnixNano())) {
+			s.o.Log.Warn("command dropped: reply subject outside the inbox prefixes", "action", a.Name, "reply", au.Reply)
+		}
+		return
+	}
 	ver, rerr := s.o.Verifier.Check(subject, a.Name, a.Role, r.Data())
 	au := Audit{Action: a.Name, Subject: truncate(subject, 256)}
 	fill(&au, ver)
@@ -312,8 +351,11 @@ func (s *Service) refuse(r micro.Request, a *Action, au Audit, ver opauth.Verifi
 	}
 	// A reply subject is unique per request, so two refusals of one
 	// replayed message are two facts.
-	s.au.refused(au, key, nonce, rerr.Code, r.Reply())
-	s.o.Log.Warn("command refused", "action", a.Name, "code", rerr.Code, "key", au.Key, "msg", rerr.Msg)
+	if s.au.refused(au, key, nonce, rerr.Code, r.Reply()) {
+		// Logged like it is audited: a flood of refusals must not fill
+		// the journal either.
+		s.o.Log.Warn("command refused", "action", a.Name, "code", rerr.Code, "key", au.Key, "msg", rerr.Msg)
+	}
 	s.respondErr(r, a.Name, rerr.Code, rerr.Msg)
 }
 

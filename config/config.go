@@ -133,6 +133,7 @@ func Default() Config {
 			KeyRate:                10,
 			KeyBurst:               20,
 			KeyQuota:               1000,
+			InboxPrefixes:          []string{"_INBOX"},
 		},
 	}
 }

@@ -106,6 +106,18 @@ var fields = map[string]field{
 		func(c *Config, v string) error { return setInt(&c.Cmd.KeyBurst, v, 1, 100000) }},
 	"CMD_KEY_QUOTA": {"command service: commands of one operator key the nonce cache holds within their validity; more are refused over_quota (default 1000)",
 		func(c *Config, v string) error { return setInt(&c.Cmd.KeyQuota, v, 1, 1000000) }},
+	"CMD_INBOX_PREFIX": {"command service: subject prefixes replies may go to, comma-separated; a request naming another reply subject is dropped and audited (default _INBOX, as nats.go and ctl use)",
+		func(c *Config, v string) error { return setSubjects(&c.Cmd.InboxPrefixes, v) }},
+	"CMD_NATS_CREDS": {"command service: its own NATS credentials file; any CMD_NATS_* key replaces all of NATS_CREDS, NATS_NKEY_SEED, NATS_USER, NATS_PASSWORD and NATS_TOKEN for the command service, so it can have its own NATS user with the narrow permissions of docs/commands.md",
+		func(c *Config, v string) error { return setOptAbsPath(&c.Cmd.NATS.Creds, v) }},
+	"CMD_NATS_NKEY_SEED": {"command service: path of its own nkey seed file (see CMD_NATS_CREDS)",
+		func(c *Config, v string) error { return setOptAbsPath(&c.Cmd.NATS.NKeySeed, v) }},
+	"CMD_NATS_USER": {"command service: its own NATS user name (see CMD_NATS_CREDS)",
+		func(c *Config, v string) error { c.Cmd.NATS.User = v; return nil }},
+	"CMD_NATS_PASSWORD": {"command service: its own NATS password (see CMD_NATS_CREDS; keep this file root-only)",
+		func(c *Config, v string) error { c.Cmd.NATS.Password = v; return nil }},
+	"CMD_NATS_TOKEN": {"command service: its own NATS token (see CMD_NATS_CREDS; keep this file root-only)",
+		func(c *Config, v string) error { c.Cmd.NATS.Token = v; return nil }},
 	"CMD_OCCTL": {"command service: occtl binary (default occtl from PATH)",
 		func(c *Config, v string) error { return setAbsPath(&c.Cmd.Occtl, v) }},
 	"CMD_OCCTL_SOCKET": {"command service: occtl's socket (-s); empty means occtl's compiled-in default",
@@ -196,15 +208,32 @@ type Cmd struct {
 	RefusalAuditsPerMinute int
 	KeyRate                float64 // commands per second per operator key
 	KeyBurst               int
-	KeyQuota               int    // live nonces per operator key
-	Occtl                  string // "" means "occtl" from PATH
-	OcctlSocket            string
-	Ocserv                 string // "" means "ocserv" from PATH
-	OcpasswdFile           string // "": user actions not offered
-	Ocpasswd               string // "" means "ocpasswd" from PATH
-	ConfigPerUser          string // "": not managed
-	ConfigPerGroup         string // "": not managed
-	ConfigBackupDir        string
+	KeyQuota               int // live nonces per operator key
+	InboxPrefixes          []string
+	// NATS holds the command service's own credentials (CMD_NATS_*);
+	// only the credential fields are used. See CommanderNATS.
+	NATS            NATS
+	Occtl           string // "" means "occtl" from PATH
+	OcctlSocket     string
+	Ocserv          string // "" means "ocserv" from PATH
+	OcpasswdFile    string // "": user actions not offered
+	Ocpasswd        string // "" means "ocpasswd" from PATH
+	ConfigPerUser   string // "": not managed
+	ConfigPerGroup  string // "": not managed
+	ConfigBackupDir string
+}
+
+// CommanderNATS is the command service's connection: the agent's servers,
+// TLS and JetStream settings, with the command service's own credentials
+// when any CMD_NATS_* key is set (then none of the agent's credentials is
+// used, so the two identities never mix).
+func (c Config) CommanderNATS() NATS {
+	n := c.NATS
+	o := c.Cmd.NATS
+	if o.Creds != "" || o.NKeySeed != "" || o.User != "" || o.Password != "" || o.Token != "" {
+		n.Creds, n.NKeySeed, n.User, n.Password, n.Token = o.Creds, o.NKeySeed, o.User, o.Password, o.Token
+	}
+	return n
 }
 
 func setOptAbsPath(dst *string, v string) error {
@@ -277,6 +306,24 @@ func setSubject(dst *string, v string) error {
 		}
 	}
 	*dst = v
+	return nil
+}
+
+// ParseSubjects accepts a comma-separated list of subjects of valid
+// tokens (no wildcards), as CMD_INBOX_PREFIX takes.
+func ParseSubjects(dst *[]string, v string) error { return setSubjects(dst, v) }
+
+func setSubjects(dst *[]string, v string) error {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		p = strings.TrimSpace(p)
+		var one string
+		if err := setSubject(&one, p); err != nil {
+			return err
+		}
+		out = append(out, one)
+	}
+	*dst = out
 	return nil
 }
 

@@ -119,7 +119,7 @@ func Build(cfg config.Config, log *slog.Logger) (*cmdsvc.Service, func(), error)
 		return fail(err)
 	}
 	closers = append(closers, func() { sp.Close() })
-	conn, err := natsjs.Connect(cfg.NATS, natsjs.Options{Name: "ocserv-telemetry-commander " + cfg.ServerID}, log)
+	conn, err := natsjs.Connect(cfg.CommanderNATS(), natsjs.Options{Name: "ocserv-telemetry-commander " + cfg.ServerID}, log)
 	if err != nil {
 		return fail(err)
 	}
@@ -141,7 +141,8 @@ func Build(cfg config.Config, log *slog.Logger) (*cmdsvc.Service, func(), error)
 		Occtl:      &ocserv.Occtl{Path: cfg.Cmd.Occtl, Socket: cfg.Cmd.OcctlSocket},
 		OcservPath: cfg.Cmd.Ocserv,
 		Spool:      sp, RefusalAuditsPerMinute: cfg.Cmd.RefusalAuditsPerMinute,
-		Log: log, Build: hook.Version, Extra: extra,
+		InboxPrefixes: cfg.Cmd.InboxPrefixes,
+		Log:           log, Build: hook.Version, Extra: extra,
 	})
 	if err != nil {
 		return fail(err)
