@@ -2,9 +2,9 @@ package cmdsvc
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -57,6 +57,25 @@ type bed struct {
 	// agentErrs receives the agent connection's asynchronous errors
 	// (permissions violations).
 	agentErrs chan error
+	log       syncBuffer // the service's log
+}
+
+// syncBuffer is a bytes.Buffer safe for the service's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // agentPermissions are the command service's NATS permissions as
@@ -196,7 +215,7 @@ func (b *bed) start() {
 		Occtl:                  &ocserv.Occtl{Path: fakeOcctl(b.t, b.argvLog), Timeout: 5 * time.Second},
 		Spool:                  b.sp,
 		Extra:                  b.extra,
-		Log:                    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:                    slog.New(slog.NewTextHandler(&b.log, nil)),
 		Build:                  "test",
 		RefusalAuditsPerMinute: b.perMin,
 		InboxPrefixes:          b.inbox,

@@ -135,6 +135,10 @@ type Param struct {
 	Name     string
 	Required bool
 	Check    func(string) (string, error)
+	// NotSecret keeps the value in audits although the name suggests a
+	// secret (SecretName): config-set's "key" is the name of an ocserv
+	// setting, which the audit must show.
+	NotSecret bool
 }
 
 // Request is a verified command with validated arguments.
@@ -280,7 +284,7 @@ func (s *Service) handle(a *Action, r micro.Request) {
 	}
 	ver, rerr := s.o.Verifier.Check(subject, a.Name, a.Role, r.Data())
 	au := Audit{Action: a.Name, Subject: truncate(subject, 256)}
-	fill(&au, ver)
+	fill(&au, ver, a.Params)
 	if rerr != nil {
 		s.refuse(r, a, au, ver, rerr)
 		return
