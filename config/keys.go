@@ -403,14 +403,15 @@ func setURLs(dst *[]string, v string) error {
 		if s == "" {
 			continue
 		}
+		// Errors quote the URL redacted: it may carry a password.
 		u, err := url.Parse(s)
 		if err != nil || u.Host == "" {
-			return fmt.Errorf("%q is not a URL like nats://host:4222", s)
+			return fmt.Errorf("%q is not a URL like nats://host:4222", RedactURL(s))
 		}
 		switch u.Scheme {
 		case "nats", "tls", "ws", "wss":
 		default:
-			return fmt.Errorf("%q: scheme must be nats, tls, ws or wss", s)
+			return fmt.Errorf("%q: scheme must be nats, tls, ws or wss", RedactURL(s))
 		}
 		out = append(out, s)
 	}

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
 )
@@ -59,5 +62,39 @@ func TestUsageErrors(t *testing.T) {
 	os.WriteFile(cfg, []byte("SPOOL_DIR=/nonexistent/spool\n"), 0o600)
 	if code := run([]string{"status", "--config", cfg}, &out, &errb); code != exitFail || !strings.Contains(errb.String(), "/nonexistent/spool") {
 		t.Errorf("missing spool: %d %q", code, errb.String())
+	}
+}
+
+// ctl's errors never quote the NATS credentials of its configuration.
+func TestCtlNeverPrintsNATSSecrets(t *testing.T) {
+	const pw, tok = "Pl4ntedPassw0rd", "Pl4ntedT0ken"
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		Users: []*server.User{{Username: "op", Password: "right"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("not ready")
+	}
+	defer srv.Shutdown()
+	dir := t.TempDir()
+	for _, url := range []string{
+		strings.Replace(srv.ClientURL(), "nats://", "nats://op:"+pw+"@", 1),
+		"nats://" + tok + "@127.0.0.1:1",
+		"nats://op:" + pw + "@127.0.0.1:notaport",
+	} {
+		cfg := filepath.Join(dir, "ctl.env")
+		os.WriteFile(cfg, []byte("NATS_URL="+url+"\nNATS_PASSWORD="+pw+"\nCTL_TIMEOUT=2s\n"), 0o600)
+		var out, errb bytes.Buffer
+		code := run([]string{"servers", "--config", cfg}, &out, &errb)
+		if code == 0 || errb.Len() == 0 {
+			t.Fatalf("%s: exit %d, stderr %q", url, code, errb.String())
+		}
+		for _, sec := range []string{pw, tok} {
+			if strings.Contains(out.String()+errb.String(), sec) {
+				t.Errorf("ctl printed %s: %s", sec, errb.String())
+			}
+		}
 	}
 }

@@ -235,7 +235,9 @@ func (st *settings) connect(timeout time.Duration) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(strings.Join(c.URLs, ","), opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS %s: %w", strings.Join(c.URLs, ","), err)
+		// The URLs may carry credentials: printed redacted, and the
+		// client's own text scrubbed of every secret.
+		return nil, fmt.Errorf("connect to NATS %s: %w", c.RedactedURLs(), c.ScrubError(err))
 	}
 	return nc, nil
 }
