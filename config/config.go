@@ -125,7 +125,7 @@ func Default() Config {
 		Live:             defaultLive(),
 		Cmd: Cmd{
 			TrustedKeys:            "/etc/ocserv-telemetry/operators.keys",
-			XKeySeed:               "/etc/ocserv-telemetry/commander.xkey",
+			XKeySeed:               "/var/lib/ocserv-telemetry/commander.xkey",
 			NonceFile:              "/var/lib/ocserv-telemetry/nonces",
 			MaxSkew:                30 * time.Second,
 			MaxValidity:            5 * time.Minute,

@@ -90,7 +90,7 @@ var fields = map[string]field{
 		}},
 	"CMD_TRUSTED_KEYS": {"command service: file of trusted operator public keys with a role each (default /etc/ocserv-telemetry/operators.keys)",
 		func(c *Config, v string) error { return setAbsPath(&c.Cmd.TrustedKeys, v) }},
-	"CMD_XKEY_SEED": {"command service: this server's curve key seed file, made at first start; operators seal passwords to it (default /etc/ocserv-telemetry/commander.xkey)",
+	"CMD_XKEY_SEED": {"command service: this server's curve key seed file, made at first start; operators seal passwords to it (default /var/lib/ocserv-telemetry/commander.xkey, in the state directory the command service may write)",
 		func(c *Config, v string) error { return setAbsPath(&c.Cmd.XKeySeed, v) }},
 	"CMD_NONCE_FILE": {"command service: the nonce cache that refuses replays across restarts (default /var/lib/ocserv-telemetry/nonces)",
 		func(c *Config, v string) error { return setAbsPath(&c.Cmd.NonceFile, v) }},
