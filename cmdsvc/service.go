@@ -5,9 +5,10 @@
 // passes the security layer of package opauth (signature, trusted key and
 // role, validity in time, replay), then the action's argument checks, and
 // only then runs, through occtl (argv only, never a shell), the kick list or
-// the firewall. Every command, accepted or refused, becomes an audit event
-// through the spool (refusals rate-limited). docs/commands.md is the
-// reference.
+// the firewall. Every command that runs, and every refusal of a command
+// signed by a trusted key, becomes an audit event through the spool; other
+// refusals (which anyone who can publish can cause) up to a rate, counted
+// beyond it. docs/commands.md is the reference.
 package cmdsvc
 
 import (
