@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
 )
 
@@ -96,5 +97,33 @@ func TestCtlNeverPrintsNATSSecrets(t *testing.T) {
 				t.Errorf("ctl printed %s: %s", sec, errb.String())
 			}
 		}
+	}
+}
+
+// CTL_INBOX_PREFIX is one subject prefix; ctl's requests use it.
+func TestCtlInboxPrefix(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "ctl.env")
+	os.WriteFile(cfg, []byte("CTL_INBOX_PREFIX=_INBOX_alice\n"), 0o600)
+	st, err := loadSettings(cfg, func(string) string { return "" }, func(string) {})
+	if err != nil || st.InboxPrefix != "_INBOX_alice" {
+		t.Fatalf("%+v %v", st, err)
+	}
+	for _, bad := range []string{"_INBOX.>", "a,b", "has space", ""} {
+		os.WriteFile(cfg, []byte("CTL_INBOX_PREFIX="+bad+"\n"), 0o600)
+		if _, err := loadSettings(cfg, func(string) string { return "" }, func(string) {}); err == nil || !strings.Contains(err.Error(), "CTL_INBOX_PREFIX") {
+			t.Errorf("CTL_INBOX_PREFIX=%q: %v", bad, err)
+		}
+	}
+	srv := natstest.Run(t)
+	os.WriteFile(cfg, []byte("NATS_URL="+srv.ClientURL()+"\nCTL_INBOX_PREFIX=_INBOX_alice\n"), 0o600)
+	st, _ = loadSettings(cfg, func(string) string { return "" }, func(string) {})
+	nc, err := st.connect(time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if in := nc.NewRespInbox(); !strings.HasPrefix(in, "_INBOX_alice.") {
+		t.Errorf("inbox %s", in)
 	}
 }
