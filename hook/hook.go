@@ -53,6 +53,7 @@ type Run struct {
 	once    sync.Once
 	errMu   sync.Mutex
 	pending atomic.Pointer[[]byte] // the encoded event, until it is committed
+	drafted atomic.Bool            // an event was encoded (pending set at least once)
 
 	// budget is the configured time budget; paused is time spent in the
 	// operator's OCSERV_NEXT_SCRIPT, which does not count against it.
@@ -130,6 +131,11 @@ func (r *Run) used() time.Duration { return time.Since(r.Start) - r.paused }
 func (r *Run) dump(why string) {
 	if p := r.pending.Swap(nil); p != nil {
 		r.printf("%s before the event reached the spool; the event follows so it is not lost: %s", why, strings.TrimRight(string(*p), "\n"))
+		return
+	}
+	if !r.drafted.Load() && r.Env["REASON"] != "" && r.Env[chainedEnv] == "" {
+		// Spent before the event existed: say at least whose it was.
+		r.printf("%s before the event was made; it is lost: REASON=%q USERNAME=%q ID=%q DEVICE=%q", why, r.Env["REASON"], r.Env["USERNAME"], r.Env["ID"], r.Env["DEVICE"])
 	}
 }
 
@@ -198,6 +204,10 @@ func (r *Run) run(budget *time.Timer) int {
 	}
 	ev := events.FromEnv(t, r.Env)
 	r.stamp(ev, cfg)
+	// A draft, so that a budget that runs out from here on (a stalled
+	// disk, a starved CPU) still leaves the event in ocserv's log; it is
+	// encoded again as it changes.
+	r.encode(ev)
 	for _, p := range ev.Problems {
 		r.printf("%s", p)
 	}
@@ -206,6 +216,7 @@ func (r *Run) run(budget *time.Timer) int {
 		// Refused before any firewall work or next script: ocserv will not
 		// start the session, so there is nothing to restrict.
 		code = ExitRefuse
+		r.encode(ev)
 	}
 	switch {
 	case code == ExitRefuse: // kicked: no firewall work, no next script
@@ -376,6 +387,7 @@ func (r *Run) encode(ev *events.Event) ([]byte, error) {
 		return nil, err
 	}
 	r.pending.Store(&line)
+	r.drafted.Store(true)
 	return line, nil
 }
 
