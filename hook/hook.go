@@ -69,7 +69,8 @@ type Run struct {
 
 	// stall, when set by a test, runs just before the append: a stand-in
 	// for a disk that hangs, to prove the budget timer ends the run.
-	stall func()
+	// stallEarly runs before the event is made.
+	stall, stallEarly func()
 }
 
 // Main runs the hook and ends through r.Exit. Panics are recovered: a bug
@@ -201,6 +202,9 @@ func (r *Run) run(budget *time.Timer) int {
 	if err != nil {
 		r.printf("%v; nothing recorded", err)
 		return ExitAdmit
+	}
+	if r.stallEarly != nil {
+		r.stallEarly()
 	}
 	ev := events.FromEnv(t, r.Env)
 	r.stamp(ev, cfg)
