@@ -124,7 +124,7 @@ mapfile -t c_fw < <(cycle /usr/bin/ocserv-fw)
 mapfile -t c_nft < <(cycle "$root/bin/hook" --fw --config "$work/agent-nft.env")
 mapfile -t c_ipt < <(cycle "$root/bin/hook" --fw --config "$work/agent-ipt.env")
 inns "$work/procbench" -runs "$runs" -warmup "$warmup" -json "$out/hook-firewall.json" -- \
-	ocserv-fw "${c_fw[@]}" :: hook-nft "${c_nft[@]}" :: hook-ipt "${c_ipt[@]}" >"$out/hook-firewall-table.md"
+	ocserv-fw "${c_fw[@]}" :: hook-nft "${c_nft[@]}" :: hook-ipt "${c_ipt[@]}" >"$work/table.md"
 
 left=$(ns_rules | grep -cE 'octel_|ocserv_telemetry_|OCTEL|ocserv-telemetry|--comment ocserv-fw' || true)
 [ "$left" = 0 ] || { echo "rules left after the benchmark: $left lines" >&2; exit 1; }
@@ -147,7 +147,7 @@ fw=$(median ocserv-fw) hn=$(median hook-nft) hi=$(median hook-ipt)
 	echo "$run_line"
 	echo "$runs interleaved rounds (\`RUNS\`) after 10 warm-up rounds; every round's time of every command and step is in \`bench/results/hook-firewall.json\`."
 	echo
-	cat "$out/hook-firewall-table.md"
+	cat "$work/table.md"
 	echo
 	awk -v f="$fw" -v n="$hn" -v i="$hi" 'BEGIN {
 		printf "- cycle, ocserv-fw / hook-nft: **%.1fx** (goal ≥ 30x)\n", f/n
