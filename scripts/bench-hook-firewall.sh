@@ -100,11 +100,12 @@ check_connect() {
 	env -i "${benv[@]}" REASON=disconnect ip netns exec "$ns" "$@"
 }
 check_connect ocserv-fw "ocserv-fw" /usr/bin/ocserv-fw
-# How many iptables and ip6tables commands ocserv-fw runs for this user
-# (sh -x traces every command, those inside $(...) and eval included).
+# How many iptables and ip6tables commands ocserv-fw runs for this user.
+# sh -x traces every command ("+ iptables ...", "++" inside $(...)); an
+# eval is traced as "+ eval" and its string, one command per line.
 fw_cmds() {
 	env -i "${benv[@]}" REASON="$1" ip netns exec "$ns" sh -x /usr/bin/ocserv-fw 2>&1 >/dev/null |
-		grep -cE '^\++ (iptables|ip6tables)( |$)' || true
+		grep -cE '^(\++ (eval )?)?(iptables|ip6tables)( |$)' || true
 }
 fw_connect_cmds=$(fw_cmds connect)
 fw_disconnect_cmds=$(fw_cmds disconnect)
