@@ -27,8 +27,9 @@ vet:
 # Unit and integration tests (embedded nats-server, real processes, no root),
 # all packages side by side: the tests assert what the design promises, not
 # what a quiet machine does (how many hooks took the fallback path under
-# load is reported, not asserted). Then the check that every figure in the
-# README and docs/ comes from a script.
+# load is reported, not asserted). Among them internal/docblocks: it fails
+# when a figure that reads like a measurement sits in the README or docs/
+# outside a block `make bench` writes.
 test: build
 	$(GO) test -count=1 -timeout 20m ./...
 
@@ -41,6 +42,9 @@ e2e: build
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)
 
+# Every benchmark (as a normal user those that need no root, saying which
+# were skipped); results in bench/results/, figures into the generated
+# blocks of the README and docs/ (docs/benchmarks.md).
 bench: build
 	./scripts/bench.sh
 

@@ -74,7 +74,7 @@ type Event struct {
 	// through (its exit status was 0).
 	Admitted *bool `json:"admitted,omitempty"`
 	// Refusal says why a connect was refused (one of the deliberate
-	// refusals in DESIGN.md); empty when admitted.
+	// refusals in docs/design.md); empty when admitted.
 	Refusal string `json:"refusal,omitempty"`
 
 	Hook *HookInfo `json:"hook,omitempty"`

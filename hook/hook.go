@@ -3,7 +3,7 @@
 // one event in the spool and exits 0, whatever happens, within a hard time
 // budget: ocserv holds the user's login until the connect script exits, and
 // refuses it on a non-zero status. The only non-zero exits are the
-// deliberate refusals listed in DESIGN.md, each recorded in the event.
+// deliberate refusals listed in docs/design.md, each recorded in the event.
 //
 // The hook stays small: the standard library, x/sys and a UUID package;
 // never a NATS client.
@@ -291,7 +291,7 @@ func (r *Run) loadConfig(flag string) config.Config {
 	return cfg
 }
 
-// kicked refuses a connect of a user an operator kicked (DESIGN.md's
+// kicked refuses a connect of a user an operator kicked (docs/design.md's
 // second deliberate refusal): it is checked on every connect, cookie
 // resumptions included, which is what makes a kick stick.
 func (r *Run) kicked(cfg config.Config, ev *events.Event) bool {
