@@ -8,7 +8,7 @@ LDFLAGS := -s -w -X github.com/ocserv-telemetry/ocserv-telemetry/hook.Version=$(
 # Tests with a fuzz target run each one briefly; CI sets FUZZTIME.
 FUZZTIME ?= 10s
 # Packages with root-only tests (build tag e2e).
-E2E_PKGS := ./hook/... ./e2e/... ./firewall/...
+E2E_PKGS := ./hook/... ./e2e/... ./firewall/... ./internal/distro/...
 
 .PHONY: all build test e2e bench fuzz demo vet clean package check-units
 
