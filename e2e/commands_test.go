@@ -79,7 +79,11 @@ func startFleet(t *testing.T, srv *server.Server, b *testbed.Bed) *fleet {
 	}
 	t.Cleanup(func() { nonces.Close() })
 	xkp, _ := nkeys.CreateCurveKeys()
-	extra := cmdsvc.UserActions(&ocpasswd.Passwd{File: b.PasswdFile()})
+	ocpasswdBin, err := b.OcpasswdBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := cmdsvc.UserActions(&ocpasswd.Passwd{File: b.PasswdFile(), Binary: ocpasswdBin})
 	if d := b.PerUserDir(); d != "" {
 		extra = append(extra, cmdsvc.ConfigActions(&userconf.Store{UserDir: d, BackupDir: filepath.Join(dir, "backup")})...)
 	}

@@ -36,10 +36,13 @@ func hostClean(t *testing.T) {
 			t.Errorf("%v: %v: %s", argv, err, out)
 			continue
 		}
-		for _, s := range []string{firewall.ChainPrefix, firewall.RouteChainPrefix, firewall.TablePrefix, firewall.Comment, "ocserv-fw"} {
+		for _, s := range []string{firewall.ChainPrefix, firewall.RouteChainPrefix, firewall.TablePrefix, firewall.Comment} {
 			if strings.Contains(string(out), s) {
 				t.Errorf("the host namespace holds %q:\n%s", s, out)
 			}
+		}
+		if testbed.HasOcservFw(string(out)) {
+			t.Errorf("the host namespace holds ocserv-fw's rules:\n%s", out)
 		}
 	}
 	if err := testbed.CheckHostFwScript(); err != nil {
@@ -155,7 +158,7 @@ func TestFirewallModeA(t *testing.T) {
 	if ce.Policy == nil || ce.Policy.Restricted() {
 		t.Errorf("policy = %+v, want unrestricted", ce.Policy)
 	}
-	if rs := ruleset(t, b); hasOurs(rs) || strings.Contains(rs, "ocserv-fw") {
+	if rs := ruleset(t, b); hasOurs(rs) || testbed.HasOcservFw(rs) {
 		t.Errorf("rules in the server namespace of an unrestricted bed:\n%s", rs)
 	}
 	if err := c.Disconnect(); err != nil {
@@ -175,8 +178,8 @@ func TestFirewallModeB(t *testing.T) {
 	}
 	o := deviceOf(t, b, "bob")
 	rs := ruleset(t, b)
-	if !strings.Contains(rs, "FORWARD-ocserv-fw-"+o.Device) {
-		t.Errorf("no ocserv-fw chain for %s:\n%s", o.Device, rs)
+	if !strings.Contains(rs, b.OcservFwMark(o.Device)) {
+		t.Errorf("no %q of ocserv %s's ocserv-fw (%s) for %s:\n%s", b.OcservFwMark(o.Device), b.Version(), b.Release().FwBackend, o.Device, rs)
 	}
 	if hasOurs(rs) {
 		t.Errorf("the hook added rules on top of ocserv-fw's:\n%s", rs)
@@ -228,8 +231,8 @@ func TestFirewallModeC(t *testing.T) {
 			}
 			oa, ob := deviceOf(t, b, "alice"), deviceOf(t, b, "bob")
 			rs := ruleset(t, b)
-			if strings.Contains(rs, "ocserv-fw") {
-				t.Errorf("ocserv-fw ran although the hook is mounted over it:\n%s", rs)
+			if testbed.HasOcservFw(rs) {
+				t.Errorf("ocserv-fw ran although the hook is ocserv's fw script:\n%s", rs)
 			}
 			for _, dev := range []string{oa.Device, ob.Device} {
 				want := firewall.TablePrefix + dev
