@@ -309,3 +309,44 @@ func TestFirewallModeC(t *testing.T) {
 		})
 	}
 }
+
+// TestFwScriptEnvironment shows, on the version's real ocserv, whether
+// OCSERV_FW_SCRIPT in ocserv's environment chooses the fw script (the
+// drop-in way of mode c): ocserv is started with it naming the hook's fw
+// wrapper and nothing else changed. A version that reads it (1.5.0) runs
+// the hook, which applies the rules; one that does not (1.1.6, 1.3.0:
+// the path is compiled in, docs/firewall.md) runs its own ocserv-fw, and
+// the hook, run by ocserv-fw as the next script, can only record that
+// nothing was applied: the defect install.sh had on 1.3.0, which is why it
+// diverts the path there.
+func TestFwScriptEnvironment(t *testing.T) {
+	b := newModeBed(t, testbed.Options{RestrictToRoutes: true, HookAsFwScript: true, FwScriptByEnv: true})
+	c, err := b.Connect("alice", b.Password("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := deviceOf(t, b, "alice")
+	evs := b.WaitEvents(testbed.Count(testbed.Match{Type: events.Connect, Username: "alice"}, 1), eventWait)
+	ce := one(t, evs, testbed.Match{Type: events.Connect, Username: "alice"})
+	rs := ruleset(t, b)
+	rel := b.Release()
+	if rel.FwScriptEnv {
+		if ce.Firewall == nil || ce.Firewall.Mode != "on" || ce.Firewall.Action != "applied" {
+			t.Errorf("ocserv %s reads OCSERV_FW_SCRIPT: firewall %+v, want mode on, action applied", rel.Version, ce.Firewall)
+		}
+		if testbed.HasOcservFw(rs) || !hasOurs(rs) {
+			t.Errorf("ocserv %s: want our rules and none of ocserv-fw's:\n%s", rel.Version, rs)
+		}
+	} else {
+		if ce.Firewall == nil || ce.Firewall.Mode != "on" || ce.Firewall.Action != "none" {
+			t.Errorf("ocserv %s ignores OCSERV_FW_SCRIPT: firewall %+v, want mode on, action none", rel.Version, ce.Firewall)
+		}
+		if !strings.Contains(rs, b.OcservFwMark(o.Device)) || hasOurs(rs) {
+			t.Errorf("ocserv %s: want %s's %q and none of ours:\n%s", rel.Version, rel.FwScript, b.OcservFwMark(o.Device), rs)
+		}
+	}
+	if err := c.Disconnect(); err != nil {
+		t.Fatal(err)
+	}
+	b.WaitEvents(testbed.Count(testbed.Match{Type: events.Disconnect, Username: "alice"}, 1), eventWait)
+}

@@ -59,6 +59,20 @@ func TestRootsHoldTheirRelease(t *testing.T) {
 			if first != wantFirst {
 				t.Errorf("ocserv --version starts %q, want %q", first, wantFirst)
 			}
+			// The recorded output install.sh's tests read is this build's.
+			if rec := strings.SplitN(releaseOutput(t, r), "\n", 2)[0]; rec != first {
+				t.Errorf("testdata/ocserv-version/%s.txt starts %q, the binary prints %q", r.Version, rec, first)
+			}
+			// install.sh reads the same facts from the real binary.
+			args := []string{installSh, "--detect"}
+			if !r.Host {
+				args = append(args, "--root", root)
+			}
+			det, err := exec.Command("/bin/sh", args...).CombinedOutput()
+			reads := map[bool]string{true: "yes", false: "no"}[r.FwScriptEnv]
+			if want := "ocserv " + r.Version + "\nfw script: " + r.FwScript + " (read from /usr/sbin/ocserv)\nreads OCSERV_FW_SCRIPT: " + reads + "\n"; err != nil || !strings.HasPrefix(string(det), want) {
+				t.Errorf("install.sh --detect on the real %s: %v\n%s\nwant it to start\n%s", r.Version, err, det, want)
+			}
 			if out := run("occtl", "--version"); !strings.Contains(out, "version "+r.Version) {
 				t.Errorf("occtl --version:\n%s", out)
 			}

@@ -7,7 +7,7 @@ func (b *Bed) prepareConf() error {
 	if b.opts.PrepareConf == nil {
 		return nil
 	}
-	p, err := b.opts.PrepareConf(b.confPath)
+	p, err := b.opts.PrepareConf(b, b.confPath)
 	if err != nil {
 		return fmt.Errorf("PrepareConf: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/distro"
@@ -158,7 +159,7 @@ func (b *Bed) applyMounts() error {
 		fmt.Fprintf(&s, "mount -t overlay ocserv-telemetry-testbed -o %s %s\n",
 			shQuote("lowerdir="+layer+":"+r+h), shQuote(r+h))
 	}
-	if b.opts.HookAsFwScript && !b.rel.FwScriptEnv {
+	if b.opts.HookAsFwScript && !b.rel.FwScriptEnv && !b.opts.FwScriptByEnv {
 		w, err := b.fwScriptWrapper()
 		if err != nil {
 			return err
@@ -271,4 +272,67 @@ func (b *Bed) copyHook() error {
 	}
 	b.hookPath = p
 	return nil
+}
+
+// ReleaseRoot returns the release $OCSERV_VERSION selects and the root
+// file system its real files are in: "/" for the host's, else the cached
+// Debian root (built on first use). For tests that read a version's files
+// (its ocserv.conf, its fw script) without a bed.
+func ReleaseRoot(t testing.TB) (distro.Release, string) {
+	t.Helper()
+	rel, err := distro.Selected()
+	if err != nil {
+		t.Fatalf("testbed: %v", err)
+	}
+	if rel.Host {
+		return rel, "/"
+	}
+	return rel, cachedRoot(t, rel)
+}
+
+func cachedRoot(t testing.TB, rel distro.Release) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	root, err := distro.DefaultCache().Ensure(ctx, rel)
+	if err != nil {
+		t.Fatalf("testbed: ocserv %s: %v", rel.Version, err)
+	}
+	return root.Dir
+}
+
+// WritableRoot returns a private, writable copy of the Debian root of the
+// release $OCSERV_VERSION selects (for the host's 1.1.6, a Debian 12 root
+// with the same ocserv package), removed when the test ends: a real system
+// root to install into (install.sh without --root) and to run the bed from
+// (Options.SystemRoot). A copy, not an overlay mount, so nothing is
+// mounted on the host and a crashed run leaves only files.
+func WritableRoot(t testing.TB) string {
+	t.Helper()
+	rel, err := distro.Selected()
+	if err != nil {
+		t.Fatalf("testbed: %v", err)
+	}
+	src := cachedRoot(t, rel)
+	// Under the host's temporary directory, so the bed's mount of it
+	// inside the root shows the same paths; traversable by ocserv's
+	// unprivileged workers.
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "root")
+	if out, err := runCmd(5*time.Minute, "cp", "-a", "--reflink=auto", src, dst); err != nil {
+		t.Fatalf("testbed: copy %s: %v\n%s", src, err, out)
+	}
+	return dst
+}
+
+// SetOcservEnv adds to the environment ocserv starts with from now on, as
+// a systemd unit's Environment= lines would (for instance what an
+// installed drop-in for ocserv.service sets); callable from PrepareConf.
+func (b *Bed) SetOcservEnv(env ...string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.extraEnv = append(b.extraEnv, env...)
 }

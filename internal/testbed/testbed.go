@@ -111,6 +111,11 @@ type Options struct {
 	// agent.env. Restricted users then get the hook's rules instead of
 	// ocserv-fw's.
 	HookAsFwScript bool
+	// FwScriptByEnv, with HookAsFwScript, only names the wrapper in
+	// ocserv's OCSERV_FW_SCRIPT (nothing mounted), whatever the version
+	// reads: what an installer that trusted the variable on every version
+	// did (TestFwScriptEnvironment).
+	FwScriptByEnv bool
 	// FirewallBackend is agent.env's FIREWALL_BACKEND ("": not set, auto).
 	FirewallBackend string
 
@@ -148,8 +153,9 @@ type Options struct {
 	// PrepareConf, when set, is called with the generated ocserv.conf
 	// before ocserv -t and the start; it returns the file ocserv is to
 	// run with ("": the generated one), as a path in the bed's root. The
-	// bed's tools (RunInRoot) can be used from it.
-	PrepareConf func(conf string) (string, error)
+	// bed's namespaces, users and tools (RunInRoot, SetOcservEnv) are
+	// ready when it is called; ocserv has not started.
+	PrepareConf func(b *Bed, conf string) (string, error)
 }
 
 // Addresses of the bed. Every bed lives in its own namespaces, so these
@@ -197,6 +203,8 @@ type Bed struct {
 	rel    distro.Release // the ocserv version the bed runs
 	root   string         // its root file system ("/": the host's)
 	holder *holder        // the bed's mount namespace (root.go)
+	// extraEnv is added to ocserv's environment (SetOcservEnv).
+	extraEnv []string
 
 	mu         sync.Mutex
 	namespaces []string // deleted in reverse order at cleanup
@@ -555,7 +563,15 @@ func (b *Bed) startOcserv() error {
 		// wrapper the hook has no --config, so tell it where agent.env is.
 		env = append(os.Environ(), "OCSERV_TELEMETRY_CONFIG="+b.agentEnv)
 	}
-	if b.opts.HookAsFwScript && b.rel.FwScriptEnv {
+	b.mu.Lock()
+	if len(b.extraEnv) > 0 {
+		if env == nil {
+			env = os.Environ()
+		}
+		env = append(env, b.extraEnv...)
+	}
+	b.mu.Unlock()
+	if b.opts.HookAsFwScript && (b.rel.FwScriptEnv || b.opts.FwScriptByEnv) {
 		// As install.sh's drop-in for ocserv.service does.
 		w, err := b.fwScriptWrapper()
 		if err != nil {
