@@ -7,8 +7,12 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/ocserv-telemetry/ocserv-telemetry/hook.Version=$(VERSION)
 # Tests with a fuzz target run each one briefly; CI sets FUZZTIME.
 FUZZTIME ?= 10s
-# Packages with root-only tests (build tag e2e).
-E2E_PKGS := ./hook/... ./e2e/... ./firewall/...
+# Packages with root-only tests (build tag e2e) that do not depend on the
+# ocserv version; ./e2e/... runs once per version in E2E_VERSIONS.
+E2E_PKGS := ./hook/... ./firewall/... ./internal/distro/...
+# The ocserv versions make e2e runs the end-to-end suite on (1.1.6 is the
+# host's; the others run from cached Debian roots, internal/distro).
+E2E_VERSIONS ?= 1.1.6 1.3.0 1.5.0
 
 .PHONY: all build test e2e bench fuzz demo vet clean package check-units
 
@@ -38,6 +42,7 @@ test: build
 e2e: build
 	@if [ "$$(id -u)" != 0 ]; then echo "make e2e needs root (network namespaces, ocserv, iptables)"; exit 1; fi
 	$(GO) test -tags e2e -count=1 -p 1 -timeout 40m $(E2E_PKGS)
+	GO=$(GO) ./scripts/e2e-matrix.sh $(E2E_VERSIONS)
 
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)
