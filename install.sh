@@ -892,7 +892,9 @@ do_uninstall() {
 	booted && run systemctl daemon-reload
 	say "  kept $AGENT_ENV and the events in $SPOOL: remove them yourself if you want"
 	if [ "$DRY" = 0 ]; then
-		rm -rf -- "${ROOT:?}$STATE"
+		# ROOT is empty on a real root; the guard belongs on STATE, so an
+		# edit that emptied it could never make this rm -rf "$ROOT".
+		rm -rf -- "$ROOT${STATE:?}"
 		rmdir -- "$ROOT$(dirname "$STATE")" 2>/dev/null || true
 	fi
 	say ""

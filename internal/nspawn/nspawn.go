@@ -77,8 +77,11 @@ type Machine struct {
 	done    chan struct{}
 	waitErr error
 	leader  int // host PID of the container's PID 1 (systemd)
-	mounted bool
-	hasNS   bool
+	// What systemd-nspawn keeps in the host's /run while the container
+	// runs, and removes when it exits in order, not when it is killed.
+	runFiles []string
+	mounted  bool
+	hasNS    bool
 }
 
 // ErrBoot wraps a container that did not boot; its message carries
@@ -172,7 +175,20 @@ func (m *Machine) mountRoot(lower string) error {
 	m.mounted = true
 	// The scratch dir is 0700 (MkdirTemp); the container's root must
 	// look like a root to the services inside.
-	return os.Chmod(m.root, 0o755)
+	if err := os.Chmod(m.root, 0o755); err != nil {
+		return err
+	}
+	// systemd-nspawn locks the image by its directory's device and inode,
+	// and keeps a mount propagation dir named for the machine.
+	var st unix.Stat_t
+	if err := unix.Stat(m.root, &st); err != nil {
+		return err
+	}
+	m.runFiles = []string{
+		fmt.Sprintf("/run/systemd/nspawn/locks/inode-%d:%d", st.Dev, st.Ino),
+		"/run/systemd/nspawn/propagate/" + m.name,
+	}
+	return nil
 }
 
 func (m *Machine) spawn(o Options) error {
@@ -181,6 +197,10 @@ func (m *Machine) spawn(o Options) error {
 		"--machine=" + m.name,
 		"--register=no", "--keep-unit",
 		"--network-namespace-path=/run/netns/" + m.netns,
+		// nspawn keeps CAP_NET_ADMIN only for the networking options it
+		// sets up itself, not for a namespace it is given; ocserv needs
+		// it for its tun devices (TUNSETIFF) and systemd for loopback.
+		"--capability=CAP_NET_ADMIN",
 		// Output only: nothing reads a login prompt, and no terminal is
 		// needed for the test binary's pipes.
 		"--console=read-only",
@@ -263,7 +283,10 @@ func (m *Machine) waitBoot(d time.Duration) error {
 		if state == "running" || state == "degraded" {
 			break
 		}
-		if state == "maintenance" || state == "stopping" || state == "offline" {
+		// "offline" until the container's PID 1 has exec'd systemd (it
+		// starts as systemd-nspawn's own code); "initializing" and
+		// "starting" while booting.
+		if state == "maintenance" || state == "stopping" {
 			return bootErr("systemd is " + state)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -477,6 +500,13 @@ func (m *Machine) cleanup() {
 	}
 	if err := m.stop(); err != nil {
 		t.Errorf("nspawn cleanup: %v", err)
+	} else {
+		// Left behind only when systemd-nspawn was killed.
+		for _, f := range m.runFiles {
+			if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+				t.Errorf("nspawn cleanup: %v", err)
+			}
+		}
 	}
 	if m.hasNS {
 		if err := testbed.DelNetns(m.netns); err != nil {
