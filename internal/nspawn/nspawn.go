@@ -82,17 +82,19 @@ type Machine struct {
 	runFiles []string
 	mounted  bool
 	hasNS    bool
+	booted   bool // reached multi-user.target: an orderly shutdown works
 }
 
 // ErrBoot wraps a container that did not boot; its message carries
 // systemd-nspawn's output (what the container's systemd printed).
 type ErrBoot struct {
+	Machine string // its machine name: its namespace is Machine+"-sd"
 	Reason  string
 	Console string
 }
 
 func (e *ErrBoot) Error() string {
-	return fmt.Sprintf("nspawn: %s\n--- console ---\n%s", e.Reason, e.Console)
+	return fmt.Sprintf("nspawn: %s: %s\n--- console ---\n%s", e.Machine, e.Reason, e.Console)
 }
 
 // Start boots a container and returns it once its systemd has reached
@@ -252,7 +254,7 @@ func (m *Machine) exited() bool {
 func (m *Machine) waitBoot(d time.Duration) error {
 	deadline := time.Now().Add(d)
 	bootErr := func(reason string) error {
-		return &ErrBoot{Reason: reason, Console: m.console.String()}
+		return &ErrBoot{Machine: m.name, Reason: reason, Console: m.console.String()}
 	}
 	for m.leader == 0 {
 		if m.exited() {
@@ -294,6 +296,7 @@ func (m *Machine) waitBoot(d time.Duration) error {
 	if out, err := m.Exec(10*time.Second, "systemctl", "is-active", "multi-user.target"); err != nil {
 		return bootErr(fmt.Sprintf("multi-user.target not active: %v %s", err, out))
 	}
+	m.booted = true
 	return nil
 }
 
@@ -355,7 +358,7 @@ func (m *Machine) ExecInput(input string, timeout time.Duration, argv ...string)
 func (m *Machine) run(pid int, timeout time.Duration, input string, argv []string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	full := append([]string{"nsenter", "-t", strconv.Itoa(pid), "-a", "--", "env", "-i"}, env...)
+	full := append([]string{"nsenter", "-t", strconv.Itoa(pid), "-a", "--", "/usr/bin/env", "-i"}, env...)
 	full = append(full, argv...)
 	cmd := exec.CommandContext(ctx, full[0], full[1:]...)
 	cmd.WaitDelay = time.Second
@@ -480,6 +483,20 @@ func (m *Machine) HostPID(pid int) (int, error) {
 	return 0, fmt.Errorf("nspawn: no process %d in the container", pid)
 }
 
+// Traces lists what the machine makes on the host, for tests that check
+// nothing is left after it: its scratch dir (with the overlay's mount
+// point), its network namespace, nspawn's files in /run, and the host
+// PIDs of systemd-nspawn and the container's PID 1.
+func (m *Machine) Traces() (dir, netns string, runFiles []string, pids []int) {
+	if m.cmd != nil {
+		pids = append(pids, m.cmd.Process.Pid)
+	}
+	if m.leader > 0 {
+		pids = append(pids, m.leader)
+	}
+	return m.dir, m.netns, m.runFiles, pids
+}
+
 // Console is what systemd-nspawn and the container's console printed.
 func (m *Machine) Console() string {
 	if m.console == nil {
@@ -530,33 +547,47 @@ func (m *Machine) cleanup() {
 }
 
 // stop powers the container off: systemd-nspawn turns SIGTERM into an
-// orderly shutdown of the container's systemd; after 30s, or when that
-// fails, everything is killed.
+// orderly shutdown of the container's systemd. A container that never
+// finished booting is killed at once (a PID 1 that has not set up its
+// signal handlers yet ignores the halt request), and so is one that has not
+// shut down after 30s.
 func (m *Machine) stop() error {
 	if m.cmd == nil {
 		return nil
 	}
-	if !m.exited() {
-		_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	kill := func() error {
+		if m.leader > 0 {
+			_ = syscall.Kill(m.leader, syscall.SIGKILL)
+		}
+		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
 		select {
 		case <-m.done:
-		case <-time.After(30 * time.Second):
-			m.t.Logf("nspawn: %s did not shut down within 30s; killing it", m.name)
-			if m.leader > 0 {
-				_ = syscall.Kill(m.leader, syscall.SIGKILL)
+			return nil
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("systemd-nspawn of %s still running after SIGKILL", m.name)
+		}
+	}
+	if !m.exited() {
+		if !m.booted {
+			if err := kill(); err != nil {
+				return err
 			}
-			_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+		} else {
+			_ = m.cmd.Process.Signal(syscall.SIGTERM)
 			select {
 			case <-m.done:
-			case <-time.After(10 * time.Second):
-				return fmt.Errorf("systemd-nspawn of %s still running after SIGKILL", m.name)
+			case <-time.After(30 * time.Second):
+				m.t.Logf("nspawn: %s did not shut down within 30s; killing it", m.name)
+				if err := kill(); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	// The container's PID 1 dies with its PID namespace; make sure.
 	if m.leader > 0 {
 		deadline := time.Now().Add(10 * time.Second)
-		for syscall.Kill(m.leader, 0) == nil && isInit(m.leader) {
+		for Alive(m.leader) && isInit(m.leader) {
 			if time.Now().After(deadline) {
 				return fmt.Errorf("container PID 1 (%d) of %s still alive", m.leader, m.name)
 			}
@@ -565,6 +596,22 @@ func (m *Machine) stop() error {
 		}
 	}
 	return nil
+}
+
+// Alive reports whether pid is a running process: not gone, and not a
+// zombie waiting for a parent (the container's PID 1 is reparented to the
+// host's init when systemd-nspawn dies).
+func Alive(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) STATE ...: comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 || i+2 >= len(data) {
+		return false
+	}
+	return data[i+2] != 'Z' && data[i+2] != 'X'
 }
 
 // isInit reports whether pid is still a PID 1 of some namespace (and not
