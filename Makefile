@@ -38,8 +38,11 @@ test: build
 	$(GO) test -count=1 -timeout 20m ./...
 
 # Root-only tests: network namespaces, real ocserv/openconnect/occtl/ocpasswd,
-# real iptables and nftables. -p 1: they share the host's kernel state.
-e2e: build
+# real iptables and nftables, and Debian containers booted with systemd as
+# PID 1 (systemd-nspawn; their debootstrapped roots are cached in
+# /var/cache/ocserv-telemetry-test) that install the .deb from dist/.
+# -p 1: they share the host's kernel state.
+e2e: build package
 	@if [ "$$(id -u)" != 0 ]; then echo "make e2e needs root (network namespaces, ocserv, iptables)"; exit 1; fi
 	$(GO) test -tags e2e -count=1 -p 1 -timeout 40m $(E2E_PKGS)
 	GO=$(GO) ./scripts/e2e-matrix.sh $(E2E_VERSIONS)

@@ -675,6 +675,9 @@ func (b *Bed) dump() {
 	for _, c := range clients {
 		t.Logf("=== openconnect %s as %s (ns %s) ===\n%s", c.name, c.user, c.ns, c.p.out.String())
 	}
+	if b.spoolDir == "" {
+		return // an attached bed (Attach): no spool of its own
+	}
 	files, _ := b.spoolFiles()
 	for _, f := range files {
 		data, err := os.ReadFile(f)
