@@ -41,8 +41,7 @@ func ApplyTx(ctx context.Context, tx IngestTx, msgs []Message, o ApplyOptions) (
 	}
 	var (
 		evs      []*Event
-		ids      []string
-		seqs     []uint64
+		claims   []Claim
 		rejected []Rejected
 		inBatch  = map[string]bool{}
 	)
@@ -62,12 +61,11 @@ func ApplyTx(ctx context.Context, tx IngestTx, msgs []Message, o ApplyOptions) (
 		}
 		inBatch[ev.ID] = true
 		evs = append(evs, ev)
-		ids = append(ids, ev.ID)
-		seqs = append(seqs, m.StreamSeq)
+		claims = append(claims, Claim{EventID: ev.ID, StreamSeq: m.StreamSeq, Time: ev.Time})
 	}
 	var fresh []*Event
-	if len(ids) > 0 {
-		isNew, err := tx.Claim(ctx, ids, seqs)
+	if len(claims) > 0 {
+		isNew, err := tx.Claim(ctx, claims)
 		if err != nil {
 			return res, fmt.Errorf("claim event ids: %w", err)
 		}

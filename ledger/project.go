@@ -162,7 +162,10 @@ func (p *projection) session(ev *Event, origin string, authoritative bool) *Sess
 	s := p.sessions[uid]
 	created := s == nil
 	if created {
-		s = &Session{UID: uid, LogicalUID: uid, ServerID: ev.ServerID, SpoolID: ev.SpoolID, State: StateOpen, Origin: origin}
+		// Until a source tells the connect time, the first event's time
+		// stands for it, flagged coarse (an upper bound).
+		s = &Session{UID: uid, LogicalUID: uid, ServerID: ev.ServerID, SpoolID: ev.SpoolID, State: StateOpen, Origin: origin,
+			ConnectedAt: ev.Time, ConnectedCoarse: true}
 		if l, ok := p.links[uid]; ok {
 			s.LogicalUID = l
 		}
@@ -206,12 +209,15 @@ func (p *projection) session(ev *Event, origin string, authoritative bool) *Sess
 }
 
 // connectedAt records a connect time, keeping the best one known: the
-// hook's (exact) over an exact shipper time over a coarse one.
+// hook's (exact) over an exact shipper time over a coarse one, and of two
+// coarse ones the earlier.
 func (s *Session) connectedAt(t time.Time, coarse bool) {
 	if t.IsZero() {
 		return
 	}
-	if s.ConnectedAt.IsZero() || s.ConnectedCoarse && !coarse {
+	switch {
+	case s.ConnectedAt.IsZero(), s.ConnectedCoarse && !coarse,
+		s.ConnectedCoarse && coarse && t.Before(s.ConnectedAt):
 		s.ConnectedAt, s.ConnectedCoarse = t, coarse
 	}
 }
@@ -228,7 +234,7 @@ func (p *projection) connect(ev *Event) {
 func (p *projection) disconnect(ev *Event) {
 	s := p.session(ev, string(events.Disconnect), true)
 	st := ev.Stats
-	if s.ConnectedAt.IsZero() && st.DurationS >= 0 {
+	if st.DurationS >= 0 {
 		s.connectedAt(ev.Time.Add(-time.Duration(st.DurationS)*time.Second), true)
 	}
 	if s.State != StateRefused {
@@ -243,7 +249,7 @@ func (p *projection) disconnect(ev *Event) {
 	secs := st.DurationS
 	if secs < 0 {
 		secs = s.Seconds
-		if !s.ConnectedAt.IsZero() && ev.Time.After(s.ConnectedAt) {
+		if ev.Time.After(s.ConnectedAt) {
 			secs = int64(ev.Time.Sub(s.ConnectedAt) / time.Second)
 		}
 	}
@@ -324,7 +330,7 @@ func (p *projection) reconcile(ev *Event) {
 		return
 	}
 	secs := int64(-1)
-	if !s.ConnectedAt.IsZero() && end.After(s.ConnectedAt) {
+	if end.After(s.ConnectedAt) {
 		secs = int64(end.Sub(s.ConnectedAt) / time.Second)
 	}
 	in, out := r.BytesIn, r.BytesOut

@@ -1,6 +1,11 @@
 package ledger
 
-import "time"
+import (
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+)
 
 // HistoryQuery filters sessions; every field is optional. Sessions
 // overlapping [From, To) are returned newest connect first.
@@ -79,4 +84,84 @@ var DefaultRetention = Retention{Sessions: 400 * 24 * time.Hour, Samples: 30 * 2
 // Pruned counts what one retention pass removed.
 type Pruned struct {
 	Sessions, Samples, UsageDays, Audit, Notices, Applied, Rejected int64
+}
+
+// CheckUID validates a session or event uid argument.
+func CheckUID(name, s string) (string, error) {
+	u, err := uuid.Parse(s)
+	if err != nil || len(s) != 36 {
+		return "", Errorf(ECodeInvalid, "%s: %q is not a uid", name, short(s))
+	}
+	return u.String(), nil
+}
+
+// Tolerances of who questions for times the ledger knows only roughly: a
+// coarse connect lies within the minute after the one stored; a coarse
+// (lost) end lies after the last sighting by up to a few snapshot
+// intervals and the grace.
+const (
+	CoarseStart = time.Minute
+	CoarseEnd   = 2 * time.Minute
+)
+
+// WhoWindow is what an engine asks for a who question at t: sessions that
+// connected by start and had not ended before end (both widened for
+// coarse times; HeldAt then decides exactly).
+func WhoWindow(t time.Time) (start, end time.Time) {
+	return t.Add(CoarseStart), t.Add(-CoarseEnd)
+}
+
+// HeldAt reports whether s may have held its addresses at t, given which
+// of its times are coarse.
+func HeldAt(s *Session, t time.Time) bool {
+	start := s.ConnectedAt
+	if s.ConnectedCoarse {
+		// Either the minute ocserv printed (the connect lies within
+		// the following minute) or the first event about the session
+		// (the connect lies before it): it may have held t either way.
+		start = start.Add(-CoarseStart)
+	}
+	if start.After(t) {
+		return false
+	}
+	if s.State == StateRefused {
+		return false
+	}
+	if s.EndedAt.IsZero() {
+		return true
+	}
+	end := s.EndedAt
+	if s.EndedCoarse {
+		end = end.Add(CoarseEnd)
+	}
+	return !end.Before(t)
+}
+
+// SortSessions orders sessions newest connect first (the order of every
+// session answer).
+func SortSessions(l []Session) {
+	sort.Slice(l, func(i, j int) bool {
+		if !l[i].ConnectedAt.Equal(l[j].ConnectedAt) {
+			return l[i].ConnectedAt.After(l[j].ConnectedAt)
+		}
+		return l[i].UID > l[j].UID
+	})
+}
+
+// SortUsage orders usage rows by period, then total bytes (largest
+// first), then user and server.
+func SortUsage(l []UsageRow) {
+	sort.Slice(l, func(i, j int) bool {
+		a, b := l[i], l[j]
+		if a.Period != b.Period {
+			return a.Period < b.Period
+		}
+		if ta, tb := a.BytesIn+a.BytesOut, b.BytesIn+b.BytesOut; ta != tb {
+			return ta > tb
+		}
+		if a.Username != b.Username {
+			return a.Username < b.Username
+		}
+		return a.ServerID < b.ServerID
+	})
 }

@@ -96,7 +96,7 @@ type Store interface {
 type IngestTx interface {
 	// Claim inserts the events' ids into applied_events (ON CONFLICT DO
 	// NOTHING) and reports, per id, whether it was new.
-	Claim(ctx context.Context, ids []string, seqs []uint64) ([]bool, error)
+	Claim(ctx context.Context, claims []Claim) ([]bool, error)
 	// LoadSessions returns the existing rows of these session_uids.
 	LoadSessions(ctx context.Context, uids []string) (map[string]*Session, error)
 	// LoadLinks returns the logical_uid recorded for these session_uids.
@@ -105,4 +105,11 @@ type IngestTx interface {
 	Write(ctx context.Context, c *Changes) error
 	// Position is the current ingest position (to be advanced).
 	Position(ctx context.Context) (Position, error)
+}
+
+// Claim is one event's row in applied_events.
+type Claim struct {
+	EventID   string
+	StreamSeq uint64
+	Time      time.Time // the event's own time (retention prunes by it)
 }
