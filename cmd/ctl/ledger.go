@@ -300,9 +300,11 @@ func joined(s ledger.Session) string {
 	return ""
 }
 
+// short8 is a uid's last 8 characters: UUIDv7s share their leading
+// (time) digits, their random tail tells them apart.
 func short8(uid string) string {
 	if len(uid) > 8 {
-		return uid[:8]
+		return uid[len(uid)-8:]
 	}
 	return uid
 }
