@@ -51,7 +51,7 @@ type Options struct {
 	// lock (several instances on one database).
 	Leader      ledger.Leader
 	StandbyPoll time.Duration // default 2s
-	Batch       int           // default 500
+	Batch       int           // default 1000
 	MaxWait     time.Duration // default 100ms: how long a fetch waits to fill a batch
 	// AckWait is the consumer's ack wait (default 60s): a batch held
 	// longer (the database is away) is kept from redelivery with
@@ -67,7 +67,7 @@ func (o *Options) defaults() {
 		o.StandbyPoll = 2 * time.Second
 	}
 	if o.Batch <= 0 {
-		o.Batch = 500
+		o.Batch = 1000
 	}
 	if o.MaxWait <= 0 {
 		o.MaxWait = 100 * time.Millisecond
@@ -305,16 +305,38 @@ func (c *Consumer) consume(ctx context.Context) error {
 	c.setState(StateRunning, nil)
 	bo.Reset()
 	go c.watchLag(ctx, cons)
+	// The next batch is fetched while this one is applied and
+	// committed (the commit's fsync is the longest wait), in order.
+	fctx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+	batches := make(chan []jetstream.Msg, 1)
+	go c.fetch(fctx, cons, batches)
+	for {
+		var msgs []jetstream.Msg
+		select {
+		case <-ctx.Done():
+			return nil
+		case msgs = <-batches:
+		}
+		if !c.applyBatch(ctx, msgs) {
+			return nil
+		}
+	}
+}
+
+// fetch pulls batches in stream order and hands them over one at a time.
+func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer, out chan<- []jetstream.Msg) {
+	bo := newBackoff()
 	for ctx.Err() == nil {
 		batch, err := cons.Fetch(c.o.Batch, jetstream.FetchMaxWait(c.o.MaxWait))
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
 			c.countError("nats")
 			c.setState(StateNATSDown, err)
 			if !sleep(ctx, bo.NextBackOff()) {
-				return nil
+				return
 			}
 			continue
 		}
@@ -324,27 +346,28 @@ func (c *Consumer) consume(ctx context.Context) error {
 		}
 		if err := batch.Error(); err != nil && len(msgs) == 0 && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
 			c.countError("nats")
 			c.setState(StateNATSDown, err)
 			if !sleep(ctx, bo.NextBackOff()) {
-				return nil
+				return
 			}
 			continue
 		}
+		bo.Reset()
 		if len(msgs) == 0 {
 			if c.Status().State == StateNATSDown {
 				c.setState(StateRunning, nil)
 			}
 			continue
 		}
-		if !c.applyBatch(ctx, msgs) {
-			return nil
+		select {
+		case out <- msgs:
+		case <-ctx.Done():
+			return
 		}
-		bo.Reset()
 	}
-	return nil
 }
 
 func toMessages(msgs []jetstream.Msg) []ledger.Message {
