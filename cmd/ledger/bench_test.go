@@ -159,7 +159,7 @@ func ingestRun(t *testing.T, url string, pg *pgtest.Cluster, engine string, back
 	}
 	b := &bed{t: t, dir: dir, url: url, db: dsn, extra: map[string]string{
 		"SUBJECT_PREFIX": fmt.Sprintf("b%d", backlog), "NATS_EVENTS_STREAM": fmt.Sprintf("B%d", backlog),
-		"LEDGER_CONSUMER": "bench_" + engine, "LEDGER_BATCH": strconv.Itoa(envInt("LEDGER_BENCH_BATCH", 1000)),
+		"LEDGER_CONSUMER": "bench_" + engine, "LEDGER_BATCH": strconv.Itoa(envInt("LEDGER_BENCH_BATCH", 5000)),
 	}}
 	os.WriteFile(filepath.Join(dir, "operators.keys"), []byte("# none\n"), 0o600)
 	b.writeConfig()

@@ -51,7 +51,7 @@ type Options struct {
 	// lock (several instances on one database).
 	Leader      ledger.Leader
 	StandbyPoll time.Duration // default 2s
-	Batch       int           // default 1000
+	Batch       int           // default 5000
 	MaxWait     time.Duration // default 100ms: how long a fetch waits to fill a batch
 	// AckWait is the consumer's ack wait (default 60s): a batch held
 	// longer (the database is away) is kept from redelivery with
@@ -67,7 +67,7 @@ func (o *Options) defaults() {
 		o.StandbyPoll = 2 * time.Second
 	}
 	if o.Batch <= 0 {
-		o.Batch = 1000
+		o.Batch = 5000
 	}
 	if o.MaxWait <= 0 {
 		o.MaxWait = 100 * time.Millisecond
