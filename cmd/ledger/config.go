@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -114,7 +114,15 @@ var ledgerKeys = map[string]ledgerKey{
 			return nil
 		}},
 	"LEDGER_METRICS_LISTEN": {"host:port of the Prometheus /metrics endpoint; empty (the default) means off",
-		func(s *settings, v string) error { s.MetricsListen = v; return nil }},
+		func(s *settings, v string) error {
+			if v != "" {
+				if _, _, err := net.SplitHostPort(v); err != nil {
+					return fmt.Errorf("%q is not host:port", v)
+				}
+			}
+			s.MetricsListen = v
+			return nil
+		}},
 	"LEDGER_STANDBY_POLL": {"how often a standby instance tries to become the active one (default 2s)",
 		func(s *settings, v string) error {
 			return duration(&s.StandbyPoll, v, 100*time.Millisecond, time.Minute)
@@ -228,14 +236,4 @@ func unquote(v string) string {
 		return v[1 : len(v)-1]
 	}
 	return v
-}
-
-// keyDocs lists the ledger's keys, sorted (docs/configuration.md).
-func keyDocs() []string {
-	var out []string
-	for k, v := range ledgerKeys {
-		out = append(out, k+": "+v.doc)
-	}
-	sort.Strings(out)
-	return out
 }
