@@ -3,9 +3,11 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
 )
@@ -49,36 +51,75 @@ func readPosition(ctx context.Context, q rowQuerier) (ledger.Position, error) {
 
 type ingestTx struct{ tx pgx.Tx }
 
+// Claim inserts the batch's event ids. The common case, ids never seen,
+// takes the fast path: one COPY, inside a savepoint. When an id is
+// already there (a redelivery, a replay) the COPY fails on the primary key
+// and the savepoint is rolled back: the ids are then inserted ON CONFLICT
+// DO NOTHING, which reports which were new. Either way the primary key
+// decides; the fast path only saves the per-row statement.
 func (t *ingestTx) Claim(ctx context.Context, claims []ledger.Claim) ([]bool, error) {
+	out := make([]bool, len(claims))
+	rows := make([][]any, len(claims))
+	for i, c := range claims {
+		rows[i] = []any{c.EventID, int64(c.StreamSeq), c.Time}
+	}
+	ok, err := t.copyOrConflict(ctx, "applied_events", []string{"event_id", "stream_seq", "event_time"}, rows)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		for i := range out {
+			out[i] = true
+		}
+		return out, nil
+	}
 	ids := make([]string, len(claims))
 	seqs := make([]int64, len(claims))
 	times := make([]time.Time, len(claims))
 	for i, c := range claims {
 		ids[i], seqs[i], times[i] = c.EventID, int64(c.StreamSeq), c.Time
 	}
-	rows, err := t.tx.Query(ctx, `INSERT INTO applied_events (event_id, stream_seq, event_time)
+	res, err := t.tx.Query(ctx, `INSERT INTO applied_events (event_id, stream_seq, event_time)
 		SELECT * FROM unnest($1::text[]::uuid[], $2::bigint[], $3::timestamptz[])
 		ON CONFLICT DO NOTHING RETURNING event_id::text`, ids, seqs, times)
 	if err != nil {
 		return nil, err
 	}
 	fresh := map[string]bool{}
-	for rows.Next() {
+	for res.Next() {
 		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
+		if err := res.Scan(&id); err != nil {
+			res.Close()
 			return nil, err
 		}
 		fresh[id] = true
 	}
-	if err := rows.Err(); err != nil {
+	if err := res.Err(); err != nil {
 		return nil, err
 	}
-	out := make([]bool, len(claims))
 	for i, c := range claims {
 		out[i] = fresh[c.EventID]
 	}
 	return out, nil
+}
+
+// copyOrConflict COPYs rows into table inside a savepoint; false (and
+// nothing written) when a row's key is already there.
+func (t *ingestTx) copyOrConflict(ctx context.Context, table string, cols []string, rows [][]any) (bool, error) {
+	sp, err := t.tx.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	_, err = sp.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows))
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
+		return false, sp.Rollback(ctx)
+	}
+	if err != nil {
+		sp.Rollback(ctx)
+		return false, err
+	}
+	return true, sp.Commit(ctx)
 }
 
 // identityCols are the sessions table's; counterCols session_counters'.
@@ -209,16 +250,29 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 			ON CONFLICT (session_uid) DO UPDATE SET logical_uid = excluded.logical_uid`, u, l)
 	}
 	if n := len(c.Samples); n > 0 {
-		uid, server := make([]string, n), make([]string, n)
-		at := make([]time.Time, n)
-		slot, bin, bout, din, dout, dur := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		rows := make([][]any, n)
 		for i, x := range c.Samples {
-			uid[i], server[i], at[i] = x.SessionUID, x.ServerID, x.ObservedAt
-			slot[i], bin[i], bout[i], din[i], dout[i], dur[i] = x.Slot, x.BytesIn, x.BytesOut, x.DeltaIn, x.DeltaOut, x.DurationS
+			rows[i] = []any{x.SessionUID, x.Slot, x.ServerID, x.ObservedAt, x.BytesIn, x.BytesOut, x.DeltaIn, x.DeltaOut, x.DurationS}
 		}
-		b.Queue(`INSERT INTO samples (session_uid, slot, server_id, observed_at, bytes_in, bytes_out, delta_in, delta_out, duration_s)
-			SELECT * FROM unnest($1::text[]::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
-			ON CONFLICT DO NOTHING`, uid, slot, server, at, bin, bout, din, dout, dur)
+		ok, err := t.copyOrConflict(ctx, "samples", []string{"session_uid", "slot", "server_id", "observed_at", "bytes_in", "bytes_out",
+			"delta_in", "delta_out", "duration_s"}, rows)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			// A sample already stored under another event id: keep
+			// the first, as on SQLite.
+			uid, server := make([]string, n), make([]string, n)
+			at := make([]time.Time, n)
+			slot, bin, bout, din, dout, dur := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+			for i, x := range c.Samples {
+				uid[i], server[i], at[i] = x.SessionUID, x.ServerID, x.ObservedAt
+				slot[i], bin[i], bout[i], din[i], dout[i], dur[i] = x.Slot, x.BytesIn, x.BytesOut, x.DeltaIn, x.DeltaOut, x.DurationS
+			}
+			b.Queue(`INSERT INTO samples (session_uid, slot, server_id, observed_at, bytes_in, bytes_out, delta_in, delta_out, duration_s)
+				SELECT * FROM unnest($1::text[]::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+				ON CONFLICT DO NOTHING`, uid, slot, server, at, bin, bout, din, dout, dur)
+		}
 	}
 	if n := len(c.Usage); n > 0 {
 		day, user, server := make([]string, n), make([]string, n), make([]string, n)
