@@ -41,21 +41,23 @@ type settings struct {
 	Batch         int
 	MetricsListen string
 	StandbyPoll   time.Duration
+	InboxPrefixes []string
 }
 
 func defaultSettings() settings {
 	return settings{
-		Agent:       config.Default(),
-		Database:    "/var/lib/ocserv-telemetry-ledger/ledger.db",
-		Consumer:    "ocserv_ledger",
-		TrustedKeys: "/etc/ocserv-telemetry/operators.keys",
-		NonceFile:   "/var/lib/ocserv-telemetry-ledger/nonces",
-		MaxSkew:     30 * time.Second,
-		MaxValidity: 5 * time.Minute,
-		Retention:   ledger.DefaultRetention,
-		PruneEvery:  time.Hour,
-		Batch:       5000,
-		StandbyPoll: 2 * time.Second,
+		Agent:         config.Default(),
+		Database:      "/var/lib/ocserv-telemetry-ledger/ledger.db",
+		Consumer:      "ocserv_ledger",
+		TrustedKeys:   "/etc/ocserv-telemetry/operators.keys",
+		NonceFile:     "/var/lib/ocserv-telemetry-ledger/nonces",
+		MaxSkew:       30 * time.Second,
+		MaxValidity:   5 * time.Minute,
+		Retention:     ledger.DefaultRetention,
+		PruneEvery:    time.Hour,
+		Batch:         5000,
+		StandbyPoll:   2 * time.Second,
+		InboxPrefixes: []string{"_INBOX"},
 	}
 }
 
@@ -121,6 +123,21 @@ var ledgerKeys = map[string]ledgerKey{
 				}
 			}
 			s.MetricsListen = v
+			return nil
+		}},
+	"LEDGER_INBOX_PREFIXES": {"subject prefixes a query's reply may go to, comma-separated (default _INBOX, nats.go's); other requests are dropped unanswered",
+		func(s *settings, v string) error {
+			var out []string
+			for _, p := range strings.Split(v, ",") {
+				p = strings.TrimSpace(p)
+				for _, tok := range strings.Split(p, ".") {
+					if !events.IsToken(tok, 128) {
+						return fmt.Errorf("%q is not a subject prefix", p)
+					}
+				}
+				out = append(out, p)
+			}
+			s.InboxPrefixes = out
 			return nil
 		}},
 	"LEDGER_STANDBY_POLL": {"how often a standby instance tries to become the active one (default 2s)",

@@ -52,7 +52,7 @@ func (c *serveCmd) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("LEDGER_TRUSTED_KEYS: %w", err)
 	}
-	nonces, err := opauth.OpenNonceCache(st.NonceFile, 0, time.Now())
+	nonces, err := opauth.OpenNonceCache(st.NonceFile, opauth.NonceLimits{}, time.Now())
 	if err != nil {
 		return fmt.Errorf("LEDGER_NONCE_FILE: %w", err)
 	}
@@ -93,7 +93,7 @@ func (c *serveCmd) Run(ctx context.Context, args []string) error {
 	})
 	m.status = cons.Status
 	svc, err := api.Start(api.Options{
-		NC: conn.NC, Prefix: st.Agent.SubjectPrefix, Store: db,
+		NC: conn.NC, Prefix: st.Agent.SubjectPrefix, Store: db, InboxPrefixes: st.InboxPrefixes,
 		Verifier: &opauth.Verifier{Trusted: trusted, Nonces: nonces, MaxSkew: st.MaxSkew, MaxValidity: st.MaxValidity},
 		Status:   func() any { return cons.Status() }, Log: log, Build: hook.Version, OnRequest: m.request,
 	})
