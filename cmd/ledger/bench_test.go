@@ -27,8 +27,6 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/pgtest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ledgertest"
-	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/postgres"
-	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/sqlite"
 )
 
 func benchEnv(t *testing.T, name string) {
@@ -172,11 +170,9 @@ func ingestRun(t *testing.T, url string, pg *pgtest.Cluster, engine string, back
 	s := b.open()
 	begin := time.Now()
 	p := b.serve("")
-	var last uint64
 	for {
 		pos, err := s.Position(ctx)
 		if err == nil && pos.Applied+pos.Rejected >= int64(backlog) {
-			last = pos.StreamSeq
 			break
 		}
 		select {
@@ -191,7 +187,6 @@ func ingestRun(t *testing.T, url string, pg *pgtest.Cluster, engine string, back
 	took := time.Since(begin)
 	hwm := vmHWM(p.cmd.Process.Pid)
 	p.stop()
-	_ = last
 	raw := rawCopy(t, engine, dsn, rawDSN)
 	return ingestResult{rate: float64(backlog) / took.Seconds(), raw: float64(backlog) / raw.Seconds(), hwmKB: hwm}
 }
@@ -326,8 +321,3 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	i := int(math.Ceil(p*float64(len(d)))) - 1
 	return d[max(0, min(i, len(d)-1))]
 }
-
-var (
-	_ = postgres.Open
-	_ = sqlite.Open
-)

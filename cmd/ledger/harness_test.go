@@ -216,7 +216,6 @@ func (p *proc) killedBySignal() bool {
 // event_id).
 func (b *bed) publish(msgs []ledger.Message) {
 	b.t.Helper()
-	ctx := context.Background()
 	for _, m := range msgs {
 		nm := nats.NewMsg(m.Subject)
 		nm.Data = m.Data
@@ -235,7 +234,6 @@ func (b *bed) publish(msgs []ledger.Message) {
 	case <-time.After(30 * time.Second):
 		b.t.Fatal("publishes not acknowledged in 30s")
 	}
-	_ = ctx
 }
 
 func (b *bed) lastSeq() uint64 {

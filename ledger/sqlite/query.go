@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"strings"
 	"time"
@@ -370,5 +369,3 @@ func scanNotice(r scanner) (ledger.SpoolNotice, error) {
 	}
 	return n, nil
 }
-
-var _ = sql.ErrNoRows
