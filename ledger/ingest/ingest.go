@@ -309,26 +309,32 @@ func (c *Consumer) consume(ctx context.Context) error {
 	// committed (the commit's fsync is the longest wait), in order.
 	fctx, stopFetch := context.WithCancel(ctx)
 	defer stopFetch()
-	batches := make(chan []jetstream.Msg, 1)
+	batches := make(chan batch, 1)
 	go c.fetch(fctx, cons, batches)
 	for {
-		var msgs []jetstream.Msg
+		var b batch
 		select {
 		case <-ctx.Done():
 			return nil
-		case msgs = <-batches:
+		case b = <-batches:
 		}
-		if !c.applyBatch(ctx, msgs) {
+		if !c.applyBatch(ctx, b) {
 			return nil
 		}
 	}
 }
 
+// batch is one fetch: the messages to acknowledge and their decoded form.
+type batch struct {
+	msgs []jetstream.Msg
+	lm   []ledger.Message
+}
+
 // fetch pulls batches in stream order and hands them over one at a time.
-func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer, out chan<- []jetstream.Msg) {
+func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer, out chan<- batch) {
 	bo := newBackoff()
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(c.o.Batch, jetstream.FetchMaxWait(c.o.MaxWait))
+		fb, err := cons.Fetch(c.o.Batch, jetstream.FetchMaxWait(c.o.MaxWait))
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -341,10 +347,10 @@ func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer, out chan<
 			continue
 		}
 		var msgs []jetstream.Msg
-		for m := range batch.Messages() {
+		for m := range fb.Messages() {
 			msgs = append(msgs, m)
 		}
-		if err := batch.Error(); err != nil && len(msgs) == 0 && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+		if err := fb.Error(); err != nil && len(msgs) == 0 && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
 			if ctx.Err() != nil {
 				return
 			}
@@ -362,8 +368,12 @@ func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer, out chan<
 			}
 			continue
 		}
+		lm := toMessages(msgs)
+		for i := range lm {
+			lm[i].Predecode()
+		}
 		select {
-		case out <- msgs:
+		case out <- batch{msgs: msgs, lm: lm}:
 		case <-ctx.Done():
 			return
 		}
@@ -385,8 +395,8 @@ func toMessages(msgs []jetstream.Msg) []ledger.Message {
 // applyBatch commits the batch (retrying while the database is away, the
 // messages held and kept from redelivery) and then acknowledges it. It
 // returns false when ctx ended first.
-func (c *Consumer) applyBatch(ctx context.Context, msgs []jetstream.Msg) bool {
-	lm := toMessages(msgs)
+func (c *Consumer) applyBatch(ctx context.Context, b batch) bool {
+	msgs, lm := b.msgs, b.lm
 	bo := newBackoff()
 	lastProgress := time.Now()
 	for {
