@@ -4,8 +4,9 @@
 # built binaries at the ExecStart paths, every unit must pass
 # `systemd-analyze verify` without a single message, and the
 # `systemd-analyze security --offline=true` exposure must stay at or below
-# MAX_EXPOSURE (default 3.0) for the shipper and COMMANDER_MAX_EXPOSURE
-# (default 4.0) for the command service. docs/install.md quotes the figures.
+# MAX_EXPOSURE (default 3.0) for the shipper, COMMANDER_MAX_EXPOSURE
+# (default 4.0) for the command service and LEDGER_MAX_EXPOSURE (default
+# 2.0) for the ledger. docs/install.md quotes the figures.
 # Needs make build.
 set -eu
 cd "$(dirname "$0")/.."
@@ -17,7 +18,7 @@ command -v systemd-analyze >/dev/null 2>&1 || {
 	echo "check-units: systemd-analyze not found (apt-get install systemd)" >&2
 	exit 1
 }
-for b in shipper commander; do
+for b in shipper commander ledger; do
 	[ -x "bin/$b" ] || {
 		echo "check-units: bin/$b missing: run make build first" >&2
 		exit 1
@@ -39,6 +40,7 @@ mkdir -p "$ROOT/usr/lib/systemd" "$ROOT/usr/local/bin" "$ROOT/etc/systemd/system
 cp -a /usr/lib/systemd/system "$ROOT/usr/lib/systemd/"
 cp bin/shipper "$ROOT$SHIPPER"
 cp bin/commander "$ROOT/usr/local/bin/ocserv-telemetry-commander"
+cp bin/ledger "$ROOT/usr/local/bin/ocserv-telemetry-ledger"
 cp systemd/*.service "$ROOT/etc/systemd/system/"
 
 fail=0
@@ -70,4 +72,5 @@ check() {
 
 check "$UNIT" "$MAX_EXPOSURE"
 check ocserv-telemetry-commander.service "${COMMANDER_MAX_EXPOSURE:-4.0}"
+check ocserv-telemetry-ledger.service "${LEDGER_MAX_EXPOSURE:-2.0}"
 exit "$fail"

@@ -1,0 +1,167 @@
+package ledger
+
+import (
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// HistoryQuery filters sessions; every field is optional. Sessions
+// overlapping [From, To) are returned newest connect first.
+type HistoryQuery struct {
+	User       string
+	Server     string
+	IP         string // real or VPN address (v4 or v6)
+	LogicalUID string
+	From, To   time.Time
+	OpenOnly   bool
+	Limit      int    // 1..MaxLimit; 0 means DefaultLimit
+	Cursor     string // from a previous page
+}
+
+// WhoQuery asks who held a VPN address, or came from a real address, at
+// an instant, across the fleet.
+type WhoQuery struct {
+	IP   string
+	At   time.Time
+	Kind string // WhoAny, WhoVPN, WhoReal
+}
+
+// Who kinds.
+const (
+	WhoAny  = "any"
+	WhoVPN  = "vpn"
+	WhoReal = "real"
+)
+
+// UsageQuery sums usage_daily over days [From, To) (UTC dates).
+type UsageQuery struct {
+	From, To  time.Time // whole days; To exclusive
+	By        string    // ByDay, ByMonth, ByRange
+	User      string
+	Server    string
+	PerServer bool
+	Top       int // 0: all users; else the Top largest by bytes in+out
+}
+
+// Usage groupings.
+const (
+	ByDay   = "day"
+	ByMonth = "month"
+	ByRange = "range"
+)
+
+// AuditQuery filters audit entries, newest first.
+type AuditQuery struct {
+	Server   string
+	Action   string
+	Key      string // public key or key name
+	Refused  bool   // only entries with ok false
+	From, To time.Time
+	Limit    int
+	Cursor   string
+}
+
+// Page sizes.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 1000
+	// WhoScan bounds the candidate sessions a who question looks at per
+	// address kind (newest connect before the instant first).
+	WhoScan = 2000
+)
+
+// Retention says how long rows are kept (docs/ledger.md).
+type Retention struct {
+	Sessions time.Duration // sessions (by end), usage days, audit, notices, applied ids
+	Samples  time.Duration
+}
+
+// DefaultRetention: sessions 400 days, samples 30 days.
+var DefaultRetention = Retention{Sessions: 400 * 24 * time.Hour, Samples: 30 * 24 * time.Hour}
+
+// Pruned counts what one retention pass removed.
+type Pruned struct {
+	Sessions, Samples, UsageDays, Audit, Notices, Applied, Rejected int64
+}
+
+// CheckUID validates a session or event uid argument.
+func CheckUID(name, s string) (string, error) {
+	u, err := uuid.Parse(s)
+	if err != nil || len(s) != 36 {
+		return "", Errorf(ECodeInvalid, "%s: %q is not a uid", name, short(s))
+	}
+	return u.String(), nil
+}
+
+// Tolerances of who questions for times the ledger knows only roughly: a
+// coarse connect lies within the minute after the one stored; a coarse
+// (lost) end lies after the last sighting by up to a few snapshot
+// intervals and the grace.
+const (
+	CoarseStart = time.Minute
+	CoarseEnd   = 2 * time.Minute
+)
+
+// WhoWindow is what an engine asks for a who question at t: sessions that
+// connected by start and had not ended before end (both widened for
+// coarse times; HeldAt then decides exactly).
+func WhoWindow(t time.Time) (start, end time.Time) {
+	return t.Add(CoarseStart), t.Add(-CoarseEnd)
+}
+
+// HeldAt reports whether s may have held its addresses at t, given which
+// of its times are coarse.
+func HeldAt(s *Session, t time.Time) bool {
+	start := s.ConnectedAt
+	if s.ConnectedCoarse {
+		// Either the minute ocserv printed (the connect lies within
+		// the following minute) or the first event about the session
+		// (the connect lies before it): it may have held t either way.
+		start = start.Add(-CoarseStart)
+	}
+	if start.After(t) {
+		return false
+	}
+	if s.State == StateRefused {
+		return false
+	}
+	if s.EndedAt.IsZero() {
+		return true
+	}
+	end := s.EndedAt
+	if s.EndedCoarse {
+		end = end.Add(CoarseEnd)
+	}
+	return !end.Before(t)
+}
+
+// SortSessions orders sessions newest connect first (the order of every
+// session answer).
+func SortSessions(l []Session) {
+	sort.Slice(l, func(i, j int) bool {
+		if !l[i].ConnectedAt.Equal(l[j].ConnectedAt) {
+			return l[i].ConnectedAt.After(l[j].ConnectedAt)
+		}
+		return l[i].UID > l[j].UID
+	})
+}
+
+// SortUsage orders usage rows by period, then total bytes (largest
+// first), then user and server.
+func SortUsage(l []UsageRow) {
+	sort.Slice(l, func(i, j int) bool {
+		a, b := l[i], l[j]
+		if a.Period != b.Period {
+			return a.Period < b.Period
+		}
+		if ta, tb := a.BytesIn+a.BytesOut, b.BytesIn+b.BytesOut; ta != tb {
+			return ta > tb
+		}
+		if a.Username != b.Username {
+			return a.Username < b.Username
+		}
+		return a.ServerID < b.ServerID
+	})
+}
