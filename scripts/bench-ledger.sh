@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fleet ledger benchmarks (DESIGN.md performance goals; docs/ledger.md):
+# Fleet ledger benchmarks (docs/design.md performance goals; docs/ledger.md):
 # ingest by the real service from a backlog on the stream into SQLite and
 # PostgreSQL against the same rows written raw (batched inserts, COPY) into
 # the same database in the same run, with the service's own peak RSS at a
@@ -36,7 +36,7 @@ mv "$tmp/ledger.md" "$results/ledger.md"
 # exists; this does the same for this one).
 doc=docs/benchmarks-ledger.md
 if [ -f bench/gendocs/main.go ]; then
-	go run ./bench/gendocs
+	go run ./bench/gendocs "$doc"
 else
 	awk -v f="$results/ledger.md" '
 		/^<!-- BEGIN GENERATED ledger / { print; while ((getline l < f) > 0) print l; skip = 1; next }
