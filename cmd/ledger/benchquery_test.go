@@ -226,17 +226,18 @@ func genSQLite(t *testing.T, path string, n int) time.Duration {
 	}
 	g := "g"
 	stmts = append(stmts,
-		fmt.Sprintf(`INSERT INTO sessions SELECT randomblob(16), x'00', %s, 'spool', %s, 'staff', 'default', 1000 + g %% 60000, 'vpns' || (g %% 200),
+		// Session uids increase with g, as the hook's UUIDv7s increase
+		// with time: every table is then written in key order.
+		fmt.Sprintf(`INSERT INTO sessions SELECT unhex(printf('01%%030x', g)), unhex(printf('01%%030x', g)), %s, 'spool', %s, 'staff', 'default', 1000 + g %% 60000, 'vpns' || (g %% 200),
 			%s, '198.51.100.1', %s, '10.255.0.1', NULL, NULL, 'laptop', 'Open AnyConnect VPN Agent v9.12', '', '', '',
 			%d + g * %d, 0, CASE WHEN g >= %d THEN NULL ELSE %d + g * %d + %s * 1000000 END, 0,
 			CASE WHEN g >= %d THEN 'open' ELSE 'disconnect' END, '', 'connect'
 			FROM (WITH RECURSIVE c(g) AS (SELECT 0 UNION ALL SELECT g + 1 FROM c WHERE g + 1 < %d) SELECT g FROM c)`,
 			qServer(g), qUser(g), qReal(g), qVPN(g), start, step, n-1000, start, step, qDuration(g), n-1000, n),
-		`UPDATE sessions SET logical_uid = session_uid`,
 		`INSERT INTO session_counters SELECT session_uid, (rowid * 7919) % 50000000, (rowid * 104729) % 200000000,
-			coalesce((ended_at - connected_at) / 1000000, 0), 10, connected_at + 3000000000, 1, 0, 0 FROM sessions ORDER BY session_uid`,
+			coalesce((ended_at - connected_at) / 1000000, 0), 10, connected_at + 3000000000, 1, 0, 0 FROM sessions`,
 		`INSERT INTO samples SELECT s.session_uid, k.k, s.server_id, s.connected_at + k.k * 300000000, k.k * 1000, k.k * 4000, 1000, 4000, k.k * 300
-			FROM sessions s, (WITH RECURSIVE c(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM c WHERE k < 10) SELECT k FROM c) k ORDER BY s.session_uid, k.k`,
+			FROM sessions s CROSS JOIN (WITH RECURSIVE c(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM c WHERE k < 10) SELECT k FROM c) k`,
 		`INSERT INTO usage_daily SELECT date(s.connected_at / 1000000, 'unixepoch'), s.username, s.server_id,
 			sum(c.bytes_in), sum(c.bytes_out), sum(c.seconds), count(*) FROM sessions s JOIN session_counters c USING (session_uid) GROUP BY 1, 2, 3`,
 	)
@@ -283,7 +284,7 @@ func genPG(t *testing.T, c *pgtest.Cluster, dsn string, n int) time.Duration {
 	g := "g"
 	stepUS := qStep(n).Microseconds()
 	stmts = append(stmts,
-		fmt.Sprintf(`INSERT INTO sessions SELECT md5(g::text)::uuid, md5(g::text)::uuid, %s, 'spool', %s, 'staff', 'default', 1000 + g %% 60000, 'vpns' || (g %% 200),
+		fmt.Sprintf(`INSERT INTO sessions SELECT lpad(to_hex(g), 32, '0')::uuid, lpad(to_hex(g), 32, '0')::uuid, %s, 'spool', %s, 'staff', 'default', 1000 + g %% 60000, 'vpns' || (g %% 200),
 			%s, '198.51.100.1', %s, '10.255.0.1', NULL, NULL, 'laptop', 'Open AnyConnect VPN Agent v9.12', '', '', '',
 			timestamptz '%s' + g * interval '%d microseconds', false,
 			CASE WHEN g >= %d THEN NULL ELSE timestamptz '%s' + g * interval '%d microseconds' + %s * interval '1 second' END, false,
@@ -293,7 +294,7 @@ func genPG(t *testing.T, c *pgtest.Cluster, dsn string, n int) time.Duration {
 		`INSERT INTO session_counters SELECT session_uid, (hashtext(session_uid::text) & 65535) * 700, (hashtext(session_uid::text) & 65535) * 3000,
 			coalesce(extract(epoch FROM ended_at - connected_at)::bigint, 0), 10, connected_at + interval '50 minutes', true, 0, 0 FROM sessions`,
 		`INSERT INTO samples SELECT s.session_uid, k, s.server_id, s.connected_at + k * interval '5 minutes', k * 1000, k * 4000, 1000, 4000, k * 300
-			FROM sessions s, generate_series(1, 10) k`,
+			FROM sessions s CROSS JOIN generate_series(1, 10) k`,
 		`INSERT INTO usage_daily SELECT (s.connected_at AT TIME ZONE 'UTC')::date, s.username, s.server_id,
 			sum(c.bytes_in), sum(c.bytes_out), sum(c.seconds), count(*) FROM sessions s JOIN session_counters c USING (session_uid) GROUP BY 1, 2, 3`,
 	)
