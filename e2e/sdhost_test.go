@@ -222,7 +222,9 @@ func (h *sdHost) setNATS() {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	_, err = fmt.Fprintf(f, "NATS_URL=nats://127.0.0.1:%d\n", sdNATSPort)
+	// And a short snapshot interval, so live state's occtl readings
+	// come every 2s instead of 30s.
+	_, err = fmt.Fprintf(f, "NATS_URL=nats://127.0.0.1:%d\nSNAPSHOT_INTERVAL=2s\n", sdNATSPort)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -34,12 +34,6 @@ import (
 // namespace ends with the holder, also when the test binary dies
 // (Pdeathsig). The host's openconnect is the client for every version.
 
-// holder is the bed's mount namespace and root.
-type holder struct {
-	p    *proc
-	root string // "/" or the root file system the tools run from
-}
-
 // selectRelease resolves the release and root dir for o.
 func selectRelease(o Options) (distro.Release, string, error) {
 	rel, err := distro.Selected()
@@ -82,7 +76,7 @@ func (b *Bed) startHolder() error {
 	if err != nil {
 		return err
 	}
-	b.holder = &holder{p: p, root: b.root}
+	b.holder = p
 	if out, err := p.waitOutput(15*time.Second, func(s string) bool { return strings.Contains(s, "holder ready\n") }); err != nil {
 		return fmt.Errorf("mount namespace of the bed: %v\n%s", err, out)
 	}
@@ -166,7 +160,7 @@ func (b *Bed) applyMounts() error {
 		}
 		fmt.Fprintf(&s, "mount --bind %s %s\n", shQuote(w), shQuote(r+b.rel.FwScript))
 	}
-	argv := []string{"nsenter", "--target", fmt.Sprint(b.holder.p.cmd.Process.Pid), "--mount", "/bin/sh", "-c", s.String()}
+	argv := []string{"nsenter", "--target", fmt.Sprint(b.holder.cmd.Process.Pid), "--mount", "/bin/sh", "-c", s.String()}
 	if _, err := runCmd(15*time.Second, argv...); err != nil {
 		return fmt.Errorf("mounts of the bed: %w", err)
 	}
@@ -176,7 +170,7 @@ func (b *Bed) applyMounts() error {
 // stopHolder ends the mount namespace (and every mount in it).
 func (b *Bed) stopHolder() {
 	if b.holder != nil {
-		b.holder.p.stop(syscall.SIGKILL, time.Second)
+		b.holder.stop(syscall.SIGKILL, time.Second)
 	}
 }
 
@@ -185,7 +179,7 @@ func (b *Bed) stopHolder() {
 // network namespace, in the bed's mount namespace and root. Paths under
 // the host's temporary directory mean the same files there.
 func (b *Bed) Launcher() []string {
-	return []string{"nsenter", "--target", fmt.Sprint(b.holder.p.cmd.Process.Pid),
+	return []string{"nsenter", "--target", fmt.Sprint(b.holder.cmd.Process.Pid),
 		"--mount", "--root", "--wd", "--net=" + filepath.Join(netnsDir, b.serverNS)}
 }
 

@@ -286,6 +286,18 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 				bytes_out = u.bytes_out + excluded.bytes_out, seconds = u.seconds + excluded.seconds, sessions = u.sessions + excluded.sessions`,
 			day, user, server, bin, bout, secs, sess)
 	}
+	if n := len(c.Monthly); n > 0 {
+		month, user := make([]string, n), make([]string, n)
+		bin, bout, secs, sess := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		for i, u := range c.Monthly {
+			month[i], user[i], bin[i], bout[i], secs[i], sess[i] = u.Day+"-01", u.Username, u.BytesIn, u.BytesOut, u.Seconds, u.Sessions
+		}
+		b.Queue(`INSERT INTO usage_monthly AS u (month, username, bytes_in, bytes_out, seconds, sessions)
+			SELECT * FROM unnest($1::text[]::date[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+			ON CONFLICT (month, username) DO UPDATE SET bytes_in = u.bytes_in + excluded.bytes_in,
+				bytes_out = u.bytes_out + excluded.bytes_out, seconds = u.seconds + excluded.seconds, sessions = u.sessions + excluded.sessions`,
+			month, user, bin, bout, secs, sess)
+	}
 	if n := len(c.Audit); n > 0 {
 		id, server, phase, action, subject, key, keyName, role, code, msg, args := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		at := make([]time.Time, n)

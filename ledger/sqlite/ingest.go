@@ -258,6 +258,15 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 	}); err != nil {
 		return err
 	}
+	if err := t.exec(ctx, `INSERT INTO usage_monthly (month, username, bytes_in, bytes_out, seconds, sessions)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (month, username) DO UPDATE SET
+		bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out,
+		seconds = seconds + excluded.seconds, sessions = sessions + excluded.sessions`, len(c.Monthly), func(i int) []any {
+		u := c.Monthly[i]
+		return []any{u.Day, u.Username, u.BytesIn, u.BytesOut, u.Seconds, u.Sessions}
+	}); err != nil {
+		return err
+	}
 	if err := t.exec(ctx, `INSERT INTO audit (event_id, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args, elapsed_ms, suppressed)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, len(c.Audit), func(i int) []any {
 		a := c.Audit[i]

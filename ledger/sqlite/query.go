@@ -170,6 +170,9 @@ func (s *Store) Usage(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageR
 	if err := q.Check(time.Now()); err != nil {
 		return nil, err
 	}
+	if q.FromMonthly() {
+		return s.usageMonthly(ctx, q)
+	}
 	period := "''"
 	switch q.By {
 	case ledger.ByDay:
@@ -205,6 +208,47 @@ func (s *Store) Usage(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageR
 	for rows.Next() {
 		var r ledger.UsageRow
 		if err := rows.Scan(&r.Username, &r.Period, &r.ServerID, &r.BytesIn, &r.BytesOut, &r.Seconds, &r.Sessions); err != nil {
+			return nil, wrap("sqlite ledger: usage", err)
+		}
+		if q.By == ledger.ByRange {
+			r.Period = q.Period("")
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("sqlite ledger: usage", err)
+	}
+	ledger.SortUsage(out)
+	return out, nil
+}
+
+// usageMonthly answers whole months over every server from
+// usage_monthly.
+func (s *Store) usageMonthly(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageRow, error) {
+	period := "''"
+	if q.By == ledger.ByMonth {
+		period = "month"
+	}
+	var w where
+	w.add("month >= ? AND month < ?", ledger.Day(q.From)[:7], ledger.Day(q.To)[:7])
+	if q.User != "" {
+		w.add("username = ?", q.User)
+	}
+	if q.Top > 0 {
+		inner := where{conds: append([]string(nil), w.conds...), args: append([]any(nil), w.args...)}
+		w.add(`username IN (SELECT username FROM usage_monthly`+inner.String()+
+			` GROUP BY username ORDER BY sum(bytes_in + bytes_out) DESC, username LIMIT ?)`, append(inner.args, q.Top)...)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT username, `+period+`, sum(bytes_in), sum(bytes_out), sum(seconds), sum(sessions)
+		FROM usage_monthly`+w.String()+` GROUP BY 1, 2`, w.args...)
+	if err != nil {
+		return nil, wrap("sqlite ledger: usage", err)
+	}
+	defer rows.Close()
+	var out []ledger.UsageRow
+	for rows.Next() {
+		var r ledger.UsageRow
+		if err := rows.Scan(&r.Username, &r.Period, &r.BytesIn, &r.BytesOut, &r.Seconds, &r.Sessions); err != nil {
 			return nil, wrap("sqlite ledger: usage", err)
 		}
 		if q.By == ledger.ByRange {
