@@ -448,8 +448,7 @@ func unquote(tok string) string {
 }
 
 // list reads iptables-save's filter table (one process, bounded like every
-// helper: see runChild; go-iptables runs its commands without a context or
-// a wait bound, which the hook's budget cannot allow).
+// helper: see runChild).
 func (f *iptFamily) list(ctx context.Context, ours func(string) bool) (*saved, error) {
 	out, err := runChild(ctx, nil, f.save, "-t", iptablesSaveTable)
 	if err != nil {
@@ -496,6 +495,12 @@ func parseSave(out string, ours func(string) bool) *saved {
 // run feeds one transaction to iptables-restore --noflush on stdin (argv,
 // no shell; nothing else in the table is touched).
 func (f *iptFamily) run(ctx context.Context, script string) error {
-	_, err := runChild(ctx, strings.NewReader("*filter\n"+script+"COMMIT\n"), f.restore, "-w", iptWaitSeconds, "--noflush")
+	return runRestore(ctx, f.restore, script)
+}
+
+// runRestore feeds one transaction of the filter table to restore, an
+// iptables-restore (of any flavour or family).
+func runRestore(ctx context.Context, restore, script string) error {
+	_, err := runChild(ctx, strings.NewReader("*filter\n"+script+"COMMIT\n"), restore, "-w", iptWaitSeconds, "--noflush")
 	return err
 }
