@@ -90,7 +90,7 @@ type Run struct {
 // Main runs the hook and ends through r.Exit. Panics are recovered: a bug
 // must never refuse a login.
 func (r *Run) Main() {
-	budget := time.AfterFunc(config.Default().HookBudget, r.overBudget)
+	budget := time.AfterFunc(config.DefaultHookBudget, r.overBudget)
 	defer budget.Stop()
 	defer func() {
 		if p := recover(); p != nil {
