@@ -32,6 +32,7 @@ import (
 // but for what removal keeps by design.
 func TestSystemdPackage(t *testing.T) {
 	testbed.RequireRoot(t)
+	testbed.DefaultVersionOnly(t, "boots Debian 12 and 13 containers with their own ocserv")
 	for _, s := range sdSuites {
 		t.Run(s.Suite, func(t *testing.T) { systemdPackage(t, s) })
 	}
@@ -119,6 +120,7 @@ func systemdPackage(t *testing.T, s sdSuite) {
 // a rerun changes nothing, and --uninstall leaves the tree as it was.
 func TestSystemdInstallScript(t *testing.T) {
 	testbed.RequireRoot(t)
+	testbed.DefaultVersionOnly(t, "boots Debian 12 and 13 containers with their own ocserv")
 	for _, s := range sdSuites {
 		t.Run(s.Suite, func(t *testing.T) { systemdInstallScript(t, s) })
 	}
