@@ -330,19 +330,3 @@ func (b *Bed) SetOcservEnv(env ...string) {
 	defer b.mu.Unlock()
 	b.extraEnv = append(b.extraEnv, env...)
 }
-
-// DefaultVersionOnly skips t when the run is for another ocserv version
-// than the default (the host's), saying why in one line: for a test that
-// never runs the bed's ocserv (it boots containers with their own, say),
-// which every other round of make e2e's version matrix would only repeat
-// unchanged. The default round, which CI always runs, runs it.
-func DefaultVersionOnly(t testing.TB, why string) {
-	t.Helper()
-	rel, err := distro.Selected()
-	if err != nil {
-		t.Fatalf("testbed: %v", err)
-	}
-	if rel.Version != distro.DefaultVersion {
-		t.Skipf("independent of %s=%s (%s): runs in the %s round of make e2e", distro.EnvVersion, rel.Version, why, distro.DefaultVersion)
-	}
-}
