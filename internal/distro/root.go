@@ -18,7 +18,10 @@ var Packages = []string{"ocserv", "iptables", "nftables"}
 
 // Spec is r's root in the shared cache of Debian roots (package debroot:
 // built once by debootstrap --variant=minbase with Packages, published by
-// one rename when complete, never written afterwards).
+// one rename when complete, never written afterwards). debootstrap itself
+// installs Packages, so no apt runs inside the root and sid's Release file
+// being past its Valid-Until on a lagging mirror does not matter (apt
+// would refuse it without Acquire::Check-Valid-Until=false).
 func Spec(r Release) debroot.Spec {
 	return debroot.Spec{Kind: "chroot", Suite: r.Suite, Include: Packages}
 }
