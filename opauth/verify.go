@@ -127,6 +127,9 @@ func (v *Verifier) Verify(subject, action string, need Role, body []byte) (Verif
 	if !validNonce(c.Nonce) {
 		return out, refuse(CodeMalformed, "the nonce must be 16 to 64 base64url characters")
 	}
+	if !ValidActor(c.Actor) {
+		return out, refuse(CodeMalformed, "actor %q is not 1 to 64 letters, digits or . _ @ + -", short(c.Actor))
+	}
 	if err := v.Nonces.Use(c.Key, c.Nonce, exp.Add(v.MaxSkew), now); err != nil {
 		switch {
 		case errors.Is(err, ErrReplayed):
