@@ -11,11 +11,9 @@ import (
 // handleLoginForm shows the login form with a fresh pre-session CSRF
 // token, set in a cookie and in the form (the session's own token does
 // not exist yet).
+// A logged-in user gets the form too (to log in as someone else: the
+// current session ends at that login).
 func (s *Server) handleLoginForm(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.session(r); ok {
-		http.Redirect(w, r, localPath(r.URL.Query().Get("next")), http.StatusSeeOther)
-		return
-	}
 	s.loginPage(w, r, http.StatusOK, "", "")
 }
 

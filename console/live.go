@@ -54,8 +54,8 @@ type OnlineSession struct {
 	Hostname        string
 	ConnectedAt     time.Time
 	ConnectedCoarse bool
-	BytesIn         uint64
-	BytesOut        uint64
+	BytesIn         int64
+	BytesOut        int64
 	HasCounters     bool
 	// Source is "snapshot" (occtl listed it at the server's latest
 	// reading) or "event" (a connect or reconcile since then).
@@ -412,7 +412,7 @@ func fromUserItem(sid string, u livestate.UserItem) OnlineSession {
 	}
 	o.ConnectedAt, _ = time.Parse(time.RFC3339Nano, u.ConnectedAt)
 	if u.BytesIn != nil && u.BytesOut != nil {
-		o.BytesIn, o.BytesOut, o.HasCounters = *u.BytesIn, *u.BytesOut, true
+		o.BytesIn, o.BytesOut, o.HasCounters = int64(min(*u.BytesIn, 1<<62)), int64(min(*u.BytesOut, 1<<62)), true
 	}
 	return o
 }
