@@ -156,6 +156,12 @@ func (l *Live) changedLocked() {
 	}
 }
 
+func (l *Live) subscribers() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.subs)
+}
+
 // Ready is closed once the state bucket's current values are in.
 func (l *Live) Ready() <-chan struct{} { return l.ready }
 
