@@ -127,14 +127,7 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 }
 
 // SchemaVersion is the version this build's migrations reach.
-func SchemaVersion() int64 {
-	p, err := provider(nil)
-	if err != nil {
-		return 0
-	}
-	src := p.ListSources()
-	return src[len(src)-1].Version
-}
+func SchemaVersion() int64 { return ledger.MigrationsVersion(migrations, "migrations") }
 
 func checkSchema(ctx context.Context, db *sql.DB) error {
 	p, err := provider(db)

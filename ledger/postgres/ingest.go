@@ -1,0 +1,267 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
+)
+
+// Apply applies a batch in one transaction (ledger.ApplyTx).
+func (s *Store) Apply(ctx context.Context, msgs []ledger.Message) (ledger.BatchResult, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return ledger.BatchResult{}, wrap("postgres ledger: begin", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	res, err := ledger.ApplyTx(ctx, &ingestTx{tx: tx}, msgs, s.o.Apply)
+	if err != nil {
+		return res, wrap("postgres ledger: apply", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return res, wrap("postgres ledger: commit", err)
+	}
+	return res, nil
+}
+
+// Position is the committed ingest position.
+func (s *Store) Position(ctx context.Context) (ledger.Position, error) {
+	p, err := readPosition(ctx, s.pool)
+	return p, wrap("postgres ledger: position", err)
+}
+
+type rowQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func readPosition(ctx context.Context, q rowQuerier) (ledger.Position, error) {
+	var p ledger.Position
+	var st, lt *time.Time
+	var seq int64
+	err := q.QueryRow(ctx, `SELECT stream_seq, stream_time, last_event_time, applied, duplicates, rejected, expired
+		FROM ingest_state WHERE id = 1`).Scan(&seq, &st, &lt, &p.Applied, &p.Duplicates, &p.Rejected, &p.Expired)
+	p.StreamSeq, p.StreamTime, p.LastEventTime = uint64(seq), ft(st), ft(lt)
+	return p, err
+}
+
+type ingestTx struct{ tx pgx.Tx }
+
+func (t *ingestTx) Claim(ctx context.Context, claims []ledger.Claim) ([]bool, error) {
+	ids := make([]string, len(claims))
+	seqs := make([]int64, len(claims))
+	times := make([]time.Time, len(claims))
+	for i, c := range claims {
+		ids[i], seqs[i], times[i] = c.EventID, int64(c.StreamSeq), c.Time
+	}
+	rows, err := t.tx.Query(ctx, `INSERT INTO applied_events (event_id, stream_seq, event_time)
+		SELECT * FROM unnest($1::text[]::uuid[], $2::bigint[], $3::timestamptz[])
+		ON CONFLICT DO NOTHING RETURNING event_id::text`, ids, seqs, times)
+	if err != nil {
+		return nil, err
+	}
+	fresh := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		fresh[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(claims))
+	for i, c := range claims {
+		out[i] = fresh[c.EventID]
+	}
+	return out, nil
+}
+
+const sessionCols = `session_uid, logical_uid, server_id, spool_id, username, groupname, vhost, worker_id, device,
+	ip_real, ip_real_local, vpn_ipv4, vpn_ipv4_local, vpn_ipv6, vpn_ipv6_local, hostname, user_agent,
+	device_type, device_platform, cookie_id, connected_at, connected_coarse, ended_at, ended_coarse,
+	state, end_reason, origin, bytes_in, bytes_out, seconds, samples, last_sample_at, settled, acct_in, acct_out`
+
+// selectSessionCols reads uuids as text, so rows scan into strings.
+const selectSessionCols = `session_uid::text, logical_uid::text, server_id, spool_id, username, groupname, vhost, worker_id, device,
+	ip_real, ip_real_local, vpn_ipv4, vpn_ipv4_local, vpn_ipv6, vpn_ipv6_local, hostname, user_agent,
+	device_type, device_platform, cookie_id, connected_at, connected_coarse, ended_at, ended_coarse,
+	state, end_reason, origin, bytes_in, bytes_out, seconds, samples, last_sample_at, settled, acct_in, acct_out`
+
+func scanSession(r pgx.Row) (*ledger.Session, error) {
+	var s ledger.Session
+	var ipr, iprl, v4, v4l, v6, v6l *string
+	var ended, lastSample *time.Time
+	err := r.Scan(&s.UID, &s.LogicalUID, &s.ServerID, &s.SpoolID, &s.Username, &s.Groupname, &s.VHost, &s.WorkerID, &s.Device,
+		&ipr, &iprl, &v4, &v4l, &v6, &v6l, &s.Hostname, &s.UserAgent, &s.DeviceType, &s.DevicePlatform, &s.CookieID,
+		&s.ConnectedAt, &s.ConnectedCoarse, &ended, &s.EndedCoarse, &s.State, &s.EndReason, &s.Origin,
+		&s.BytesIn, &s.BytesOut, &s.Seconds, &s.Samples, &lastSample, &s.Settled, &s.AcctIn, &s.AcctOut)
+	if err != nil {
+		return nil, err
+	}
+	s.IPReal, s.IPRealLocal, s.VPNIPv4, s.VPNIPv4Local, s.VPNIPv6, s.VPNIPv6Local = ns(ipr), ns(iprl), ns(v4), ns(v4l), ns(v6), ns(v6l)
+	s.ConnectedAt, s.EndedAt, s.LastSampleAt = s.ConnectedAt.UTC(), ft(ended), ft(lastSample)
+	return &s, nil
+}
+
+func (t *ingestTx) LoadSessions(ctx context.Context, uids []string) (map[string]*ledger.Session, error) {
+	rows, err := t.tx.Query(ctx, `SELECT `+selectSessionCols+` FROM sessions WHERE session_uid = ANY($1::text[]::uuid[])`, uids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]*ledger.Session{}
+	for rows.Next() {
+		s, err := scanSession(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[s.UID] = s
+	}
+	return out, rows.Err()
+}
+
+func (t *ingestTx) LoadLinks(ctx context.Context, uids []string) (map[string]string, error) {
+	rows, err := t.tx.Query(ctx, `SELECT session_uid::text, logical_uid::text FROM session_links WHERE session_uid = ANY($1::text[]::uuid[])`, uids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var u, l string
+		if err := rows.Scan(&u, &l); err != nil {
+			return nil, err
+		}
+		out[u] = l
+	}
+	return out, rows.Err()
+}
+
+func (t *ingestTx) Position(ctx context.Context) (ledger.Position, error) {
+	return readPosition(ctx, t.tx)
+}
+
+// Write sends every table's rows as one pipelined batch: one set-based
+// statement per table.
+func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
+	b := &pgx.Batch{}
+	if n := len(c.Sessions); n > 0 {
+		var (
+			uid, logical, server, spool, user, group, vhost, device = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+			ipr, iprl, v4, v4l, v6, v6l                             = make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+			host, ua, dtype, dplat, cookie, state, reason, origin   = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+			worker, bin, bout, secs, samples, ain, aout             = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+			conn                                                    = make([]time.Time, n)
+			ended, last                                             = make([]*time.Time, n), make([]*time.Time, n)
+			ccoarse, ecoarse, settled                               = make([]bool, n), make([]bool, n), make([]bool, n)
+		)
+		for i, s := range c.Sessions {
+			uid[i], logical[i], server[i], spool[i], user[i], group[i], vhost[i], device[i] = s.UID, s.LogicalUID, s.ServerID, s.SpoolID, s.Username, s.Groupname, s.VHost, s.Device
+			ipr[i], iprl[i], v4[i], v4l[i], v6[i], v6l[i] = np(s.IPReal), np(s.IPRealLocal), np(s.VPNIPv4), np(s.VPNIPv4Local), np(s.VPNIPv6), np(s.VPNIPv6Local)
+			host[i], ua[i], dtype[i], dplat[i], cookie[i], state[i], reason[i], origin[i] = s.Hostname, s.UserAgent, s.DeviceType, s.DevicePlatform, s.CookieID, s.State, s.EndReason, s.Origin
+			worker[i], bin[i], bout[i], secs[i], samples[i], ain[i], aout[i] = s.WorkerID, s.BytesIn, s.BytesOut, s.Seconds, s.Samples, s.AcctIn, s.AcctOut
+			conn[i], ended[i], last[i] = s.ConnectedAt, tp(s.EndedAt), tp(s.LastSampleAt)
+			ccoarse[i], ecoarse[i], settled[i] = s.ConnectedCoarse, s.EndedCoarse, s.Settled
+		}
+		b.Queue(`INSERT INTO sessions (`+sessionCols+`)
+			SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[],
+				$10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
+				$18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::boolean[], $23::timestamptz[], $24::boolean[],
+				$25::text[], $26::text[], $27::text[], $28::bigint[], $29::bigint[], $30::bigint[], $31::bigint[], $32::timestamptz[], $33::boolean[], $34::bigint[], $35::bigint[])
+			ON CONFLICT (session_uid) DO UPDATE SET (`+sessionCols+`) = (
+				excluded.session_uid, excluded.logical_uid, excluded.server_id, excluded.spool_id, excluded.username, excluded.groupname, excluded.vhost, excluded.worker_id, excluded.device,
+				excluded.ip_real, excluded.ip_real_local, excluded.vpn_ipv4, excluded.vpn_ipv4_local, excluded.vpn_ipv6, excluded.vpn_ipv6_local, excluded.hostname, excluded.user_agent,
+				excluded.device_type, excluded.device_platform, excluded.cookie_id, excluded.connected_at, excluded.connected_coarse, excluded.ended_at, excluded.ended_coarse,
+				excluded.state, excluded.end_reason, excluded.origin, excluded.bytes_in, excluded.bytes_out, excluded.seconds, excluded.samples, excluded.last_sample_at, excluded.settled, excluded.acct_in, excluded.acct_out)`,
+			uid, logical, server, spool, user, group, vhost, worker, device, ipr, iprl, v4, v4l, v6, v6l, host, ua,
+			dtype, dplat, cookie, conn, ccoarse, ended, ecoarse, state, reason, origin, bin, bout, secs, samples, last, settled, ain, aout)
+	}
+	if len(c.Links) > 0 {
+		var u, l []string
+		for k, v := range c.Links {
+			u, l = append(u, k), append(l, v)
+		}
+		b.Queue(`INSERT INTO session_links (session_uid, logical_uid) SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[])
+			ON CONFLICT (session_uid) DO UPDATE SET logical_uid = excluded.logical_uid`, u, l)
+	}
+	if n := len(c.Samples); n > 0 {
+		uid, server := make([]string, n), make([]string, n)
+		at := make([]time.Time, n)
+		slot, bin, bout, din, dout, dur := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		for i, x := range c.Samples {
+			uid[i], server[i], at[i] = x.SessionUID, x.ServerID, x.ObservedAt
+			slot[i], bin[i], bout[i], din[i], dout[i], dur[i] = x.Slot, x.BytesIn, x.BytesOut, x.DeltaIn, x.DeltaOut, x.DurationS
+		}
+		b.Queue(`INSERT INTO samples (session_uid, slot, server_id, observed_at, bytes_in, bytes_out, delta_in, delta_out, duration_s)
+			SELECT * FROM unnest($1::text[]::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+			ON CONFLICT DO NOTHING`, uid, slot, server, at, bin, bout, din, dout, dur)
+	}
+	if n := len(c.Usage); n > 0 {
+		day, user, server := make([]string, n), make([]string, n), make([]string, n)
+		bin, bout, secs, sess := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		for i, u := range c.Usage {
+			day[i], user[i], server[i], bin[i], bout[i], secs[i], sess[i] = u.Day, u.Username, u.ServerID, u.BytesIn, u.BytesOut, u.Seconds, u.Sessions
+		}
+		b.Queue(`INSERT INTO usage_daily AS u (day, username, server_id, bytes_in, bytes_out, seconds, sessions)
+			SELECT * FROM unnest($1::text[]::date[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
+			ON CONFLICT (day, username, server_id) DO UPDATE SET bytes_in = u.bytes_in + excluded.bytes_in,
+				bytes_out = u.bytes_out + excluded.bytes_out, seconds = u.seconds + excluded.seconds, sessions = u.sessions + excluded.sessions`,
+			day, user, server, bin, bout, secs, sess)
+	}
+	for _, a := range c.Audit {
+		b.Queue(`INSERT INTO audit (event_id, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args, elapsed_ms, suppressed)
+			VALUES ($1::text::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14, $15) ON CONFLICT DO NOTHING`,
+			a.EventID, a.ServerID, a.Time, a.Phase, a.Action, a.Subject, a.Key, a.KeyName, a.Role, a.OK, a.Code, a.Message, argsJSON(a.Args), a.ElapsedMS, a.Suppressed)
+	}
+	for _, n := range c.Notices {
+		b.Queue(`INSERT INTO spool_notices (event_id, server_id, type, time, reason, events, bytes, seq_ranges)
+			VALUES ($1::text::uuid, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+			n.EventID, n.ServerID, n.Type, n.Time, n.Reason, n.Events, n.Bytes, string(n.SeqRanges))
+	}
+	for _, v := range c.Servers {
+		b.Queue(`INSERT INTO servers AS s (server_id, spool_id, first_seen, last_seen, last_type, events, dropped_events)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (server_id) DO UPDATE SET
+			first_seen = least(s.first_seen, excluded.first_seen),
+			spool_id = CASE WHEN excluded.last_seen >= s.last_seen THEN excluded.spool_id ELSE s.spool_id END,
+			last_type = CASE WHEN excluded.last_seen >= s.last_seen THEN excluded.last_type ELSE s.last_type END,
+			last_seen = greatest(s.last_seen, excluded.last_seen),
+			events = s.events + excluded.events, dropped_events = s.dropped_events + excluded.dropped_events`,
+			v.ServerID, v.SpoolID, v.FirstSeen, v.LastSeen, v.LastType, v.Events, v.Dropped)
+	}
+	for _, r := range c.Rejected {
+		b.Queue(`INSERT INTO rejected_events (stream_seq, subject, event_id, reason, payload, received)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+			int64(r.StreamSeq), r.Subject, r.EventID, r.Reason, r.Payload, r.Received)
+	}
+	p := c.Position
+	b.Queue(`UPDATE ingest_state SET stream_seq = $1, stream_time = $2, last_event_time = $3,
+		applied = $4, duplicates = $5, rejected = $6, expired = $7 WHERE id = 1`,
+		int64(p.StreamSeq), tp(p.StreamTime), tp(p.LastEventTime), p.Applied, p.Duplicates, p.Rejected, p.Expired)
+	return t.tx.SendBatch(ctx, b).Close()
+}
+
+func argsJSON(m map[string]string) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+// Reject records one message as rejected (ledger.RejectTx).
+func (s *Store) Reject(ctx context.Context, m ledger.Message, reason string) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return wrap("postgres ledger: begin", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if err := ledger.RejectTx(ctx, &ingestTx{tx: tx}, m, reason); err != nil {
+		return wrap("postgres ledger: reject", err)
+	}
+	return wrap("postgres ledger: commit", tx.Commit(ctx))
+}
