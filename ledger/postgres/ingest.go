@@ -214,9 +214,10 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 			day, user, server, bin, bout, secs, sess)
 	}
 	for _, a := range c.Audit {
-		b.Queue(`INSERT INTO audit (event_id, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args, elapsed_ms, suppressed)
-			VALUES ($1::text::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14, $15) ON CONFLICT DO NOTHING`,
-			a.EventID, a.ServerID, a.Time, a.Phase, a.Action, a.Subject, a.Key, a.KeyName, a.Role, a.OK, a.Code, a.Message, argsJSON(a.Args), a.ElapsedMS, a.Suppressed)
+		b.Queue(`INSERT INTO audit (event_id, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args, elapsed_ms, suppressed, actor, target_user)
+			VALUES ($1::text::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14, $15, $16, $17) ON CONFLICT DO NOTHING`,
+			a.EventID, a.ServerID, a.Time, a.Phase, a.Action, a.Subject, a.Key, a.KeyName, a.Role, a.OK, a.Code, a.Message, argsJSON(a.Args), a.ElapsedMS, a.Suppressed,
+			a.Actor, a.Args["user"])
 	}
 	for _, n := range c.Notices {
 		b.Queue(`INSERT INTO spool_notices (event_id, server_id, type, time, reason, events, bytes, seq_ranges)
