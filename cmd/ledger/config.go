@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/config"
+	"github.com/ocserv-telemetry/ocserv-telemetry/console"
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
 )
@@ -41,6 +42,8 @@ type settings struct {
 	Batch         int
 	MetricsListen string
 	StandbyPoll   time.Duration
+	// Console is the web console (LEDGER_CONSOLE_*, package console).
+	Console console.Config
 }
 
 func defaultSettings() settings {
@@ -56,6 +59,7 @@ func defaultSettings() settings {
 		PruneEvery:  time.Hour,
 		Batch:       500,
 		StandbyPoll: 2 * time.Second,
+		Console:     console.DefaultConfig(),
 	}
 }
 
@@ -124,7 +128,7 @@ var ledgerKeys = map[string]ledgerKey{
 // agentKeysUsed are the agent's keys the ledger reads; others are
 // reported as unknown.
 var agentKeysUsed = []string{"NATS_URL", "NATS_CREDS", "NATS_NKEY_SEED", "NATS_USER", "NATS_PASSWORD", "NATS_TOKEN",
-	"NATS_CA", "NATS_CERT", "NATS_KEY", "NATS_DOMAIN", "NATS_EVENTS_STREAM", "SUBJECT_PREFIX"}
+	"NATS_CA", "NATS_CERT", "NATS_KEY", "NATS_DOMAIN", "NATS_EVENTS_STREAM", "SUBJECT_PREFIX", "NATS_STATE_BUCKET"}
 
 func isPostgres(v string) bool {
 	return strings.HasPrefix(v, "postgres://") || strings.HasPrefix(v, "postgresql://")
@@ -201,6 +205,13 @@ func loadSettings(path string) (settings, []string, error) {
 			agent.WriteString("\n")
 			continue
 		}
+		if console.IsKey(k) {
+			if err := s.Console.SetKey(k, v); err != nil {
+				probs = append(probs, fmt.Sprintf("%s: line %d: %s: %v", path, n, k, err))
+			}
+			agent.WriteString("\n")
+			continue
+		}
 		known := false
 		for _, a := range agentKeysUsed {
 			known = known || a == k
@@ -235,6 +246,9 @@ func keyDocs() []string {
 	var out []string
 	for k, v := range ledgerKeys {
 		out = append(out, k+": "+v.doc)
+	}
+	for _, k := range console.Keys() {
+		out = append(out, k.Key+": "+k.Doc)
 	}
 	sort.Strings(out)
 	return out
