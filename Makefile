@@ -10,7 +10,7 @@ FUZZTIME ?= 10s
 # Packages with root-only tests (build tag e2e).
 E2E_PKGS := ./hook/... ./e2e/... ./firewall/...
 
-.PHONY: all build test e2e bench fuzz demo vet clean package check-units
+.PHONY: all build test e2e bench fuzz demo vet clean package check-units screenshots
 
 all: build
 
@@ -46,8 +46,14 @@ fuzz:
 bench: build
 	./scripts/bench.sh
 
+# CONSOLE=1: then bin/ledger with the web console on the demo's events,
+# serving until Ctrl-C (it prints the address and a login).
 demo: build
-	$(GO) run ./cmd/demo
+	$(GO) run ./cmd/demo $(if $(CONSOLE),--console)
+
+# The console's screenshots in docs/console/ (a real headless Chromium).
+screenshots:
+	$(GO) test -count=1 -run TestBrowserConsole ./console -screenshots=$(CURDIR)/docs/console
 
 # .deb and .rpm in dist/ (nfpm, from the module proxy).
 package: build

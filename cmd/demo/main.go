@@ -44,6 +44,7 @@ type user struct {
 func run() error {
 	bin := flag.String("bin", "bin", "directory holding the built hook and shipper")
 	envDir := flag.String("env", "testdata/ocserv-hook-env", "directory of ocserv script environments")
+	withConsole := flag.Bool("console", false, "then run bin/ledger with the web console on the demo's events until Ctrl-C")
 	flag.Parse()
 	hookBin, _ := filepath.Abs(filepath.Join(*bin, "hook"))
 	shipperBin, _ := filepath.Abs(filepath.Join(*bin, "shipper"))
@@ -78,6 +79,11 @@ func run() error {
 	spoolDir := filepath.Join(tmp, "spool")
 	cfgPath := filepath.Join(tmp, "agent.env")
 	cfg := fmt.Sprintf("SERVER_ID=demo-vpn1\nSPOOL_DIR=%s\nNATS_URL=%s\nSHIPPER_STATUS_INTERVAL=500ms\n", spoolDir, srv.ClientURL())
+	if *withConsole {
+		// No ocserv here, so no occtl: the console shows the demo's
+		// events, not snapshots.
+		cfg += "LIVESTATE=off\n"
+	}
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
@@ -192,6 +198,29 @@ func run() error {
 		fmt.Printf("== the shipper's status file (readable while NATS is down):\n%s", indent(string(b)))
 	} else {
 		fmt.Printf("== the shipper's status file: %v\n", err)
+	}
+
+	if *withConsole {
+		hookRun := func(reason string, u user) error {
+			env := map[string]string{}
+			for k, v := range envs[reason] {
+				env[k] = v
+			}
+			env["USERNAME"], env["DEVICE"], env["IP_REMOTE"], env["ID"] = u.name, u.device, u.ip, fmt.Sprint(u.id+100)
+			env["OCSERV_TELEMETRY_CONFIG"] = cfgPath
+			_, err := runHook(hookBin, env)
+			return err
+		}
+		if err := runConsole(tmp, *bin, srv.ClientURL(), nc, func() error {
+			for _, u := range users[:2] {
+				if err := hookRun("connect", u); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
 	}
 
 	fmt.Println("== stopping the shipper with SIGTERM")
