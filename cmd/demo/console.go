@@ -41,7 +41,7 @@ func runConsole(tmp, bin, natsURL string, nc *nats.Conn, connectSome func() erro
 	if _, err := js.CreateKeyValue(ctx, livestate.BucketConfig("ocserv_state")); err != nil {
 		return fmt.Errorf("state bucket: %w", err)
 	}
-	dir := filepath.Join(tmp, "ledger")
+	dir := filepath.Join(tmp, "console-ledger")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -68,6 +68,7 @@ func runConsole(tmp, bin, natsURL string, nc *nats.Conn, connectSome func() erro
 		"LEDGER_DATABASE=" + filepath.Join(dir, "ledger.db"),
 		"LEDGER_TRUSTED_KEYS=" + filepath.Join(dir, "operators.keys"),
 		"LEDGER_NONCE_FILE=" + filepath.Join(dir, "nonces"),
+		"LEDGER_CONSUMER=ocserv_console_demo",
 		"LEDGER_CONSOLE=on",
 		"LEDGER_CONSOLE_LISTEN=" + listen,
 		"LEDGER_CONSOLE_USERS=" + filepath.Join(dir, "console-users"),

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -20,16 +19,6 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/sqlite"
 	"github.com/ocserv-telemetry/ocserv-telemetry/livestate"
 )
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // The console is off by default; with LEDGER_CONSOLE=on `ledger serve`
 // serves it on the configured loopback address, with an account made by
