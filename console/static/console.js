@@ -34,11 +34,15 @@
     });
   }
 
-  // A stream that says the session ended sends the page to the login form.
-  function watchLogout() {
+  // [data-live]: a region the live stream updates. It counts the updates
+  // it received in data-live-updates (tests wait for the first, which the
+  // server sends once it follows the live state); a stream that says the
+  // session ended sends the page to the login form.
+  function watchLive() {
     document.querySelectorAll("[data-live]").forEach(function (el) {
       el.addEventListener("htmx:sseMessage", function (e) {
-        if (e.detail && e.detail.type === "logout") window.location.assign("/login");
+        if (e.detail && e.detail.type === "logout") { window.location.assign("/login"); return; }
+        el.setAttribute("data-live-updates", String(Number(el.getAttribute("data-live-updates") || 0) + 1));
       });
     });
   }
@@ -50,5 +54,5 @@
     if (m) e.detail.headers["X-CSRF-Token"] = m.getAttribute("content");
   });
   document.addEventListener("htmx:afterSwap", function (e) { drawCharts(e.target); });
-  document.addEventListener("DOMContentLoaded", function () { drawCharts(); watchLogout(); });
+  document.addEventListener("DOMContentLoaded", function () { drawCharts(); watchLive(); });
 })();
