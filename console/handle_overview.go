@@ -49,7 +49,6 @@ func (s *Server) overviewData(ctx context.Context) (map[string]any, error) {
 		r.LastSeen = lsrv[i].LastSeen
 	}
 	totalOnline := 0
-	users := map[string]bool{}
 	for _, l := range s.o.Live.Servers() {
 		if l.ServerID == s.o.Config.ServerID {
 			continue
@@ -60,13 +59,7 @@ func (s *Server) overviewData(ctx context.Context) (map[string]any, error) {
 		if l.LastSeen.After(r.LastSeen) {
 			r.LastSeen = l.LastSeen
 		}
-		r.Online = len(l.Sessions)
-		per := map[string]bool{}
-		for _, o := range l.Sessions {
-			per[o.Username] = true
-			users[o.Username] = true
-		}
-		r.Users = len(per)
+		r.Online, r.Users = len(l.Sessions), l.Users
 		r.Clones = l.Clones
 		totalOnline += r.Online
 	}
@@ -99,7 +92,7 @@ func (s *Server) overviewData(ctx context.Context) (map[string]any, error) {
 	sort.Slice(clones, func(i, j int) bool { return clones[i].ID < clones[j].ID })
 	return map[string]any{
 		"Servers": list, "Stale": stale, "Clones": clones, "TotalOnline": totalOnline,
-		"TotalUsers": len(users), "Now": now.UTC(), "StaleAfter": s.o.Config.StaleAfter,
+		"TotalUsers": s.o.Live.OnlineUsers(), "Now": now.UTC(), "StaleAfter": s.o.Config.StaleAfter,
 		"LiveProblem": s.o.Live.Problem(),
 	}, nil
 }

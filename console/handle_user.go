@@ -70,14 +70,7 @@ func (s *Server) handleUser(w http.ResponseWriter, r *http.Request, c *reqCtx) {
 		s.ledgerFail(w, r, c, err)
 		return
 	}
-	var open []OnlineSession
-	for _, l := range s.o.Live.Servers() {
-		for _, o := range l.Sessions {
-			if o.Username == name {
-				open = append(open, o)
-			}
-		}
-	}
+	open := s.o.Live.UserSessions(name)
 	ids := map[string]bool{}
 	for _, l := range s.o.Live.Servers() {
 		ids[l.ServerID] = true

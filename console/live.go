@@ -32,6 +32,14 @@ type Live struct {
 	mu      sync.Mutex
 	servers map[string]*liveServer
 	subs    map[chan struct{}]struct{}
+	// The computed views, made again only after a change (or after
+	// viewTTL, for the time-dependent clone window): pages and every open
+	// stream read them at each update.
+	ver     uint64
+	view    []ServerLive
+	byUser  map[string][]OnlineSession
+	viewVer uint64
+	viewAt  time.Time
 	// ready is closed when the bucket's initial values have been read.
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -69,6 +77,7 @@ type ServerLive struct {
 	StatusAt      time.Time
 	OcservVersion string
 	Sessions      []OnlineSession
+	Users         int // distinct user names among Sessions
 	// RateIn/RateOut are bytes per second between the last two status
 	// readings (in = from the clients); HasRate is false until two exist.
 	RateIn, RateOut float64
@@ -148,6 +157,7 @@ func (l *Live) Subscribe() (<-chan struct{}, func()) {
 }
 
 func (l *Live) changedLocked() {
+	l.ver++
 	for ch := range l.subs {
 		select {
 		case ch <- struct{}{}:
@@ -432,17 +442,53 @@ func fromEvent(ev *events.Event, at time.Time) OnlineSession {
 	}
 }
 
-// Servers returns every server's live state, sorted by server_id.
+// viewTTL bounds how old a computed view may be when nothing changed
+// (clone warnings depend on the time).
+const viewTTL = time.Second
+
+// Servers returns every server's live state, sorted by server_id. The
+// result is shared: callers must not modify it.
 func (l *Live) Servers() []ServerLive {
-	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.refreshLocked()
+	return l.view
+}
+
+// OnlineUsers is the number of distinct user names online across the
+// fleet.
+func (l *Live) OnlineUsers() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refreshLocked()
+	return len(l.byUser)
+}
+
+// UserSessions returns the sessions of one user online now (shared, not
+// to be modified).
+func (l *Live) UserSessions(name string) []OnlineSession {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refreshLocked()
+	return l.byUser[name]
+}
+
+func (l *Live) refreshLocked() {
+	now := l.now()
+	if l.view != nil && l.viewVer == l.ver && now.Sub(l.viewAt) < viewTTL && !now.Before(l.viewAt) {
+		return
+	}
 	out := make([]ServerLive, 0, len(l.servers))
+	byUser := map[string][]OnlineSession{}
 	for _, s := range l.servers {
-		out = append(out, s.view(now))
+		v := s.view(now)
+		for _, o := range v.Sessions {
+			byUser[o.Username] = append(byUser[o.Username], o)
+		}
+		out = append(out, v)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ServerID < out[j].ServerID })
-	return out
+	l.view, l.byUser, l.viewVer, l.viewAt = out, byUser, l.ver, now
 }
 
 func (s *liveServer) view(now time.Time) ServerLive {
@@ -474,6 +520,11 @@ func (s *liveServer) view(now time.Time) ServerLive {
 		}
 		return a.ConnectedAt.Before(b.ConnectedAt)
 	})
+	for i, o := range v.Sessions {
+		if i == 0 || o.Username != v.Sessions[i-1].Username {
+			v.Users++
+		}
+	}
 	var recent []string
 	for id, t := range s.spools {
 		if now.Sub(t) <= cloneWindow {

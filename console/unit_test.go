@@ -229,9 +229,14 @@ func TestTemplatesEscapeHostileValues(t *testing.T) {
 func TestLiveMergesSnapshotsAndEvents(t *testing.T) {
 	l := NewLive(slog.New(slog.DiscardHandler), nil)
 	t0 := time.Now().UTC()
-	s := func() *liveServer { return l.server("vpn1") }
+	setUsers := func(items []OnlineSession, at time.Time) {
+		l.mu.Lock()
+		l.server("vpn1").setUsers(items, at)
+		l.changedLocked()
+		l.mu.Unlock()
+	}
 	in := uint64(10)
-	s().setUsers([]OnlineSession{fromUserItem("vpn1", livestate.UserItem{ID: 1, Username: "alice", Device: "vpns0", SessionUID: "u1", BytesIn: &in, BytesOut: &in})}, t0)
+	setUsers([]OnlineSession{fromUserItem("vpn1", livestate.UserItem{ID: 1, Username: "alice", Device: "vpns0", SessionUID: "u1", BytesIn: &in, BytesOut: &in})}, t0)
 	ev := func(typ events.Type, uid, user string, at time.Time) []byte {
 		ok := true
 		e := events.Event{V: 1, EventID: uid + string(typ), ServerID: "vpn1", SpoolID: "sp1", Type: typ, Time: at.Format(time.RFC3339Nano),
@@ -258,7 +263,7 @@ func TestLiveMergesSnapshotsAndEvents(t *testing.T) {
 		t.Fatalf("after alice's disconnect: %v", got)
 	}
 	// A later snapshot is the truth: it lists bob (linked), not alice.
-	s().setUsers([]OnlineSession{{ServerID: "vpn1", Username: "bob", SessionUID: "u2", Source: "snapshot"}}, t0.Add(5*time.Second))
+	setUsers([]OnlineSession{{ServerID: "vpn1", Username: "bob", SessionUID: "u2", Source: "snapshot"}}, t0.Add(5*time.Second))
 	if got := names(); strings.Join(got, ",") != "bob" || l.Servers()[0].Sessions[0].Source != "snapshot" {
 		t.Fatalf("after the snapshot: %v", l.Servers()[0].Sessions)
 	}
