@@ -33,11 +33,11 @@ var benchSessions = func() int {
 }()
 
 const (
-	benchUsers    = 20_000
-	benchServers  = 50
-	benchDays     = 400
-	benchOnline   = 200
-	benchAudit    = 100_000
+	benchUsers   = 20_000
+	benchServers = 50
+	benchDays    = 400
+	benchOnline  = 200
+	benchAudit   = 100_000
 )
 
 // benchDB makes (once; it is kept and reused) a SQLite ledger with the
@@ -160,7 +160,10 @@ func BenchmarkConsolePages(b *testing.B) {
 	}
 	users := filepath.Join(b.TempDir(), "users")
 	h, _ := HashPassword("bench-password-1", cheapArgon)
-	EditAccounts(users, func(m map[string]Account) error { m["bench"] = Account{Name: "bench", Role: Viewer, Hash: h}; return nil })
+	EditAccounts(users, func(m map[string]Account) error {
+		m["bench"] = Account{Name: "bench", Role: Viewer, Hash: h}
+		return nil
+	})
 	accts, _ := LoadAccounts(users)
 	sessions, _ := OpenSessions("", time.Hour, time.Hour, now)
 	cookie, _, _ := sessions.Create("bench", "127.0.0.1", "bench")
