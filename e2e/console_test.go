@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -369,4 +372,94 @@ func TestConsoleWithRealFleet(t *testing.T) {
 		t.Fatal("alice's session ended: a refused request acted")
 	}
 	br.CheckClean(console.CSP)
+}
+
+// TestBenchConsoleConnectToBrowser measures, for real connects, the time
+// from the hook's connect event (its own timestamp) to the new row being
+// visible on an open online page in the browser, and as the baseline of
+// the same run, to the event's arrival at a plain NATS subscriber. It is
+// a benchmark: scripts/bench-console.sh runs it (CONSOLE_BENCH_LATENCY_OUT
+// names the JSON it writes).
+func TestBenchConsoleConnectToBrowser(t *testing.T) {
+	out := os.Getenv("CONSOLE_BENCH_LATENCY_OUT")
+	if out == "" {
+		t.Skip("a benchmark: scripts/bench-console.sh runs it (set CONSOLE_BENCH_LATENCY_OUT)")
+	}
+	testbed.RequireRoot(t)
+	browsertest.Path(t)
+	runs := 30
+	if n, err := strconv.Atoi(os.Getenv("CONSOLE_BENCH_CONNECTS")); err == nil && n > 0 {
+		runs = n
+	}
+	f := startConsoleFleet(t)
+	b := f.b
+	nc, err := nats.Connect(f.srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var mu sync.Mutex
+	arrived := map[string]time.Time{} // session_uid → when the subscriber got the connect
+	evTime := map[string]time.Time{}  // session_uid → the hook's event time
+	sub, err := nc.Subscribe("ocserv.events."+b.ServerID()+".connect", func(m *nats.Msg) {
+		now := time.Now()
+		var ev events.Event
+		if json.Unmarshal(m.Data, &ev) == nil && ev.Session != nil && ev.Session.Username == "carol" {
+			at, _ := time.Parse(time.RFC3339Nano, ev.Time)
+			mu.Lock()
+			arrived[ev.SessionUID], evTime[ev.SessionUID] = now, at
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	br := browsertest.New(t)
+	browserLogin(br, f.url, webOp, webOpPass)
+	br.Do("online list", chromedp.Navigate(f.url+"/online"), chromedp.WaitVisible(chromedp.CSS(`#online[data-live-updates]`)))
+	var toBrowser, toSubscriber []time.Duration
+	for i := 0; i < runs; i++ {
+		mu.Lock()
+		clear(arrived)
+		clear(evTime)
+		mu.Unlock()
+		c, err := b.Connect("carol", b.Password("carol"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		br.Do("carol visible", chromedp.WaitVisible(chromedp.CSS(`tr[data-user="carol"]`), chromedp.RetryInterval(2*time.Millisecond)))
+		seen := time.Now()
+		var at, sub time.Time
+		waitCond(t, "carol's connect at the subscriber", 10*time.Second, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			for u := range evTime {
+				at, sub = evTime[u], arrived[u]
+				return true
+			}
+			return false
+		})
+		toBrowser = append(toBrowser, seen.Sub(at))
+		toSubscriber = append(toSubscriber, sub.Sub(at))
+		if err := c.Disconnect(); err != nil {
+			t.Fatal(err)
+		}
+		br.Do("carol gone", chromedp.WaitNotPresent(chromedp.CSS(`tr[data-user="carol"]`)))
+	}
+	pct := func(l []time.Duration, p float64) float64 {
+		s := append([]time.Duration(nil), l...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return float64(s[min(len(s)-1, int(float64(len(s))*p))].Microseconds()) / 1000
+	}
+	res := map[string]any{
+		"connects": runs, "browser_p50_ms": pct(toBrowser, .5), "browser_p99_ms": pct(toBrowser, .99),
+		"subscriber_p50_ms": pct(toSubscriber, .5), "subscriber_p99_ms": pct(toSubscriber, .99),
+	}
+	t.Logf("hook connect event → row visible in the browser: p50 %.1f ms, p99 %.1f ms; → NATS subscriber: p50 %.1f ms, p99 %.1f ms",
+		res["browser_p50_ms"], res["browser_p99_ms"], res["subscriber_p50_ms"], res["subscriber_p99_ms"])
+	data, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(out, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
