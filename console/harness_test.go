@@ -192,7 +192,7 @@ func (b *bench) startHost(ctx context.Context, consolePub string, log *slog.Logg
 	if err != nil {
 		t.Fatal(err)
 	}
-	nonces, err := opauth.OpenNonceCache(filepath.Join(dir, "nonces"), 0, time.Now())
+	nonces, err := opauth.OpenNonceCache(filepath.Join(dir, "nonces"), opauth.NonceLimits{}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

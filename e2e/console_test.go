@@ -158,7 +158,7 @@ func (f *consoleFleet) startCommander(dir, consolePub string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nonces, err := opauth.OpenNonceCache(filepath.Join(dir, "cmd-nonces"), 0, time.Now())
+	nonces, err := opauth.OpenNonceCache(filepath.Join(dir, "cmd-nonces"), opauth.NonceLimits{}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
