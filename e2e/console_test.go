@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -391,6 +392,40 @@ func TestBenchConsoleConnectToBrowser(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("CONSOLE_BENCH_CONNECTS")); err == nil && n > 0 {
 		runs = n
 	}
+	// A bed takes at most 16 clients (each connect is a new client
+	// namespace): a fresh bed, fleet and browser every perBed connects.
+	const perBed = 15
+	var toBrowser, toSubscriber []time.Duration
+	for bed := 0; len(toBrowser) < runs; bed++ {
+		t.Run(fmt.Sprintf("bed%d", bed), func(t *testing.T) {
+			b2, s2 := connectLatencies(t, min(perBed, runs-len(toBrowser)))
+			toBrowser, toSubscriber = append(toBrowser, b2...), append(toSubscriber, s2...)
+		})
+		if t.Failed() {
+			return
+		}
+	}
+	pct := func(l []time.Duration, p float64) float64 {
+		s := append([]time.Duration(nil), l...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return float64(s[min(len(s)-1, int(float64(len(s))*p))].Microseconds()) / 1000
+	}
+	res := map[string]any{
+		"connects": runs, "browser_p50_ms": pct(toBrowser, .5), "browser_p99_ms": pct(toBrowser, .99),
+		"subscriber_p50_ms": pct(toSubscriber, .5), "subscriber_p99_ms": pct(toSubscriber, .99),
+	}
+	t.Logf("hook connect event → row visible in the browser: p50 %.1f ms, p99 %.1f ms; → NATS subscriber: p50 %.1f ms, p99 %.1f ms",
+		res["browser_p50_ms"], res["browser_p99_ms"], res["subscriber_p50_ms"], res["subscriber_p99_ms"])
+	data, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(out, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// connectLatencies runs n real connects of carol on a fresh fleet with an
+// open online page and returns, per connect, hook event → row visible and
+// hook event → NATS subscriber.
+func connectLatencies(t *testing.T, n int) (toBrowser, toSubscriber []time.Duration) {
 	f := startConsoleFleet(t)
 	b := f.b
 	nc, err := nats.Connect(f.srv.ClientURL())
@@ -418,8 +453,7 @@ func TestBenchConsoleConnectToBrowser(t *testing.T) {
 	br := browsertest.New(t)
 	browserLogin(br, f.url, webOp, webOpPass)
 	br.Do("online list", chromedp.Navigate(f.url+"/online"), chromedp.WaitVisible(chromedp.CSS(`#online[data-live-updates]`)))
-	var toBrowser, toSubscriber []time.Duration
-	for i := 0; i < runs; i++ {
+	for i := 0; i < n; i++ {
 		mu.Lock()
 		clear(arrived)
 		clear(evTime)
@@ -447,19 +481,5 @@ func TestBenchConsoleConnectToBrowser(t *testing.T) {
 		}
 		br.Do("carol gone", chromedp.WaitNotPresent(chromedp.CSS(`tr[data-user="carol"]`)))
 	}
-	pct := func(l []time.Duration, p float64) float64 {
-		s := append([]time.Duration(nil), l...)
-		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-		return float64(s[min(len(s)-1, int(float64(len(s))*p))].Microseconds()) / 1000
-	}
-	res := map[string]any{
-		"connects": runs, "browser_p50_ms": pct(toBrowser, .5), "browser_p99_ms": pct(toBrowser, .99),
-		"subscriber_p50_ms": pct(toSubscriber, .5), "subscriber_p99_ms": pct(toSubscriber, .99),
-	}
-	t.Logf("hook connect event → row visible in the browser: p50 %.1f ms, p99 %.1f ms; → NATS subscriber: p50 %.1f ms, p99 %.1f ms",
-		res["browser_p50_ms"], res["browser_p99_ms"], res["subscriber_p50_ms"], res["subscriber_p99_ms"])
-	data, _ := json.MarshalIndent(res, "", "  ")
-	if err := os.WriteFile(out, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	return toBrowser, toSubscriber
 }
