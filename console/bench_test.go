@@ -131,7 +131,9 @@ func BenchmarkConsolePages(b *testing.B) {
 	os.MkdirAll(dir, 0o755)
 	// The fleet ends at a fixed day so the data can be reused.
 	end := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	path := filepath.Join(dir, fmt.Sprintf("console-%d.db", benchSessions))
+	// The schema version is in the name: a database from an older build
+	// is not reused (the ledger refuses a stale schema).
+	path := filepath.Join(dir, fmt.Sprintf("console-%d-schema%d.db", benchSessions, sqlite.SchemaVersion()))
 	benchDB(b, path, end)
 	ctx := context.Background()
 	store, err := sqlite.Open(ctx, path, sqlite.Options{})

@@ -130,12 +130,12 @@ func TestBudgetBeforeTheEventNamesTheSession(t *testing.T) {
 	release, done := make(chan struct{}), make(chan struct{})
 	defer func() { close(release); <-done }()
 	r := &Run{
-		Args:       []string{"--config", cfg},
-		Env:        map[string]string{"REASON": "connect", "ID": "78", "DEVICE": "vpns4", "USERNAME": "erin"},
-		Stderr:     &stderr,
-		Start:      time.Now(),
-		Exit:       func(code int) { exited <- code },
-		stallEarly: func() { <-release },
+		Args:             []string{"--config", cfg},
+		Env:              map[string]string{"REASON": "connect", "ID": "78", "DEVICE": "vpns4", "USERNAME": "erin"},
+		Stderr:           &stderr,
+		Start:            time.Now(),
+		Exit:             func(code int) { exited <- code },
+		stallBeforeEvent: func() { <-release },
 	}
 	go func() { r.Main(); close(done) }()
 	select {

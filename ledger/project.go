@@ -12,10 +12,17 @@ import (
 // stored; the rest are inserts that keep an existing row (ON CONFLICT DO
 // NOTHING).
 type Changes struct {
+	// Sessions are rows whose identity, times or state changed (the
+	// sessions table); Counters are rows whose counters changed (the
+	// narrow session_counters table, which most events touch alone).
 	Sessions []*Session
+	Counters []*Session
 	Links    map[string]string // session_uid → logical_uid
 	Samples  []Sample
 	Usage    []UsageDelta
+	// Monthly is Usage summed per month (Day "YYYY-MM") and user, over
+	// servers (ServerID ""), for usage_monthly.
+	Monthly  []UsageDelta
 	Audit    []AuditEntry
 	Notices  []SpoolNotice
 	Servers  []ServerDelta
@@ -40,7 +47,8 @@ type ServerDelta struct {
 // and the increments it accumulated.
 type projection struct {
 	sessions map[string]*Session
-	links    map[string]string // stored links (loaded) and new ones
+	orig     map[string]Session // the rows as loaded
+	links    map[string]string  // stored links (loaded) and new ones
 	newLinks map[string]string
 	touched  map[string]bool
 	usage    map[usageKey]*UsageDelta
@@ -57,7 +65,11 @@ func newProjection(sessions map[string]*Session, links map[string]string) *proje
 	if links == nil {
 		links = map[string]string{}
 	}
-	return &projection{sessions: sessions, links: links, newLinks: map[string]string{}, touched: map[string]bool{},
+	orig := make(map[string]Session, len(sessions))
+	for uid, x := range sessions {
+		orig[uid] = *x
+	}
+	return &projection{sessions: sessions, orig: orig, links: links, newLinks: map[string]string{}, touched: map[string]bool{},
 		usage: map[usageKey]*UsageDelta{}, servers: map[string]*ServerDelta{}}
 }
 
@@ -81,7 +93,14 @@ func (p *projection) finish() *Changes {
 	}
 	sort.Strings(uids)
 	for _, uid := range uids {
-		p.c.Sessions = append(p.c.Sessions, p.sessions[uid])
+		cur := p.sessions[uid]
+		o, loaded := p.orig[uid]
+		if !loaded || !sameIdentity(&o, cur) {
+			p.c.Sessions = append(p.c.Sessions, cur)
+		}
+		if !loaded || !sameCounters(&o, cur) {
+			p.c.Counters = append(p.c.Counters, cur)
+		}
 	}
 	if len(p.newLinks) > 0 {
 		p.c.Links = p.newLinks
@@ -101,6 +120,7 @@ func (p *projection) finish() *Changes {
 		}
 		return a.ServerID < b.ServerID
 	})
+	p.c.Monthly = Monthly(p.c.Usage)
 	for _, s := range p.servers {
 		p.c.Servers = append(p.c.Servers, *s)
 	}
@@ -390,4 +410,56 @@ func fill(v, old string) string {
 		return old
 	}
 	return v
+}
+
+// sameCounters compares the columns of session_counters.
+func sameCounters(a, b *Session) bool {
+	return a.BytesIn == b.BytesIn && a.BytesOut == b.BytesOut && a.Seconds == b.Seconds && a.Samples == b.Samples &&
+		a.LastSampleAt.Equal(b.LastSampleAt) && a.Settled == b.Settled && a.AcctIn == b.AcctIn && a.AcctOut == b.AcctOut
+}
+
+// sameIdentity compares the columns of sessions (everything else).
+func sameIdentity(a, b *Session) bool {
+	x, y := *a, *b
+	for _, s := range []*Session{&x, &y} {
+		s.BytesIn, s.BytesOut, s.Seconds, s.Samples, s.LastSampleAt, s.Settled, s.AcctIn, s.AcctOut = 0, 0, 0, 0, time.Time{}, false, 0, 0
+	}
+	if !x.ConnectedAt.Equal(y.ConnectedAt) || !x.EndedAt.Equal(y.EndedAt) {
+		return false
+	}
+	x.ConnectedAt, y.ConnectedAt, x.EndedAt, y.EndedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	return x == y
+}
+
+// Monthly sums daily deltas per month and user (over servers), sorted.
+func Monthly(daily []UsageDelta) []UsageDelta {
+	type key struct{ month, user string }
+	sums := map[key]*UsageDelta{}
+	var keys []key
+	for _, u := range daily {
+		k := key{u.Day[:7], u.Username}
+		m := sums[k]
+		if m == nil {
+			m = &UsageDelta{Day: k.month, Username: k.user}
+			sums[k] = m
+			keys = append(keys, k)
+		}
+		m.BytesIn += u.BytesIn
+		m.BytesOut += u.BytesOut
+		m.Seconds += u.Seconds
+		m.Sessions += u.Sessions
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].month != keys[j].month {
+			return keys[i].month < keys[j].month
+		}
+		return keys[i].user < keys[j].user
+	})
+	out := make([]UsageDelta, 0, len(keys))
+	for _, k := range keys {
+		if m := sums[k]; m.BytesIn != 0 || m.BytesOut != 0 || m.Seconds != 0 || m.Sessions != 0 {
+			out = append(out, *m)
+		}
+	}
+	return out
 }

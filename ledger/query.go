@@ -85,7 +85,7 @@ var DefaultRetention = Retention{Sessions: 400 * 24 * time.Hour, Samples: 30 * 2
 
 // Pruned counts what one retention pass removed.
 type Pruned struct {
-	Sessions, Samples, UsageDays, Audit, Notices, Applied, Rejected int64
+	Sessions, Samples, UsageDays, UsageMonths, Audit, Notices, Applied, Rejected int64
 }
 
 // CheckUID validates a session or event uid argument.

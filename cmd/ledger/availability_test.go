@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -112,11 +111,7 @@ func TestHandOver(t *testing.T) {
 	s := b.open()
 	b.publish(msgs[:1000])
 	b.waitApplied(s, b.lastSeq(), time.Minute, a)
-	// Two instances on one host need their own nonce files: the cache
-	// holds an exclusive lock on its file (one command service per file).
-	b.extra = map[string]string{"LEDGER_NONCE_FILE": filepath.Join(b.dir, "nonces-standby")}
-	b.writeConfig()
-	standby := b.serve("")
+	standby := b.serveConfig(b.second(), "")
 	waitFor(t, "the second instance stands by", 30*time.Second, func() bool { return strings.Contains(standby.out.String(), "standing by") }, standby.out.String)
 	if !strings.Contains(a.out.String(), "now the active one") {
 		t.Fatalf("the first instance never became active:\n%s", a.out.String())

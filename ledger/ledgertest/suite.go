@@ -485,6 +485,29 @@ func testUsageGrouping(t *testing.T, open Opener) {
 			t.Errorf("usage %+v:\n got %s\nwant %s", c.q, got, c.want)
 		}
 	}
+	// Whole months over every server come from usage_monthly; the same
+	// sums per server from usage_daily must agree with them.
+	monthly, err := s.Usage(ctx, ledger.UsageQuery{From: from, To: to, By: ledger.ByMonth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	daily, err := s.Usage(ctx, ledger.UsageQuery{From: from, To: to, By: ledger.ByMonth, PerServer: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := map[string][4]int64{}
+	for _, r := range daily {
+		x := sum[r.Period+"/"+r.Username]
+		sum[r.Period+"/"+r.Username] = [4]int64{x[0] + r.BytesIn, x[1] + r.BytesOut, x[2] + r.Seconds, x[3] + r.Sessions}
+	}
+	if len(monthly) != len(sum) {
+		t.Errorf("usage_monthly has %d rows, usage_daily sums to %d", len(monthly), len(sum))
+	}
+	for _, r := range monthly {
+		if got, want := [4]int64{r.BytesIn, r.BytesOut, r.Seconds, r.Sessions}, sum[r.Period+"/"+r.Username]; got != want {
+			t.Errorf("%s %s: monthly %v, daily %v", r.Period, r.Username, got, want)
+		}
+	}
 	if _, err := s.Usage(ctx, ledger.UsageQuery{From: to, To: from}); ledger.ErrorCode(err) != ledger.ECodeInvalid {
 		t.Errorf("from after to: %v", err)
 	}

@@ -94,7 +94,7 @@ func (s *Store) History(ctx context.Context, q ledger.HistoryQuery) (ledger.Page
 		w.add("(connected_at, session_uid) < (?, ?::uuid)", c.Time, c.ID)
 	}
 	lim := w.arg(q.Limit + 1)
-	list, err := s.sessions(ctx, `SELECT `+selectSessionCols+` FROM sessions`+w.String()+
+	list, err := s.sessions(ctx, `SELECT `+selectSessionCols+sessionsFrom+w.String()+
 		` ORDER BY connected_at DESC, session_uid DESC LIMIT `+lim, w.args...)
 	if err != nil {
 		return page, wrap("postgres ledger: history", err)
@@ -114,7 +114,7 @@ func (s *Store) Session(ctx context.Context, uid string) (ledger.Session, []ledg
 	if err != nil {
 		return ledger.Session{}, nil, err
 	}
-	list, err := s.sessions(ctx, `SELECT `+selectSessionCols+` FROM sessions WHERE session_uid = $1::uuid`, u)
+	list, err := s.sessions(ctx, `SELECT `+selectSessionCols+sessionsFrom+` WHERE session_uid = $1::uuid`, u)
 	if err != nil {
 		return ledger.Session{}, nil, wrap("postgres ledger: session", err)
 	}
@@ -159,7 +159,7 @@ func (s *Store) Who(ctx context.Context, q ledger.WhoQuery) ([]ledger.Session, e
 	seen := map[string]bool{}
 	var out []ledger.Session
 	for _, col := range cols {
-		list, err := s.sessions(ctx, `SELECT * FROM (SELECT `+selectSessionCols+` FROM sessions
+		list, err := s.sessions(ctx, `SELECT * FROM (SELECT `+selectSessionCols+sessionsFrom+`
 			WHERE `+col+` = $1 AND connected_at <= $2 ORDER BY connected_at DESC LIMIT $3) c
 			WHERE ended_at IS NULL OR ended_at >= $4`, q.IP, start, ledger.WhoScan, end)
 		if err != nil {
@@ -180,6 +180,9 @@ func (s *Store) Who(ctx context.Context, q ledger.WhoQuery) ([]ledger.Session, e
 func (s *Store) Usage(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageRow, error) {
 	if err := q.Check(time.Now()); err != nil {
 		return nil, err
+	}
+	if q.FromMonthly() {
+		return s.usageMonthly(ctx, q)
 	}
 	period := "''"
 	switch q.By {
@@ -216,6 +219,48 @@ func (s *Store) Usage(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageR
 	for rows.Next() {
 		var r ledger.UsageRow
 		if err := rows.Scan(&r.Username, &r.Period, &r.ServerID, &r.BytesIn, &r.BytesOut, &r.Seconds, &r.Sessions); err != nil {
+			return nil, wrap("postgres ledger: usage", err)
+		}
+		if q.By == ledger.ByRange {
+			r.Period = q.Period("")
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("postgres ledger: usage", err)
+	}
+	ledger.SortUsage(out)
+	return out, nil
+}
+
+// usageMonthly answers whole months over every server from
+// usage_monthly.
+func (s *Store) usageMonthly(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageRow, error) {
+	period := "''"
+	if q.By == ledger.ByMonth {
+		period = "to_char(month, 'YYYY-MM')"
+	}
+	var w where
+	w.add("month >= ?::date AND month < ?::date", ledger.Day(q.From), ledger.Day(q.To))
+	if q.User != "" {
+		w.add("username = ?", q.User)
+	}
+	if q.Top > 0 {
+		inner := where{conds: append([]string(nil), w.conds...)}
+		lim := w.arg(q.Top)
+		w.conds = append(w.conds, `username IN (SELECT username FROM usage_monthly`+inner.String()+
+			` GROUP BY username ORDER BY sum(bytes_in + bytes_out) DESC, username COLLATE "C" LIMIT `+lim+`)`)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT username, `+period+`, sum(bytes_in)::bigint, sum(bytes_out)::bigint,
+		sum(seconds)::bigint, sum(sessions)::bigint FROM usage_monthly`+w.String()+` GROUP BY 1, 2`, w.args...)
+	if err != nil {
+		return nil, wrap("postgres ledger: usage", err)
+	}
+	defer rows.Close()
+	var out []ledger.UsageRow
+	for rows.Next() {
+		var r ledger.UsageRow
+		if err := rows.Scan(&r.Username, &r.Period, &r.BytesIn, &r.BytesOut, &r.Seconds, &r.Sessions); err != nil {
 			return nil, wrap("postgres ledger: usage", err)
 		}
 		if q.By == ledger.ByRange {

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"strings"
 	"time"
@@ -81,7 +80,7 @@ func (s *Store) History(ctx context.Context, q ledger.HistoryQuery) (ledger.Page
 		w.add("(connected_at < ? OR connected_at = ? AND session_uid < ?)", c.Time.UnixMicro(), c.Time.UnixMicro(), ub(c.ID))
 	}
 	w.args = append(w.args, q.Limit+1)
-	list, err := s.sessions(ctx, `SELECT `+sessionCols+` FROM sessions`+w.String()+
+	list, err := s.sessions(ctx, `SELECT `+sessionCols+sessionsFrom+w.String()+
 		` ORDER BY connected_at DESC, session_uid DESC LIMIT ?`, w.args...)
 	if err != nil {
 		return page, wrap("sqlite ledger: history", err)
@@ -101,7 +100,7 @@ func (s *Store) Session(ctx context.Context, uid string) (ledger.Session, []ledg
 	if err != nil {
 		return ledger.Session{}, nil, err
 	}
-	list, err := s.sessions(ctx, `SELECT `+sessionCols+` FROM sessions WHERE session_uid = ?`, ub(u))
+	list, err := s.sessions(ctx, `SELECT `+sessionCols+sessionsFrom+` WHERE session_uid = ?`, ub(u))
 	if err != nil {
 		return ledger.Session{}, nil, wrap("sqlite ledger: session", err)
 	}
@@ -149,7 +148,7 @@ func (s *Store) Who(ctx context.Context, q ledger.WhoQuery) ([]ledger.Session, e
 	seen := map[string]bool{}
 	var out []ledger.Session
 	for _, col := range cols {
-		list, err := s.sessions(ctx, `SELECT * FROM (SELECT `+sessionCols+` FROM sessions
+		list, err := s.sessions(ctx, `SELECT * FROM (SELECT `+sessionCols+sessionsFrom+`
 			WHERE `+col+` = ? AND connected_at <= ? ORDER BY connected_at DESC LIMIT ?)
 			WHERE ended_at IS NULL OR ended_at >= ?`, q.IP, start.UnixMicro(), ledger.WhoScan, end.UnixMicro())
 		if err != nil {
@@ -170,6 +169,9 @@ func (s *Store) Who(ctx context.Context, q ledger.WhoQuery) ([]ledger.Session, e
 func (s *Store) Usage(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageRow, error) {
 	if err := q.Check(time.Now()); err != nil {
 		return nil, err
+	}
+	if q.FromMonthly() {
+		return s.usageMonthly(ctx, q)
 	}
 	period := "''"
 	switch q.By {
@@ -206,6 +208,47 @@ func (s *Store) Usage(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageR
 	for rows.Next() {
 		var r ledger.UsageRow
 		if err := rows.Scan(&r.Username, &r.Period, &r.ServerID, &r.BytesIn, &r.BytesOut, &r.Seconds, &r.Sessions); err != nil {
+			return nil, wrap("sqlite ledger: usage", err)
+		}
+		if q.By == ledger.ByRange {
+			r.Period = q.Period("")
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("sqlite ledger: usage", err)
+	}
+	ledger.SortUsage(out)
+	return out, nil
+}
+
+// usageMonthly answers whole months over every server from
+// usage_monthly.
+func (s *Store) usageMonthly(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageRow, error) {
+	period := "''"
+	if q.By == ledger.ByMonth {
+		period = "month"
+	}
+	var w where
+	w.add("month >= ? AND month < ?", ledger.Day(q.From)[:7], ledger.Day(q.To)[:7])
+	if q.User != "" {
+		w.add("username = ?", q.User)
+	}
+	if q.Top > 0 {
+		inner := where{conds: append([]string(nil), w.conds...), args: append([]any(nil), w.args...)}
+		w.add(`username IN (SELECT username FROM usage_monthly`+inner.String()+
+			` GROUP BY username ORDER BY sum(bytes_in + bytes_out) DESC, username LIMIT ?)`, append(inner.args, q.Top)...)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT username, `+period+`, sum(bytes_in), sum(bytes_out), sum(seconds), sum(sessions)
+		FROM usage_monthly`+w.String()+` GROUP BY 1, 2`, w.args...)
+	if err != nil {
+		return nil, wrap("sqlite ledger: usage", err)
+	}
+	defer rows.Close()
+	var out []ledger.UsageRow
+	for rows.Next() {
+		var r ledger.UsageRow
+		if err := rows.Scan(&r.Username, &r.Period, &r.BytesIn, &r.BytesOut, &r.Seconds, &r.Sessions); err != nil {
 			return nil, wrap("sqlite ledger: usage", err)
 		}
 		if q.By == ledger.ByRange {
@@ -376,5 +419,3 @@ func scanNotice(r scanner) (ledger.SpoolNotice, error) {
 	}
 	return n, nil
 }
-
-var _ = sql.ErrNoRows

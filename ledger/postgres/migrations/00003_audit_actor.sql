@@ -2,7 +2,7 @@
 -- console's user, opauth's signed "actor") and the VPN user a command was
 -- about (args.user), each indexed: the console's user page lists the
 -- audit trail of one VPN user, the audit page filters by web user.
--- Aligned with ledger/sqlite/migrations/00002_audit_actor.sql.
+-- Aligned with ledger/sqlite/migrations/00003_audit_actor.sql.
 -- +goose Up
 ALTER TABLE audit ADD COLUMN actor text NOT NULL DEFAULT '';
 ALTER TABLE audit ADD COLUMN target_user text NOT NULL DEFAULT '';
