@@ -116,7 +116,8 @@ func runConsole(tmp, bin, natsURL string, nc *nats.Conn, connectSome func() erro
 		return err
 	}
 	fmt.Printf("\n   web console: http://%s/\n   log in as:   demo / %s\n", listen, password)
-	fmt.Println("   (actions need a command service; the demo runs none, so they answer that no host responds)")
+	fmt.Println("   (no ocserv runs here: the overview says occtl is missing, and who is online comes from the")
+	fmt.Println("   hook's events; actions need a command service, which the demo does not run)")
 	fmt.Println("   serving until Ctrl-C")
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)

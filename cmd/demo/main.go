@@ -14,7 +14,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -83,11 +82,6 @@ func run() error {
 	spoolDir := filepath.Join(tmp, "spool")
 	cfgPath := filepath.Join(tmp, "agent.env")
 	cfg := fmt.Sprintf("SERVER_ID=demo-vpn1\nSPOOL_DIR=%s\nNATS_URL=%s\nSHIPPER_STATUS_INTERVAL=500ms\n", spoolDir, srv.ClientURL())
-	if *withConsole {
-		// No ocserv here, so no occtl: the console shows the demo's
-		// events, not snapshots.
-		cfg += "LIVESTATE=off\n"
-	}
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
@@ -143,6 +137,19 @@ func run() error {
 		return fmt.Errorf("shipper: %w (log: %s)", err, readTail(logPath))
 	}
 	fmt.Printf("   READY=1 after %s\n", time.Since(started).Round(time.Millisecond))
+	// Keep reading the notify socket as systemd does: the shipper sends
+	// STATUS= lines for as long as it runs, and a datagram socket nobody
+	// reads fills up and blocks the sender (make demo CONSOLE=1 runs for
+	// minutes).
+	notes.SetReadDeadline(time.Time{})
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			if _, err := notes.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
 
 	users := []user{
 		{"alice", "vpns0", "192.168.250.50", 9114},
@@ -211,6 +218,9 @@ func run() error {
 	}
 
 	if *withConsole {
+		// Nobody reads msgs from here on: stop the printing
+		// subscription so its callback cannot block on a full channel.
+		sub.Unsubscribe()
 		hookRun := func(reason string, u user) error {
 			env := map[string]string{}
 			for k, v := range envs[reason] {
@@ -242,7 +252,7 @@ func run() error {
 		}
 		exited <- nil // let the deferred cleanup see it is gone
 	case <-time.After(10 * time.Second):
-		return errors.New("shipper did not stop within 10s of SIGTERM")
+		return fmt.Errorf("shipper did not stop within 10s of SIGTERM (log: %s)", readTail(logPath))
 	}
 	fmt.Println("   stopped cleanly; its log:")
 	fmt.Print(indent(readTail(logPath)))
