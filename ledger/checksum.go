@@ -89,5 +89,5 @@ var Tables = append([]string{"session_counters"}, ChecksumTables...)
 // AuditRow is an audit entry's values in checksum order.
 func AuditRow(a *AuditEntry) []any {
 	return []any{a.EventID, a.ServerID, a.Time, a.Phase, a.Action, a.Subject, a.Key, a.KeyName, a.Role, a.OK,
-		a.Code, a.Message, a.Args, a.ElapsedMS, a.Suppressed}
+		a.Code, a.Message, a.Args, a.ElapsedMS, a.Suppressed, a.Actor}
 }

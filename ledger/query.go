@@ -58,6 +58,8 @@ type AuditQuery struct {
 	Action   string
 	Key      string // public key or key name
 	Refused  bool   // only entries with ok false
+	User     string // entries whose command names this VPN user (args.user)
+	Actor    string // entries done for this web console user
 	From, To time.Time
 	Limit    int
 	Cursor   string

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/config"
+	"github.com/ocserv-telemetry/ocserv-telemetry/console"
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
 )
@@ -42,6 +43,8 @@ type settings struct {
 	MetricsListen string
 	StandbyPoll   time.Duration
 	InboxPrefixes []string
+	// Console is the web console (LEDGER_CONSOLE_*, package console).
+	Console console.Config
 }
 
 func defaultSettings() settings {
@@ -58,6 +61,7 @@ func defaultSettings() settings {
 		Batch:         5000,
 		StandbyPoll:   2 * time.Second,
 		InboxPrefixes: []string{"_INBOX"},
+		Console:       console.DefaultConfig(),
 	}
 }
 
@@ -149,7 +153,7 @@ var ledgerKeys = map[string]ledgerKey{
 // agentKeysUsed are the agent's keys the ledger reads; others are
 // reported as unknown.
 var agentKeysUsed = []string{"NATS_URL", "NATS_CREDS", "NATS_NKEY_SEED", "NATS_USER", "NATS_PASSWORD", "NATS_TOKEN",
-	"NATS_CA", "NATS_CERT", "NATS_KEY", "NATS_DOMAIN", "NATS_EVENTS_STREAM", "SUBJECT_PREFIX"}
+	"NATS_CA", "NATS_CERT", "NATS_KEY", "NATS_DOMAIN", "NATS_EVENTS_STREAM", "SUBJECT_PREFIX", "NATS_STATE_BUCKET"}
 
 func isPostgres(v string) bool {
 	return strings.HasPrefix(v, "postgres://") || strings.HasPrefix(v, "postgresql://")
@@ -221,6 +225,13 @@ func loadSettings(path string) (settings, []string, error) {
 		k, v = strings.TrimSpace(k), unquote(strings.TrimSpace(v))
 		if lk, ok := ledgerKeys[k]; ok {
 			if err := lk.set(&s, v); err != nil {
+				probs = append(probs, fmt.Sprintf("%s: line %d: %s: %v", path, n, k, err))
+			}
+			agent.WriteString("\n")
+			continue
+		}
+		if console.IsKey(k) {
+			if err := s.Console.SetKey(k, v); err != nil {
 				probs = append(probs, fmt.Sprintf("%s: line %d: %s: %v", path, n, k, err))
 			}
 			agent.WriteString("\n")

@@ -18,8 +18,8 @@ import (
 
 // Versions. The bed runs the ocserv version $OCSERV_VERSION selects
 // (distro.Selected; default the host's 1.1.6): the host's binaries, or a
-// cached Debian root holding that version (distro.Cache), built on first
-// use. Either way every tool of that version (ocserv, occtl, ocpasswd and
+// cached Debian root holding that version (distro.EnsureRoot, in the
+// debroot cache), built on first use. Either way every tool of that version (ocserv, occtl, ocpasswd and
 // the fw script ocserv runs) is run through one launcher:
 //
 //	nsenter --target <holder> --mount --root --wd --net=/run/netns/<server ns> TOOL …
@@ -48,9 +48,9 @@ func selectRelease(o Options) (distro.Release, string, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	root, err := distro.DefaultCache().Ensure(ctx, rel)
+	root, err := distro.EnsureRoot(ctx, rel, nil)
 	if err != nil {
-		return distro.Release{}, "", fmt.Errorf("ocserv %s: %w", rel.Version, err)
+		return distro.Release{}, "", err
 	}
 	return rel, root.Dir, nil
 }
@@ -288,9 +288,9 @@ func cachedRoot(t testing.TB, rel distro.Release) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	root, err := distro.DefaultCache().Ensure(ctx, rel)
+	root, err := distro.EnsureRoot(ctx, rel, t.Logf)
 	if err != nil {
-		t.Fatalf("testbed: ocserv %s: %v", rel.Version, err)
+		t.Fatalf("testbed: %v", err)
 	}
 	return root.Dir
 }

@@ -303,14 +303,16 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 		at := make([]time.Time, n)
 		ok := make([]bool, n)
 		elapsed, supp := make([]int64, n), make([]int64, n)
+		actor, target := make([]string, n), make([]string, n)
 		for i, a := range c.Audit {
 			id[i], server[i], at[i], phase[i], action[i], subject[i], key[i], keyName[i], role[i] = a.EventID, a.ServerID, a.Time, a.Phase, a.Action, a.Subject, a.Key, a.KeyName, a.Role
 			ok[i], code[i], msg[i], args[i], elapsed[i], supp[i] = a.OK, a.Code, a.Message, argsJSON(a.Args), a.ElapsedMS, a.Suppressed
+			actor[i], target[i] = a.Actor, a.Args["user"]
 		}
-		b.Queue(`INSERT INTO audit (event_id, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args, elapsed_ms, suppressed)
+		b.Queue(`INSERT INTO audit (event_id, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args, elapsed_ms, suppressed, actor, target_user)
 			SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-				$10::boolean[], $11::text[], $12::text[], $13::text[]::jsonb[], $14::bigint[], $15::bigint[]) ON CONFLICT DO NOTHING`,
-			id, server, at, phase, action, subject, key, keyName, role, ok, code, msg, args, elapsed, supp)
+				$10::boolean[], $11::text[], $12::text[], $13::text[]::jsonb[], $14::bigint[], $15::bigint[], $16::text[], $17::text[]) ON CONFLICT DO NOTHING`,
+			id, server, at, phase, action, subject, key, keyName, role, ok, code, msg, args, elapsed, supp, actor, target)
 	}
 	for _, n := range c.Notices {
 		b.Queue(`INSERT INTO spool_notices (event_id, server_id, type, time, reason, events, bytes, seq_ranges)

@@ -275,13 +275,13 @@ func (s *Store) usageMonthly(ctx context.Context, q ledger.UsageQuery) ([]ledger
 	return out, nil
 }
 
-const auditCols = `event_id::text, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args::text, elapsed_ms, suppressed`
+const auditCols = `event_id::text, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args::text, elapsed_ms, suppressed, actor`
 
 func scanAudit(r pgx.Row) (ledger.AuditEntry, error) {
 	var a ledger.AuditEntry
 	var args string
 	if err := r.Scan(&a.EventID, &a.ServerID, &a.Time, &a.Phase, &a.Action, &a.Subject, &a.Key, &a.KeyName, &a.Role, &a.OK,
-		&a.Code, &a.Message, &args, &a.ElapsedMS, &a.Suppressed); err != nil {
+		&a.Code, &a.Message, &args, &a.ElapsedMS, &a.Suppressed, &a.Actor); err != nil {
 		return a, err
 	}
 	a.Time = a.Time.UTC()
@@ -310,6 +310,12 @@ func (s *Store) Audit(ctx context.Context, q ledger.AuditQuery) (ledger.Page[led
 	}
 	if q.Refused {
 		w.add("NOT ok")
+	}
+	if q.User != "" {
+		w.add("target_user = ?", q.User)
+	}
+	if q.Actor != "" {
+		w.add("actor = ?", q.Actor)
 	}
 	if !q.From.IsZero() {
 		w.add("time >= ?", q.From)

@@ -282,6 +282,12 @@ func (s *Store) Audit(ctx context.Context, q ledger.AuditQuery) (ledger.Page[led
 	if q.Refused {
 		w.add("ok = 0")
 	}
+	if q.User != "" {
+		w.add("target_user = ?", q.User)
+	}
+	if q.Actor != "" {
+		w.add("actor = ?", q.Actor)
+	}
 	if !q.From.IsZero() {
 		w.add("time >= ?", q.From.UnixMicro())
 	}
@@ -319,7 +325,7 @@ func (s *Store) Audit(ctx context.Context, q ledger.AuditQuery) (ledger.Page[led
 	return page, nil
 }
 
-const auditCols = `event_id, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args, elapsed_ms, suppressed`
+const auditCols = `event_id, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args, elapsed_ms, suppressed, actor`
 
 func scanAudit(r scanner) (ledger.AuditEntry, error) {
 	var a ledger.AuditEntry
@@ -327,7 +333,7 @@ func scanAudit(r scanner) (ledger.AuditEntry, error) {
 	var t int64
 	var args string
 	if err := r.Scan(&id, &a.ServerID, &t, &a.Phase, &a.Action, &a.Subject, &a.Key, &a.KeyName, &a.Role, &a.OK,
-		&a.Code, &a.Message, &args, &a.ElapsedMS, &a.Suppressed); err != nil {
+		&a.Code, &a.Message, &args, &a.ElapsedMS, &a.Suppressed, &a.Actor); err != nil {
 		return a, err
 	}
 	a.EventID, a.Time = us2(id), time.UnixMicro(t).UTC()
