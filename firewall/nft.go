@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/nftables"
@@ -53,18 +54,31 @@ const (
 // before iptables' (priority filter) and firewalld's chains see the packet.
 var nftPriority = nftables.ChainPriorityRef(*nftables.ChainPriorityFilter - 10)
 
-type nftBackend struct{}
+type nftBackend struct {
+	// hold keeps every netlink socket open until Close (OpenHeld).
+	hold bool
+	mu   sync.Mutex
+	held []*nftables.Conn
+}
 
-func newNft() *nftBackend { return &nftBackend{} }
+func newNft(hold bool) *nftBackend { return &nftBackend{hold: hold} }
 
 func (*nftBackend) Name() string { return KindNftables }
 
 // conn returns a fresh connection for one operation. Conn buffers messages
 // until Flush, so sharing one between goroutines would mix their batches;
 // a non-lasting Conn costs nothing until Flush opens its socket (in the
-// calling thread's network namespace). The socket gets ctx's deadline, so
-// a stuck kernel answer cannot outlive the hook's budget.
-func (*nftBackend) conn(ctx context.Context) (*nftables.Conn, error) {
+// calling thread's network namespace) and closes it when the kernel has
+// answered. The socket gets ctx's deadline, so a stuck kernel answer
+// cannot outlive the hook's budget.
+//
+// A held backend's connections are lasting ones, dialled here (in the
+// calling thread's namespace too) and closed only by Close: closing a
+// netfilter socket while a deletion awaits its RCU grace period waits
+// for that period (the kernel's nft_rcv_nl_event flushes its destroy
+// work), a wait that does not change the rules, which are gone when the
+// batch is answered.
+func (n *nftBackend) conn(ctx context.Context) (*nftables.Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -74,7 +88,37 @@ func (*nftBackend) conn(ctx context.Context) (*nftables.Conn, error) {
 			return c.SetDeadline(dl)
 		}))
 	}
-	return nftables.New(opts...)
+	if !n.hold {
+		return nftables.New(opts...)
+	}
+	c, err := nftables.New(append(opts, nftables.AsLasting())...)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: open a netlink socket: %w", err)
+	}
+	n.mu.Lock()
+	n.held = append(n.held, c)
+	n.mu.Unlock()
+	return c, nil
+}
+
+// Close closes the sockets a held backend kept open; it waits for the
+// kernel to free what this backend's deletions removed. A backend opened
+// with Open holds nothing, and Close returns at once.
+func (n *nftBackend) Close() error {
+	n.mu.Lock()
+	held := n.held
+	n.held = nil
+	n.mu.Unlock()
+	var errs []error
+	for _, c := range held {
+		if err := c.CloseLasting(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("nftables: close netlink sockets: %w", err)
+	}
+	return nil
 }
 
 // probe asks the kernel for a table that does not exist: "no such file"
