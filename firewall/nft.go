@@ -189,10 +189,11 @@ func (n *nftBackend) RejectAll(ctx context.Context, dev string, owner Owner) err
 // are never both missing, half-built, or both present.
 //
 // The common case, no leftover table, is tried first with "create" (which
-// fails the whole batch when the table exists): any deletion in a batch
-// makes the kernel wait for an RCU grace period before it answers (about
-// 8 ms here, twenty times the cost of building the table), so a connect
-// deletes only when there is something to delete.
+// fails the whole batch when the table exists): a deletion costs an RCU
+// grace period (about 10 ms here, several times the cost of building the
+// table), waited for when the socket closes, and a batch that fails waits
+// for one before it answers; so a connect deletes only when there is
+// something to delete.
 //
 // A table under the legacy name (an earlier release's, for a session from
 // before an upgrade whose disconnect was missed) is looked up first, one
