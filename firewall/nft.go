@@ -435,7 +435,10 @@ func (n *nftBackend) owner(ctx context.Context, dev string) (Owner, bool, error)
 }
 
 // Clear deletes dev's table and its legacy table, whoever made them, in
-// one batch.
+// one batch. It looks first, and sends no batch when neither is there (the
+// usual case: an unrestricted user's connect): a deletion costs an RCU
+// grace period even when there was nothing to delete (install), and a
+// login waits for the connect.
 func (n *nftBackend) Clear(ctx context.Context, dev string) error {
 	if err := ValidDevice(dev); err != nil {
 		return err
@@ -443,6 +446,19 @@ func (n *nftBackend) Clear(ctx context.Context, dev string) error {
 	c, err := n.conn(ctx)
 	if err != nil {
 		return err
+	}
+	found := false
+	for _, t := range []*nftables.Table{nftLegacyTable(dev), nftTable(dev)} {
+		_, err := c.ListTableOfFamily(t.Name, nftables.TableFamilyINet)
+		switch {
+		case err == nil:
+			found = true
+		case !errors.Is(err, unix.ENOENT):
+			return fmt.Errorf("nftables: look up table %s: %w", t.Name, err)
+		}
+	}
+	if !found {
+		return nil
 	}
 	delIfPresent(c, nftLegacyTable(dev))
 	delIfPresent(c, nftTable(dev))
