@@ -2,6 +2,7 @@ package natsperm
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"maps"
@@ -300,6 +301,30 @@ func TestDocumentedFleetPermissions(t *testing.T) {
 			t.Fatalf("%s's command to vpn1: %+v %v", name, rep, err)
 		}
 	}
+	// The same with the real ctl, as alice on her laptop: discovery of the
+	// command services, a ledger query, a tail of the stream.
+	seed, _ := opKey.Seed()
+	dir := t.TempDir()
+	ctlEnv := filepath.Join(dir, "ctl.env")
+	if err := os.WriteFile(filepath.Join(dir, "alice.nk"), seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ctlEnv, []byte("NATS_URL="+s.ClientURL()+"\nNATS_USER=alice\nNATS_PASSWORD=alice-secret\n"+
+		"CTL_INBOX_PREFIX=_OPS.alice\nOPERATOR_KEY="+filepath.Join(dir, "alice.nk")+"\nCTL_TIMEOUT=10s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := ctl(t, ctlEnv, "servers", "--json"); !strings.Contains(out, `"vpn1"`) {
+		t.Errorf("ctl servers as alice does not list vpn1:\n%s", out)
+	}
+	var hist api.HistoryResult
+	if out := ctl(t, ctlEnv, "history", "--user", "carol", "--json"); json.Unmarshal([]byte(out), &hist) != nil ||
+		len(hist.Sessions) != 1 || hist.Sessions[0].ServerID != "vpn1" {
+		t.Errorf("ctl history as alice:\n%s", out)
+	}
+	if out := ctl(t, ctlEnv, "tail", "-n", "1", "--since", "1h", "--json"); !strings.Contains(out, `"event_id"`) {
+		t.Errorf("ctl tail as alice:\n%s", out)
+	}
+
 	if err := csl.audit.Audit(cmdsvc.Audit{Phase: cmdsvc.PhaseDone, Action: "login", Actor: "admin", OK: true}); err != nil {
 		t.Fatal(err)
 	}

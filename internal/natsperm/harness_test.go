@@ -25,7 +25,7 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/hooktest"
 )
 
-var shipperBin, hookBin string
+var shipperBin, hookBin, ctlBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "natsperm-bin-")
@@ -44,13 +44,15 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		shipperBin = filepath.Join(dir, "shipper")
-		cmd := exec.Command("go", "build", "-o", shipperBin, "./cmd/shipper")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build shipper: %v\n%s", err, out)
-			return 1
+		shipperBin, ctlBin = filepath.Join(dir, "shipper"), filepath.Join(dir, "ctl")
+		for bin, pkg := range map[string]string{shipperBin: "./cmd/shipper", ctlBin: "./cmd/ctl"} {
+			cmd := exec.Command("go", "build", "-o", bin, pkg)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
+				return 1
+			}
 		}
 		return m.Run()
 	}()
@@ -305,6 +307,20 @@ func (p *proc) stop(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the shipper did not stop within 20s of SIGTERM")
 	}
+}
+
+// ctl runs bin/ctl with cfg (an operator's ctl.env) and returns its
+// standard output, failing the test on a non-zero exit.
+func ctl(t *testing.T, cfg string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(ctlBin, append([]string{"--config", cfg}, args...)...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir()}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("ctl %s: %v\n%s%s", strings.Join(args, " "), err, out.String(), errb.String())
+	}
+	return out.String()
 }
 
 func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
