@@ -359,6 +359,14 @@ func TestDocumentedFleetPermissions(t *testing.T) {
 	}
 
 	attack(t, s)
+	// The dashboard reads; it changes nothing and asks no service.
+	for _, subj := range []string{"ocserv.events.vpn1.connect", "$KV.ocserv_state.vpn1.claim", "ocserv.cmd.vpn1.kick",
+		"ocserv.ledger.history", "$JS.API.STREAM.DELETE.OCSERV_EVENTS", "$JS.API.STREAM.PURGE.KV_ocserv_state"} {
+		if err := dash.nc.PublishRequest(subj, dash.nc.NewRespInbox(), []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		dash.refused(t, "the dashboard", subj)
+	}
 
 	// Stored, but rejected by the ledger: an event under vpn1's own
 	// subject whose body says vpn2 (the product's check on top).
