@@ -67,6 +67,9 @@ func CompareStream(have jetstream.StreamConfig, prefix string) []string {
 	if have.NoAck {
 		out = append(out, "no_ack is set: snapshot publishes are never acknowledged and count as failed")
 	}
+	if have.AllowRollup {
+		out = append(out, "rollups are allowed: any host may remove every server's snapshots with one message carrying Nats-Rollup: all: nats stream edit "+have.Name+" --no-allow-rollup")
+	}
 	return out
 }
 

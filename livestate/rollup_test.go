@@ -90,3 +90,16 @@ func TestCompareBucketWarnsAboutRollups(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An existing snapshots stream that allows rollups is warned about too:
+// one message from any host would empty every server's history.
+func TestCompareStreamWarnsAboutRollups(t *testing.T) {
+	cfg := StreamConfig("OCSERV_SNAPSHOTS", "ocserv", 100)
+	if d := CompareStream(cfg, "ocserv"); len(d) != 0 {
+		t.Fatalf("the stream the shipper creates: %q", d)
+	}
+	cfg.AllowRollup = true
+	if d := CompareStream(cfg, "ocserv"); len(d) != 1 || !strings.Contains(d[0], "rollups are allowed") {
+		t.Fatalf("differences %q", d)
+	}
+}

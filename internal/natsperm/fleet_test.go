@@ -581,12 +581,14 @@ func attack(t *testing.T, s *server.Server) {
 	if err := hkv.Purge(short(), "vpn2.users"); err == nil {
 		t.Error("vpn1 purged vpn2's users")
 	}
-	// Its own key it may write, but a rollup there is refused by the
-	// bucket's stream (rollups off), not by a permission.
-	m := nats.NewMsg("$KV.ocserv_state.vpn1.users")
-	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupAll)
-	m.Data = []byte("{}")
-	if _, err := hjs.PublishMsg(short(), m); err == nil || !strings.Contains(strings.ToLower(err.Error()), "rollup") {
-		t.Errorf("vpn1's rollup of the whole bucket: %v, want refused for rollups", err)
+	// Its own key and subjects it may write, but a rollup there is
+	// refused by each stream (rollups off), not by a permission.
+	for _, subj := range []string{"$KV.ocserv_state.vpn1.users", "ocserv.events.vpn1.connect", "ocserv.snapshots.vpn1.users"} {
+		m := nats.NewMsg(subj)
+		m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupAll)
+		m.Data = []byte("{}")
+		if _, err := hjs.PublishMsg(short(), m); err == nil || !strings.Contains(strings.ToLower(err.Error()), "rollup") {
+			t.Errorf("vpn1's rollup on %s: %v, want refused for rollups", subj, err)
+		}
 	}
 }
