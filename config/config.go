@@ -69,16 +69,19 @@ type Config struct {
 // values in the file are paths, never the secrets themselves, except for
 // NATS_PASSWORD and NATS_TOKEN which NATS has no file form for.
 type NATS struct {
-	URLs          []string
-	Creds         string
-	NKeySeed      string
-	User          string
-	Password      string
-	Token         string
-	CAFile        string
-	CertFile      string
-	KeyFile       string
-	Domain        string
+	URLs     []string
+	Creds    string
+	NKeySeed string
+	User     string
+	Password string
+	Token    string
+	CAFile   string
+	CertFile string
+	KeyFile  string
+	Domain   string
+	// InboxPrefix replaces nats.go's _INBOX for this connection's reply
+	// subjects ("": _INBOX).
+	InboxPrefix   string
 	CreateStreams bool
 	StreamName    string
 	DupWindow     time.Duration
