@@ -280,6 +280,9 @@ func stageRelease(t *testing.T) (dir, deb string) {
 		"install.sh": 0o755, "bin/hook": 0o755, "bin/shipper": 0o755, "bin/ctl": 0o755, "bin/commander": 0o755,
 		"systemd/ocserv-telemetry-shipper.service": 0o644, "systemd/ocserv-telemetry-commander.service": 0o644,
 		"packaging/agent.env.example": 0o644,
+		// Not in the package (it ships the agent), but in a release
+		// directory install.sh --ledger runs from.
+		"bin/ledger": 0o755, "systemd/ocserv-telemetry-ledger.service": 0o644,
 	}
 	for rel, mode := range files {
 		data, err := os.ReadFile(filepath.Join(repo, rel))
