@@ -77,12 +77,13 @@ func selectedSuite(t *testing.T) sdSuite {
 // sdRootSpec is the cached root of suite: minbase plus what a Debian ocserv
 // host has. procps is priority "important", so on every real install but
 // not in minbase; without it `systemctl reload ocserv` fails (Debian's
-// unit reloads with /bin/kill, which procps ships).
-func sdRootSpec(suite string) debroot.Spec {
+// unit reloads with /bin/kill, which procps ships). include adds packages
+// (a root of its own in the cache).
+func sdRootSpec(suite string, include ...string) debroot.Spec {
 	return debroot.Spec{
 		Kind:    "nspawn",
 		Suite:   suite,
-		Include: []string{"systemd", "systemd-sysv", "dbus", "ocserv", "iproute2", "procps"},
+		Include: append([]string{"systemd", "systemd-sysv", "dbus", "ocserv", "iproute2", "procps"}, include...),
 		Files:   map[string]string{"/etc/hostname": sdHostname + "\n"},
 	}
 }
@@ -98,15 +99,16 @@ type sdHost struct {
 	ev    *eventLog
 }
 
-// newSDHost boots a fresh container of suite and prepares it as an
-// operator would before installing ocserv-telemetry.
-func newSDHost(t *testing.T, suite sdSuite) *sdHost {
+// newSDHost boots a fresh container of suite (with the packages of
+// include too) and prepares it as an operator would before installing
+// ocserv-telemetry.
+func newSDHost(t *testing.T, suite sdSuite, include ...string) *sdHost {
 	t.Helper()
 	testbed.RequireRoot(t)
 	release, deb := stageRelease(t)
 	ctx, cancel := context.WithTimeout(context.Background(), debroot.BuildTimeout+5*time.Minute)
 	defer cancel()
-	root, err := debroot.Ensure(ctx, sdRootSpec(suite.Suite), t.Logf)
+	root, err := debroot.Ensure(ctx, sdRootSpec(suite.Suite, include...), t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
+	"github.com/ocserv-telemetry/ocserv-telemetry/firewall"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/distro"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/testbed"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/api"
@@ -291,4 +293,127 @@ func (c *ctlRun) waitAudit(what string, cond func(ledger.AuditEntry) bool) ledge
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// TestSystemdFirewallOn: install.sh --firewall=on on the container's real
+// root, with the operator's restrict-user-to-routes set: the version is
+// detected from the container's own ocserv and wired as that version
+// needs (1.1.6, 1.3.0: its compiled-in fw script diverted with the real
+// dpkg-divert; 1.5.0: OCSERV_FW_SCRIPT in a drop-in that the real
+// systemd gives ocserv after the restart install.sh asks for). A real
+// login is then admitted with the hook's rules in the container's
+// network namespace and none of ocserv-fw's, the events say so, the
+// disconnect removes the rules, and --uninstall gives Debian's fw script
+// back: the tree as after the operator's edit.
+func TestSystemdFirewallOn(t *testing.T) {
+	testbed.RequireRoot(t)
+	s := selectedSuite(t)
+	t.Run(s.Suite, func(t *testing.T) { systemdFirewallOn(t, s) })
+}
+
+func systemdFirewallOn(t *testing.T, s sdSuite) {
+	rel, err := distro.Selected()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A host whose operator restricts users has what the fw script of
+	// Debian's ocserv runs: iptables (1.1.6's and 1.3.0's ocserv-fw) and
+	// nftables (1.5.0's; priority "important", so on every real Debian
+	// install but not in minbase). They are also what install.sh
+	// --firewall=on would install, which it cannot here: the container
+	// has no way to Debian's archive. And after --uninstall, Debian's
+	// ocserv-fw, back in charge, must admit alice.
+	h := newSDHost(t, s, "iptables", "nftables")
+	// The operator's edit: restricted users (Debian's ocserv.conf has
+	// routes and a no-route), then a restart.
+	conf := h.hostPath(ocservConf)
+	data, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hasActiveLine(string(data), "restrict-user-to-routes") {
+		t.Fatalf("Debian's %s already sets restrict-user-to-routes", ocservConf)
+	}
+	if err := os.WriteFile(conf, append(data, "\n# The site: users reach only the routes.\nrestrict-user-to-routes = true\n"...), 0); err != nil {
+		t.Fatal(err)
+	}
+	h.exec(30*time.Second, "systemctl", "restart", "ocserv.service")
+	h.waitOcserv()
+	before := sdManifest(t, h)
+
+	out := h.exec(3*time.Minute, sdRelease+"/install.sh", "--bin-dir", sdRelease+"/bin", "--firewall=on")
+	t.Logf("install.sh --firewall=on:\n%s", out)
+	if !strings.Contains(out, "packages: nothing missing") {
+		t.Errorf("install.sh wanted packages on a host that has them")
+	}
+	way := "ocserv " + rel.Version + " runs " + rel.FwScript + " and ignores OCSERV_FW_SCRIPT (read from /usr/sbin/ocserv)"
+	if rel.FwScriptEnv {
+		way = "ocserv " + rel.Version + " runs $OCSERV_FW_SCRIPT when set (read from /usr/sbin/ocserv)"
+	}
+	if !strings.Contains(out, way) {
+		t.Errorf("install.sh did not detect ocserv %s and wire it as %q", rel.Version, way)
+	}
+	if rel.FwScriptEnv {
+		// What install.sh tells the operator to do next.
+		if !strings.Contains(out, "restart ocserv (systemctl restart ocserv;") {
+			t.Errorf("install.sh does not ask for ocserv's restart the drop-in needs")
+		}
+		h.exec(30*time.Second, "systemctl", "restart", "ocserv.service")
+		env := h.exec(10*time.Second, "systemctl", "show", "--property=Environment", "ocserv.service")
+		if !strings.Contains(env, "OCSERV_FW_SCRIPT="+instFwSh) {
+			t.Errorf("systemd gives ocserv no OCSERV_FW_SCRIPT=%s: %s", instFwSh, env)
+		}
+	} else {
+		div := h.exec(10*time.Second, "dpkg-divert", "--list", rel.FwScript)
+		if !strings.Contains(div, "local diversion of "+rel.FwScript+" to "+rel.FwScript+".distrib") {
+			t.Errorf("dpkg-divert --list %s: %q", rel.FwScript, div)
+		}
+	}
+	h.waitOcserv()
+	h.setNATS()
+	h.checkNotify()
+
+	from := h.ev.count()
+	alice, err := h.bed.Connect("alice", h.bed.Password("alice"))
+	if err != nil {
+		t.Fatalf("restricted login refused with --firewall=on: %v\n%s", err, h.m.Journal("ocserv.service"))
+	}
+	conn := h.ev.wait(t, "restricted login", from, events.Connect, "alice")
+	if f := conn.Firewall; f == nil || f.Mode != "on" || f.Action != "applied" || f.Backend != firewall.KindNftables {
+		t.Errorf("connect event: firewall %+v, want mode on, action applied by nftables (ocserv ran the hook as its fw script)", f)
+	}
+	if p := conn.Policy; p == nil || !p.RestrictToRoutes || len(p.Routes) == 0 {
+		t.Errorf("connect event: policy %+v, want restricted to Debian's routes", p)
+	}
+	rs, err := h.bed.InServerNSRuleset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := conn.Session.Device
+	if !strings.Contains(rs, firewall.TablePrefix+dev) && !strings.Contains(rs, ":"+firewall.ChainPrefix+dev+" ") {
+		t.Errorf("no rules of ours for %s in the container's namespace:\n%s", dev, rs)
+	}
+	if testbed.HasOcservFw(rs) {
+		t.Errorf("ocserv-fw's rules in the container's namespace although the hook is the fw script:\n%s", rs)
+	}
+	if err := alice.Disconnect(); err != nil {
+		t.Fatal(err)
+	}
+	d := h.ev.wait(t, "restricted logout", from, events.Disconnect, "alice")
+	if d.Firewall == nil || d.Firewall.Action != "removed" {
+		t.Errorf("disconnect event: firewall %+v, want removed", d.Firewall)
+	}
+	if rs, err := h.bed.InServerNSRuleset(); err != nil || hasOurs(rs) {
+		t.Errorf("rules of ours left after the disconnect (%v):\n%s", err, rs)
+	}
+
+	out = h.exec(3*time.Minute, sdRelease+"/install.sh", "--uninstall")
+	t.Logf("install.sh --uninstall:\n%s", out)
+	if div := h.exec(10*time.Second, "dpkg-divert", "--list"); strings.Contains(div, "ocserv-fw") {
+		t.Errorf("a diversion of ocserv-fw left after --uninstall: %q", div)
+	}
+	if rel.FwScriptEnv {
+		h.exec(30*time.Second, "systemctl", "restart", "ocserv.service")
+	}
+	h.checkRemoved(before, kept{"/var/lib/dpkg/diversions-old", "dpkg-divert's backup of its list, rewritten by every change"})
 }
