@@ -17,9 +17,13 @@ type Changes struct {
 	// narrow session_counters table, which most events touch alone).
 	Sessions []*Session
 	Counters []*Session
-	Links    map[string]string // session_uid → logical_uid
-	Samples  []Sample
-	Usage    []UsageDelta
+	// New are the uids among Sessions and Counters that the batch
+	// created (not loaded from the store): an engine may insert them
+	// without looking for a stored row first.
+	New     map[string]bool
+	Links   map[string]string // session_uid → logical_uid
+	Samples []Sample
+	Usage   []UsageDelta
 	// Monthly is Usage summed per month (Day "YYYY-MM") and user, over
 	// servers (ServerID ""), for usage_monthly.
 	Monthly  []UsageDelta
@@ -95,6 +99,12 @@ func (p *projection) finish() *Changes {
 	for _, uid := range uids {
 		cur := p.sessions[uid]
 		o, loaded := p.orig[uid]
+		if !loaded {
+			if p.c.New == nil {
+				p.c.New = map[string]bool{}
+			}
+			p.c.New[uid] = true
+		}
 		if !loaded || !sameIdentity(&o, cur) {
 			p.c.Sessions = append(p.c.Sessions, cur)
 		}

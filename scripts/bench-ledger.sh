@@ -21,7 +21,7 @@ sessions=${LEDGER_BENCH_SESSIONS:-10000000}
 	echo
 	echo "PostgreSQL $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}')."
 	echo
-	echo "**Ingest**: a backlog of workload events (connects, accounting every 5 minutes, disconnects, lost and roaming sessions, audits; 20 servers) on the stream, drained by the real \`ledger serve\` with its defaults; *raw* writes the same final rows (every table, in arrival order) into a fresh database of the same engine, batched inserts with as many rows per transaction as the ledger's batch on SQLite and COPY on PostgreSQL. Peak RSS is the service's own VmHWM."
+	echo "**Ingest**: a backlog of workload events (connects, accounting every 5 minutes, disconnects, lost and roaming sessions, audits; 20 servers) on the stream, drained by the real \`ledger serve\` with its defaults; *raw* writes the same final rows (every table, in arrival order) into a fresh database of the same engine, each table in chunks of as many rows as the ledger's batch, each chunk committed: batched inserts on SQLite, COPY on PostgreSQL (whose table also gives one COPY per table, committed once, with no commit per batch). Peak RSS is the service's own VmHWM."
 	echo
 } >"$tmp/ledger.md"
 LEDGER_BENCH=1 LEDGER_BENCH_EVENTS=$events LEDGER_BENCH_OUT="$tmp/ledger.md" \

@@ -79,7 +79,7 @@ func TestBenchQueries(t *testing.T) {
 	ctx := context.Background()
 	out(t, "| engine | sessions | samples | generated in | size per million sessions | who --ip --at p50 / p99 | history --user first page p50 / p99 | usage, all users, one month (median of 5) |")
 	out(t, "|---|---:|---:|---:|---:|---:|---:|---:|")
-	for _, engine := range engines {
+	for _, engine := range benchEngines() {
 		var st ledger.Store
 		var gen time.Duration
 		var size int64
@@ -236,22 +236,17 @@ func runQueries(t *testing.T, st ledger.Store, n int) (who, hist, usage []time.D
 var loadIndexes = []string{"sessions_user", "sessions_server", "sessions_connected", "sessions_logical", "sessions_ended",
 	"sessions_vpn4", "sessions_vpn6", "sessions_real", "sessions_open", "samples_observed", "usage_daily_user"}
 
-// indexDDL reads the CREATE INDEX statements of the migration.
-func indexDDL(t *testing.T, migration string) []string {
-	b, err := os.ReadFile(migration)
-	if err != nil {
-		t.Fatal(err)
-	}
+// indexDDL reads the definitions of loadIndexes from the migrated
+// database (def gives one index's CREATE INDEX), before they are dropped:
+// the indexes made again after the load are those of the latest schema.
+func indexDDL(t *testing.T, def func(name string) (string, error)) []string {
 	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		for _, ix := range loadIndexes {
-			if strings.HasPrefix(l, "CREATE INDEX "+ix+" ") {
-				out = append(out, strings.TrimSuffix(l, ";"))
-			}
+	for _, ix := range loadIndexes {
+		d, err := def(ix)
+		if err != nil || d == "" {
+			t.Fatalf("definition of index %s: %q %v", ix, d, err)
 		}
-	}
-	if len(out) != len(loadIndexes) {
-		t.Fatalf("%s: found %d of the %d indexes", migration, len(out), len(loadIndexes))
+		out = append(out, d)
 	}
 	return out
 }
@@ -272,6 +267,10 @@ func genSQLite(t *testing.T, path string, n int) time.Duration {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
+	ddl := indexDDL(t, func(name string) (d string, err error) {
+		err = db.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?`, name).Scan(&d)
+		return d, err
+	})
 	begin := time.Now()
 	start, step := qStart.UnixMicro(), qStep(n).Microseconds()
 	stmts := []string{}
@@ -297,7 +296,7 @@ func genSQLite(t *testing.T, path string, n int) time.Duration {
 		`INSERT INTO usage_monthly SELECT substr(day, 1, 7), username, sum(bytes_in), sum(bytes_out), sum(seconds), sum(sessions)
 			FROM usage_daily GROUP BY 1, 2`,
 	)
-	stmts = append(stmts, indexDDL(t, "../../ledger/sqlite/migrations/00001_init.sql")...)
+	stmts = append(stmts, ddl...)
 	stmts = append(stmts, "ANALYZE")
 	for _, q := range stmts {
 		qb := time.Now()
@@ -332,6 +331,10 @@ func genPG(t *testing.T, c *pgtest.Cluster, dsn string, n int) time.Duration {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
+	ddl := indexDDL(t, func(name string) (d string, err error) {
+		err = conn.QueryRow(ctx, `SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = $1`, name).Scan(&d)
+		return d, err
+	})
 	begin := time.Now()
 	stmts := []string{"SET maintenance_work_mem = '1GB'", "SET synchronous_commit = off"}
 	for _, ix := range loadIndexes {
@@ -356,7 +359,7 @@ func genPG(t *testing.T, c *pgtest.Cluster, dsn string, n int) time.Duration {
 		`INSERT INTO usage_monthly SELECT date_trunc('month', day)::date, username, sum(bytes_in), sum(bytes_out), sum(seconds), sum(sessions)
 			FROM usage_daily GROUP BY 1, 2`,
 	)
-	stmts = append(stmts, indexDDL(t, "../../ledger/postgres/migrations/00001_init.sql")...)
+	stmts = append(stmts, ddl...)
 	stmts = append(stmts, "VACUUM ANALYZE")
 	for _, q := range stmts {
 		qb := time.Now()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -130,6 +131,32 @@ const identityCols = `session_uid, logical_uid, server_id, spool_id, username, g
 
 const counterCols = `bytes_in, bytes_out, seconds, samples, last_sample_at, settled, acct_in, acct_out`
 
+// identityColumns and counterColumns name the same columns for COPY.
+var (
+	identityColumns = columns(identityCols)
+	counterColumns  = append([]string{"session_uid"}, columns(counterCols)...)
+)
+
+func columns(list string) []string {
+	var out []string
+	for _, c := range strings.Split(list, ",") {
+		out = append(out, strings.TrimSpace(c))
+	}
+	return out
+}
+
+// split parts rows into those whose uid is in isNew and the rest.
+func split(rows []*ledger.Session, isNew map[string]bool) (fresh, stored []*ledger.Session) {
+	for _, s := range rows {
+		if isNew[s.UID] {
+			fresh = append(fresh, s)
+		} else {
+			stored = append(stored, s)
+		}
+	}
+	return fresh, stored
+}
+
 // selectSessionCols reads a whole session from sessionsFrom, uuids as
 // text so rows scan into strings.
 const selectSessionCols = `session_uid::text, logical_uid::text, server_id, spool_id, username, groupname, vhost, worker_id, device,
@@ -198,7 +225,42 @@ func (t *ingestTx) Position(ctx context.Context) (ledger.Position, error) {
 // statement per table.
 func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 	b := &pgx.Batch{}
-	if n := len(c.Sessions); n > 0 {
+	// The batch's new sessions (most of its session rows) go in by COPY:
+	// no arbiter lookup per row, and the heap takes them in bulk. The
+	// primary key still decides: should a row be there after all, the
+	// COPY is undone and every row takes the upsert.
+	newSessions, sessions := split(c.Sessions, c.New)
+	newCounters, counters := split(c.Counters, c.New)
+	if len(newSessions) > 0 {
+		rows := make([][]any, len(newSessions))
+		for i, s := range newSessions {
+			rows[i] = []any{s.UID, s.LogicalUID, s.ServerID, s.SpoolID, s.Username, s.Groupname, s.VHost, s.WorkerID, s.Device,
+				np(s.IPReal), np(s.IPRealLocal), np(s.VPNIPv4), np(s.VPNIPv4Local), np(s.VPNIPv6), np(s.VPNIPv6Local), s.Hostname, s.UserAgent,
+				s.DeviceType, s.DevicePlatform, s.CookieID, s.ConnectedAt, s.ConnectedCoarse, tp(s.EndedAt), s.EndedCoarse,
+				s.State, s.EndReason, s.Origin}
+		}
+		ok, err := t.copyOrConflict(ctx, "sessions", identityColumns, rows)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			sessions = c.Sessions
+		}
+	}
+	if len(newCounters) > 0 {
+		rows := make([][]any, len(newCounters))
+		for i, s := range newCounters {
+			rows[i] = []any{s.UID, s.BytesIn, s.BytesOut, s.Seconds, s.Samples, tp(s.LastSampleAt), s.Settled, s.AcctIn, s.AcctOut}
+		}
+		ok, err := t.copyOrConflict(ctx, "session_counters", counterColumns, rows)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			counters = c.Counters
+		}
+	}
+	if n := len(sessions); n > 0 {
 		var (
 			uid, logical, server, spool, user, group, vhost, device = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 			ipr, iprl, v4, v4l, v6, v6l                             = make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
@@ -208,7 +270,7 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 			ended                                                   = make([]*time.Time, n)
 			ccoarse, ecoarse                                        = make([]bool, n), make([]bool, n)
 		)
-		for i, s := range c.Sessions {
+		for i, s := range sessions {
 			uid[i], logical[i], server[i], spool[i], user[i], group[i], vhost[i], device[i] = s.UID, s.LogicalUID, s.ServerID, s.SpoolID, s.Username, s.Groupname, s.VHost, s.Device
 			ipr[i], iprl[i], v4[i], v4l[i], v6[i], v6l[i] = np(s.IPReal), np(s.IPRealLocal), np(s.VPNIPv4), np(s.VPNIPv4Local), np(s.VPNIPv6), np(s.VPNIPv6Local)
 			host[i], ua[i], dtype[i], dplat[i], cookie[i], state[i], reason[i], origin[i] = s.Hostname, s.UserAgent, s.DeviceType, s.DevicePlatform, s.CookieID, s.State, s.EndReason, s.Origin
@@ -227,12 +289,12 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 			uid, logical, server, spool, user, group, vhost, worker, device, ipr, iprl, v4, v4l, v6, v6l, host, ua,
 			dtype, dplat, cookie, conn, ccoarse, ended, ecoarse, state, reason, origin)
 	}
-	if n := len(c.Counters); n > 0 {
+	if n := len(counters); n > 0 {
 		uid := make([]string, n)
 		bin, bout, secs, samples, ain, aout := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 		last := make([]*time.Time, n)
 		settled := make([]bool, n)
-		for i, s := range c.Counters {
+		for i, s := range counters {
 			uid[i], bin[i], bout[i], secs[i], samples[i], last[i], settled[i], ain[i], aout[i] = s.UID, s.BytesIn, s.BytesOut, s.Seconds, s.Samples, tp(s.LastSampleAt), s.Settled, s.AcctIn, s.AcctOut
 		}
 		b.Queue(`INSERT INTO session_counters (session_uid, `+counterCols+`)

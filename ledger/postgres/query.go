@@ -159,9 +159,13 @@ func (s *Store) Who(ctx context.Context, q ledger.WhoQuery) ([]ledger.Session, e
 	seen := map[string]bool{}
 	var out []ledger.Session
 	for _, col := range cols {
-		list, err := s.sessions(ctx, `SELECT * FROM (SELECT `+selectSessionCols+sessionsFrom+`
-			WHERE `+col+` = $1 AND connected_at <= $2 ORDER BY connected_at DESC LIMIT $3) c
-			WHERE ended_at IS NULL OR ended_at >= $4`, q.IP, start, ledger.WhoScan, end)
+		// The bounded scan reads the address index alone (it carries
+		// ended_at and session_uid); only the sessions it keeps are
+		// fetched.
+		list, err := s.sessions(ctx, `SELECT `+selectSessionCols+sessionsFrom+` WHERE session_uid IN (
+			SELECT session_uid FROM (SELECT session_uid, ended_at FROM sessions
+				WHERE `+col+` = $1 AND connected_at <= $2 ORDER BY connected_at DESC LIMIT $3) c
+			WHERE ended_at IS NULL OR ended_at >= $4)`, q.IP, start, ledger.WhoScan, end)
 		if err != nil {
 			return nil, wrap("postgres ledger: who", err)
 		}

@@ -126,6 +126,9 @@ func (s *Store) Session(ctx context.Context, uid string) (ledger.Session, []ledg
 	return list[0], samples, wrap("sqlite ledger: samples", rows.Err())
 }
 
+// whoIndex names the index of each address column (sessions_<name>).
+var whoIndex = map[string]string{"vpn_ipv4": "vpn4", "vpn_ipv6": "vpn6", "ip_real": "real"}
+
 // Who lists the sessions that held the VPN address, or came from the real
 // address, at q.At: per address column, the WhoScan newest sessions that
 // connected by then, of which those not ended before it.
@@ -148,9 +151,12 @@ func (s *Store) Who(ctx context.Context, q ledger.WhoQuery) ([]ledger.Session, e
 	seen := map[string]bool{}
 	var out []ledger.Session
 	for _, col := range cols {
-		list, err := s.sessions(ctx, `SELECT * FROM (SELECT `+sessionCols+sessionsFrom+`
-			WHERE `+col+` = ? AND connected_at <= ? ORDER BY connected_at DESC LIMIT ?)
-			WHERE ended_at IS NULL OR ended_at >= ?`, q.IP, start.UnixMicro(), ledger.WhoScan, end.UnixMicro())
+		// The bounded scan reads the address index alone (it carries
+		// ended_at); only the sessions it keeps are fetched.
+		list, err := s.sessions(ctx, `SELECT `+sessionCols+sessionsFrom+` WHERE sessions.rowid IN (
+			SELECT rowid FROM (SELECT rowid, ended_at FROM sessions INDEXED BY sessions_`+whoIndex[col]+`
+				WHERE `+col+` = ? AND connected_at <= ? ORDER BY connected_at DESC LIMIT ?)
+			WHERE ended_at IS NULL OR ended_at >= ?)`, q.IP, start.UnixMicro(), ledger.WhoScan, end.UnixMicro())
 		if err != nil {
 			return nil, wrap("sqlite ledger: who", err)
 		}

@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
@@ -16,8 +17,8 @@ func TestSchemaChecked(t *testing.T) {
 		t.Fatalf("open before migrate: %v, want schema_stale", err)
 	}
 	v, err := sqlite.Migrate(ctx, path)
-	if err != nil || len(v) != int(sqlite.SchemaVersion()) {
-		t.Fatalf("migrate: %v %v", v, err)
+	if err != nil || len(v) == 0 || v[len(v)-1] != sqlite.SchemaVersion() || !slices.IsSorted(v) || len(slices.Compact(slices.Clone(v))) != len(v) {
+		t.Fatalf("migrate: %v %v, want every version up to %d once, in order", v, err, sqlite.SchemaVersion())
 	}
 	if v, err := sqlite.Migrate(ctx, path); err != nil || len(v) != 0 {
 		t.Fatalf("migrate again: %v %v, want nothing to do", v, err)
