@@ -85,6 +85,7 @@ type Store interface {
 	AuditStore
 	ServerStore
 	MaintenanceStore
+	PolicyStore
 	// Engine is "sqlite" or "postgres".
 	Engine() string
 	Close() error

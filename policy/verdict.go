@@ -318,3 +318,12 @@ func excess(open []OpenSession, limit int, onExcess string) []OpenSession {
 	}
 	return out
 }
+
+// Refusal texts the hook writes into a refused connect event's "refusal"
+// (docs/events.md); the ledger recognises session-limit refusals by the
+// prefix.
+const (
+	RefusalPrefix       = "policy: "
+	RefusalSessionLimit = RefusalPrefix + "session limit"
+	RefusalStale        = RefusalPrefix + "verdicts mirror stale"
+)
