@@ -447,13 +447,24 @@ func (s *Service) builtin() []Action {
 			}
 			return l, err
 		}},
-		{Name: "disconnect", Role: rw, Params: []Param{{Name: "user", Check: ValidName}, {Name: "id", Check: validID}},
-			Desc:  "occtl disconnect user NAME | id ID (the client may come back with its cookie; see kick)",
-			Check: checkUserOrID,
+		{Name: "disconnect", Role: rw, Params: []Param{{Name: "user", Check: ValidName}, {Name: "id", Check: validID}, {Name: "if_user", Check: ValidName}},
+			Desc:  "occtl disconnect user NAME | id ID [if_user NAME: only if that worker is still NAME's] (the client may come back with its cookie; see kick)",
+			Check: checkDisconnect,
 			Run: func(ctx context.Context, r *Request) (any, error) {
 				u, id, err := userOrID(r.Args)
 				if err != nil {
 					return nil, err
+				}
+				if want := r.Args["if_user"]; want != "" {
+					// Worker IDs are PIDs, reused: the caller's view of
+					// who holds one may be out of date.
+					w, found, err := oc.ShowID(ctx, id)
+					if err != nil {
+						return nil, err
+					}
+					if !found || w.Username != want {
+						return nil, fail(CodeNotFound, "worker %d is not %s's session (any more); nothing disconnected", id, want)
+					}
 				}
 				if u != "" {
 					_, err = oc.DisconnectUser(ctx, u)
@@ -493,22 +504,39 @@ func (s *Service) builtin() []Action {
 					until := e.At.Add(dd)
 					e.Until = &until
 				}
-				if err := kick.Add(s.o.Spool.Dir(), e); err != nil {
+				out := map[string]any{"kicked": true, "until": e.Until}
+				if r.Key.Role == opauth.Policy {
+					e.Source = kick.SourcePolicy
+				}
+				if held, _ := kick.Check(s.o.Spool.Dir(), e.User, e.At); e.Source == kick.SourcePolicy && held != nil && held.Source != kick.SourcePolicy {
+					// An operator's kick stands as it is: the policy must
+					// neither shorten it nor, by lifting its own later,
+					// end it.
+					out["kept_operator_kick"] = true
+				} else if err := kick.Add(s.o.Spool.Dir(), e); err != nil {
 					return nil, err
 				}
 				_, err := oc.DisconnectUser(ctx, e.User)
 				switch {
 				case errors.Is(err, ocserv.ErrNotFound):
-					return map[string]any{"kicked": true, "disconnected": false, "until": e.Until}, nil
+					out["disconnected"] = false
+					return out, nil
 				case err != nil:
 					return nil, fail(CodeFailed, "%s is on the kick list (new connects are refused), but disconnecting the current sessions failed: %v", e.User, err)
 				}
-				return map[string]any{"kicked": true, "disconnected": true, "until": e.Until}, nil
+				out["disconnected"] = true
+				return out, nil
 			}},
-		{Name: "unkick", Role: rw, Params: []Param{user}, Desc: "take the user off the kick list", Run: func(ctx context.Context, r *Request) (any, error) {
-			ok, err := kick.Remove(s.o.Spool.Dir(), r.Args["user"])
+		{Name: "unkick", Role: rw, Params: []Param{user}, Desc: "take the user off the kick list (the policy key: only its own kicks)", Run: func(ctx context.Context, r *Request) (any, error) {
+			u := r.Args["user"]
+			if r.Key.Role == opauth.Policy {
+				if held, _ := kick.Check(s.o.Spool.Dir(), u, time.Now()); held != nil && held.Source != kick.SourcePolicy {
+					return map[string]any{"unkicked": false, "kept_operator_kick": true}, nil
+				}
+			}
+			ok, err := kick.Remove(s.o.Spool.Dir(), u)
 			if err == nil && !ok {
-				return nil, fail(CodeNotFound, "%s is not on the kick list", r.Args["user"])
+				return nil, fail(CodeNotFound, "%s is not on the kick list", u)
 			}
 			return map[string]bool{"unkicked": ok}, err
 		}},
@@ -526,6 +554,16 @@ func (s *Service) builtin() []Action {
 			return map[string]bool{"removed": err == nil}, err
 		}},
 	}
+}
+
+func checkDisconnect(args map[string]string) error {
+	if err := checkUserOrID(args); err != nil {
+		return err
+	}
+	if _, ok := args["if_user"]; ok && args["id"] == "" {
+		return errors.New("if_user goes with id (a disconnect by user name needs no guard)")
+	}
+	return nil
 }
 
 func checkUserOrID(args map[string]string) error {

@@ -25,7 +25,8 @@ type TrustedKey struct {
 //	read-write   UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4   alice@ops
 //	read-only    UA6KOMQ67XOE3FHE37W4OXADVXVYISBNLTBUT2LSY5VFKAIJ7CRDR2RZ   grafana
 //
-// Roles: read-only (ro) or read-write (rw). The file is read again whenever
+// Roles: read-only (ro), read-write (rw), or policy (the ledger's key:
+// disconnect, kick and unkick only; docs/policy.md). The file is read again whenever
 // its size or modification time changes, so removing a key takes effect at
 // the next command without a restart. A file that others may write is
 // refused: it decides who may run commands as root.
@@ -125,8 +126,10 @@ func ParseTrusted(b []byte) (map[string]TrustedKey, error) {
 			role = ReadOnly
 		case "read-write", "rw":
 			role = ReadWrite
+		case "policy":
+			role = Policy
 		default:
-			return nil, fmt.Errorf("line %d: role %q is not read-only (ro) or read-write (rw)", n, f[0])
+			return nil, fmt.Errorf("line %d: role %q is not read-only (ro), read-write (rw) or policy", n, f[0])
 		}
 		if !nkeys.IsValidPublicUserKey(f[1]) {
 			return nil, fmt.Errorf("line %d: %q is not an nkeys user public key (U…; ctl keygen prints one)", n, f[1])
