@@ -329,6 +329,9 @@ func FuzzMarshalMatchesEncodingJSON(f *testing.F) {
 		ev.Hook = &HookInfo{Version: user, Fallback: adm, LockWaitUS: mono, Chained: &chained}
 		ev.Firewall = &Firewall{Mode: user, Error: agent, Micros: mono}
 		ev.Refusal = agent
+		if seq%3 != 0 {
+			ev.Verdict = &Verdict{Mirror: dev, AgeMS: mono, StaleMode: user, Allowed: adm, Reason: agent, Until: dev, Error: agent}
+		}
 		fast, err := ev.Marshal()
 		if err != nil {
 			t.Fatal(err)
