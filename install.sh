@@ -7,6 +7,7 @@
 #   ./install.sh [--firewall=off|on] [--bin-dir DIR] [--ocserv-conf FILE]
 #                [--root DIR] [--no-packages] [--no-start] [--commands]
 #                [--server-id ID] [--ocserv-version X.Y.Z] [--dry-run]
+#                [--ledger[=DB]] [--ledger-only]
 #   ./install.sh --uninstall [--root DIR] [--dry-run]
 #
 # POSIX sh, shellcheck-clean; every command runs with its arguments quoted,
@@ -36,6 +37,13 @@ UNIT_DIR=/etc/systemd/system
 UNIT=ocserv-telemetry-shipper.service
 COMMANDER_BIN=/usr/local/bin/ocserv-telemetry-commander
 COMMANDER_UNIT=ocserv-telemetry-commander.service
+LEDGER_BIN=/usr/local/bin/ocserv-telemetry-ledger
+LEDGER_UNIT=ocserv-telemetry-ledger.service
+LEDGER_ENV=$CONF_DIR/ledger.env
+LEDGER_USER=ocserv-telemetry-ledger
+LEDGER_STATE=/var/lib/ocserv-telemetry-ledger
+LEDGER_SQLITE=$LEDGER_STATE/ledger.db
+TRUSTED_KEYS=$CONF_DIR/operators.keys
 OCSERV_DROPIN_DIR=$UNIT_DIR/ocserv.service.d
 OCSERV_DROPIN=$OCSERV_DROPIN_DIR/ocserv-telemetry.conf
 OCSERV_FW=/usr/bin/ocserv-fw
@@ -57,6 +65,9 @@ DRY=0
 COMMANDS=
 SERVER_ID=
 OCSERV_VERSION=
+LEDGER=
+LEDGER_DB=
+LEDGER_ONLY=0
 
 usage() {
 	cat <<'EOF'
@@ -70,6 +81,10 @@ usage: install.sh [options]        install or upgrade (run again: changes nothin
                         binaries) instead of building this checkout
   --ocserv-conf FILE    ocserv's configuration (default /etc/ocserv/ocserv.conf)
   --commands            also the command service (ocserv-telemetry-commander)
+  --ledger[=DB]         also the fleet ledger (ocserv-telemetry-ledger,
+                        docs/ledger.md): an SQLite file by default, or the
+                        PostgreSQL database of a postgres:// URL
+  --ledger-only         only the ledger (a central host without ocserv)
   --server-id ID        SERVER_ID for a new agent.env (default: the host name)
   --ocserv-version V    skip `ocserv --version` (decides how --firewall=on is wired)
   --no-packages         install no distribution packages
@@ -149,6 +164,16 @@ while [ $# -gt 0 ]; do
 		shift
 		;;
 	--commands) COMMANDS=on ;;
+	--ledger) LEDGER=on ;;
+	--ledger=*)
+		LEDGER=on
+		LEDGER_DB=${1#--ledger=}
+		;;
+	--ledger-only)
+		LEDGER=on
+		LEDGER_ONLY=1
+		;;
+	--no-ledger) LEDGER=off ;;
 	--no-commands) COMMANDS=off ;;
 	--no-packages) PACKAGES=0 ;;
 	--no-start) START=0 ;;
@@ -169,6 +194,10 @@ done
 case $FIREWALL in
 '' | off | on) ;;
 *) die "--firewall must be off or on, not '$FIREWALL'" ;;
+esac
+case $LEDGER_DB in
+'' | /* | postgres://* | postgresql://*) ;;
+*) die "--ledger=$LEDGER_DB: give an absolute path (SQLite) or a postgres:// URL" ;;
 esac
 case $OCSERV_CONF in
 /*) ;;
@@ -748,6 +777,135 @@ fw_undivert() {
 	run dpkg-divert $_ra --local --no-rename --remove "$OCSERV_FW"
 }
 
+# --- the fleet ledger (--ledger) -------------------------------------------
+
+# has_user NAME: the account exists on the target.
+has_user() {
+	if [ -n "$ROOT" ]; then
+		[ -f "$ROOT/etc/passwd" ] && grep -q "^$1:" "$ROOT/etc/passwd"
+	else
+		getent passwd "$1" >/dev/null 2>&1
+	fi
+}
+
+# ledger_ids: "uid:gid" of the ledger's user in the target's passwd (numeric,
+# so --root never resolves names against this host's).
+ledger_ids() {
+	if [ -n "$ROOT" ]; then
+		awk -F: -v u="$LEDGER_USER" '$1 == u { print $3 ":" $4 }' "$ROOT/etc/passwd"
+	else
+		printf '%s:%s\n' "$(id -u "$LEDGER_USER")" "$(id -g "$LEDGER_USER")"
+	fi
+}
+
+# install_ledger: the binary, a system user, ledger.env (the operator's
+# once written: LEDGER_DATABASE from --ledger=DB, SQLite by default), the
+# state directory, the schema (ledger migrate, as the ledger's user) and
+# the unit. The database itself is never removed by --uninstall.
+install_ledger() {
+	say "ledger:"
+	if [ -n "${BINS:-}" ] && [ -f "$BINS/ledger" ]; then
+		put "$BINS/ledger" "$LEDGER_BIN" 755
+	elif [ "$DRY" = 1 ]; then
+		say "  would install $LEDGER_BIN from the build"
+	else
+		die "$BINS/ledger: missing (--ledger needs the ledger; make build makes it)"
+	fi
+	if ! has_user "$LEDGER_USER"; then
+		if [ -n "$ROOT" ] && [ ! -f "$ROOT/etc/passwd" ]; then
+			warn "$ROOT has no etc/passwd: create the system user $LEDGER_USER there yourself"
+		else
+			changed "create system user $LEDGER_USER"
+			if [ -n "$ROOT" ]; then
+				run useradd --root "$ROOT" --system --user-group --no-create-home --home-dir "$LEDGER_STATE" --shell /usr/sbin/nologin "$LEDGER_USER"
+			else
+				run useradd --system --user-group --no-create-home --home-dir "$LEDGER_STATE" --shell /usr/sbin/nologin "$LEDGER_USER"
+			fi
+		fi
+	fi
+	_db=${LEDGER_DB:-$LEDGER_SQLITE}
+	ensure_dir "$CONF_DIR" 755
+	if [ -e "$ROOT$LEDGER_ENV" ]; then
+		_have=$(conf_value "$ROOT$LEDGER_ENV" LEDGER_DATABASE)
+		say "  keeping $LEDGER_ENV (the operator's)"
+		if [ -n "$LEDGER_DB" ] && [ "$_have" != "$LEDGER_DB" ]; then
+			warn "$LEDGER_ENV has LEDGER_DATABASE=${_have:-(default)}, not the --ledger one: edit it yourself (it is never overwritten)"
+		fi
+	else
+		_nats=nats://127.0.0.1:4222
+		if [ -f "$ROOT$AGENT_ENV" ]; then
+			_n=$(conf_value "$ROOT$AGENT_ENV" NATS_URL)
+			[ -z "$_n" ] || _nats=$_n
+		fi
+		{
+			say "# ocserv-telemetry ledger configuration (written by install.sh; yours to"
+			say "# edit, never overwritten). The agent's NATS_* keys, SUBJECT_PREFIX and"
+			say "# NATS_EVENTS_STREAM, plus the LEDGER_* keys of docs/configuration.md."
+			say "# Root and the ledger's user read it: it may hold NATS and database secrets."
+			say "NATS_URL=$_nats"
+			say "LEDGER_DATABASE=$_db"
+			say "LEDGER_TRUSTED_KEYS=$TRUSTED_KEYS"
+		} >"$WORK/ledger.env"
+		NOREMEMBER=1
+		put "$WORK/ledger.env" "$LEDGER_ENV" 640
+		NOREMEMBER=0
+		if has_user "$LEDGER_USER"; then
+			_ids=$(ledger_ids)
+			run chgrp "${_ids#*:}" -- "$ROOT$LEDGER_ENV"
+		fi
+	fi
+	if [ ! -e "$ROOT$TRUSTED_KEYS" ]; then
+		printf '# role public-key name: operators allowed to query the ledger and run commands\n' >"$WORK/operators.keys"
+		NOREMEMBER=1
+		put "$WORK/operators.keys" "$TRUSTED_KEYS" 644
+		NOREMEMBER=0
+	fi
+	if [ ! -d "$ROOT$LEDGER_STATE" ]; then
+		ensure_parent "$LEDGER_STATE"
+		changed "create directory $LEDGER_STATE (mode 700, the ledger's)"
+		run mkdir -m 700 -- "$ROOT$LEDGER_STATE"
+		if has_user "$LEDGER_USER"; then
+			run chown "$(ledger_ids)" -- "$ROOT$LEDGER_STATE"
+		fi
+	fi
+	# The schema, as the user the service runs as (an SQLite file must be
+	# its own). Never with --root: that system is not running.
+	if [ -z "$ROOT" ]; then
+		if [ "$DRY" = 1 ]; then
+			say "  would run: runuser -u $LEDGER_USER -- $LEDGER_BIN migrate --config $LEDGER_ENV"
+		else
+			say "  + runuser -u $LEDGER_USER -- $LEDGER_BIN migrate --config $LEDGER_ENV"
+			runuser -u "$LEDGER_USER" -- "$LEDGER_BIN" migrate --config "$LEDGER_ENV" ||
+				die "ledger migrate failed (is the database reachable? see above); rerun install.sh when it is"
+		fi
+	else
+		say "  not migrating inside --root: run $LEDGER_BIN migrate there before starting the ledger"
+	fi
+	put "$SRCDIR/systemd/$LEDGER_UNIT" "$UNIT_DIR/$LEDGER_UNIT" 644
+	if ! command -v systemctl >/dev/null 2>&1; then
+		warn "no systemctl: enable and start $LEDGER_UNIT with your init system"
+	elif [ ! -L "$ROOT$UNIT_DIR/multi-user.target.wants/$LEDGER_UNIT" ]; then
+		changed "enable $LEDGER_UNIT"
+		if [ -n "$ROOT" ]; then
+			run systemctl --root="$ROOT" enable "$LEDGER_UNIT"
+		else
+			run systemctl enable "$LEDGER_UNIT"
+		fi
+	fi
+	if booted; then
+		run systemctl daemon-reload
+		[ "$START" = 1 ] && run systemctl restart "$LEDGER_UNIT"
+	fi
+}
+
+# remove_ledger: what --no-ledger takes away (the database and ledger.env stay).
+remove_ledger() {
+	[ -e "$ROOT$UNIT_DIR/$LEDGER_UNIT" ] || return 0
+	disable_unit "$LEDGER_UNIT"
+	remove_file "$UNIT_DIR/$LEDGER_UNIT"
+	remove_file "$LEDGER_BIN"
+}
+
 # --- install / uninstall -------------------------------------------------
 
 # preflight: every reason to refuse, before anything is changed.
@@ -791,6 +949,8 @@ write_settings() {
 		say "firewall=$FIREWALL"
 		say "fw_method=$FW_METHOD"
 		say "commands=$COMMANDS"
+		say "ledger=$LEDGER"
+		say "ledger_only=$LEDGER_ONLY"
 	} >"$WORK/settings"
 	if [ -f "$ROOT$SETTINGS" ] && cmp -s -- "$WORK/settings" "$ROOT$SETTINGS"; then
 		return 0
@@ -808,6 +968,12 @@ do_install() {
 	[ -n "$FIREWALL" ] || FIREWALL=off
 	[ -n "$COMMANDS" ] || COMMANDS=$(setting commands)
 	[ -n "$COMMANDS" ] || COMMANDS=off
+	[ -n "$LEDGER" ] || LEDGER=$(setting ledger)
+	[ -n "$LEDGER" ] || LEDGER=off
+	if [ "$LEDGER_ONLY" = 1 ] || [ "$(setting ledger_only)" = 1 ] && [ "$LEDGER" = on ]; then
+		do_install_ledger_only
+		return 0
+	fi
 	_prev_conf=$(setting ocserv_conf)
 	if [ -n "$_prev_conf" ] && [ "$_prev_conf" != "$OCSERV_CONF" ]; then
 		die "already installed for $_prev_conf; run --uninstall first to wire $OCSERV_CONF instead"
@@ -834,6 +1000,11 @@ do_install() {
 	fi
 	install_conf
 	install_units
+	if [ "$LEDGER" = on ]; then
+		install_ledger
+	else
+		remove_ledger
+	fi
 	write_settings
 	say ""
 	if [ "$CHANGES" = 0 ]; then
@@ -852,6 +1023,31 @@ do_install() {
 	say "  - check: ocserv-telemetry-ctl status; events accumulate in $SPOOL until NATS answers${NEXT}"
 }
 
+# do_install_ledger_only: a central host: the ledger and ctl, no agent.
+do_install_ledger_only() {
+	LEDGER_ONLY=1
+	FW_METHOD=none
+	say "ocserv-telemetry: install the ledger only${ROOT:+ into $ROOT}"
+	[ "$DRY" = 1 ] && say "(dry run: nothing is changed)"
+	find_binaries
+	ensure_state
+	say "binaries:"
+	if [ -n "${BINS:-}" ] && [ -f "$BINS/ctl" ]; then
+		put "$BINS/ctl" "$CTL_BIN" 755
+	fi
+	install_ledger
+	write_settings
+	say ""
+	if [ "$DRY" = 1 ]; then
+		say "Dry run: $CHANGES changes planned, none made."
+		return 0
+	fi
+	say "Done: $CHANGES changes."
+	say "Next:"
+	say "  - set NATS_URL (and credentials) in $LEDGER_ENV; add operators' keys to $TRUSTED_KEYS"
+	say "  - systemctl restart $LEDGER_UNIT; check: $LEDGER_BIN status --config $LEDGER_ENV"
+}
+
 do_uninstall() {
 	NEXT=
 	say "ocserv-telemetry: uninstall${ROOT:+ from $ROOT}"
@@ -865,6 +1061,7 @@ do_uninstall() {
 	fw_remove_dropin
 	say "systemd:"
 	disable_unit "$COMMANDER_UNIT"
+	disable_unit "$LEDGER_UNIT"
 	disable_unit "$UNIT"
 	say "files:"
 	# Files first, then directories deepest first (only when empty).
@@ -891,6 +1088,9 @@ do_uninstall() {
 	done
 	booted && run systemctl daemon-reload
 	say "  kept $AGENT_ENV and the events in $SPOOL: remove them yourself if you want"
+	if [ -e "$ROOT$LEDGER_ENV" ]; then
+		say "  kept $LEDGER_ENV, the ledger's database and the user $LEDGER_USER: remove them yourself if you want"
+	fi
 	if [ "$DRY" = 0 ]; then
 		rm -rf -- "${ROOT:?}$STATE"
 		rmdir -- "$ROOT$(dirname "$STATE")" 2>/dev/null || true

@@ -200,6 +200,7 @@ func TestCtlCommandsOnLiveServer(t *testing.T) {
 
 	// kick: the session ends and does not come back.
 	kickedAt := time.Now()
+	loginsAtKick := alice.Logins()
 	f.ctlOK("kick", "alice", "--server", b.ServerID(), "--reason", "e2e kick", "--force")
 	deadline := time.Now().Add(eventWait)
 	for hasUser(f.users(), "alice") {
@@ -232,11 +233,15 @@ func TestCtlCommandsOnLiveServer(t *testing.T) {
 			t.Errorf("connect of alice after the kick: admitted=%v refusal=%q", e.Admitted, e.Refusal)
 		}
 	}
-	time.Sleep(2 * time.Second)
+	// Once the client has ended, its output is final: no tunnel came up
+	// after the kick, and ocserv lists no session of alice.
+	alice.Disconnect()
+	if n := alice.Logins(); n != loginsAtKick {
+		t.Fatalf("alice's client established %d tunnels after the kick", n-loginsAtKick)
+	}
 	if hasUser(f.users(), "alice") {
 		t.Fatal("alice came back after the kick")
 	}
-	alice.Disconnect()
 
 	// unkick lets her back.
 	f.ctlOK("unkick", "alice", "--server", b.ServerID(), "--force")

@@ -36,7 +36,7 @@ func hostClean(t *testing.T) {
 			t.Errorf("%v: %v: %s", argv, err, out)
 			continue
 		}
-		for _, s := range []string{firewall.ChainPrefix, firewall.RouteChainPrefix, firewall.TablePrefix, firewall.Comment, "ocserv-fw"} {
+		for _, s := range []string{firewall.ChainPrefix, firewall.RouteChainPrefix, firewall.TablePrefix, firewall.LegacyTablePrefix, firewall.Comment, "ocserv-fw"} {
 			if strings.Contains(string(out), s) {
 				t.Errorf("the host namespace holds %q:\n%s", s, out)
 			}

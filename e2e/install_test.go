@@ -657,7 +657,7 @@ func installedOnBed(t *testing.T, fw string) {
 		if e.Firewall.Mode != "off" || e.Firewall.Action != "none" {
 			t.Errorf("firewall=off: event firewall %+v, want mode off, action none", *e.Firewall)
 		}
-		if !strings.Contains(ruleset, "FORWARD-ocserv-fw-") || strings.Contains(ruleset, "ocserv_telemetry_") || strings.Contains(ruleset, "OCTEL-") {
+		if !strings.Contains(ruleset, "FORWARD-ocserv-fw-") || strings.Contains(ruleset, "octel_") || strings.Contains(ruleset, "OCTEL-") {
 			t.Errorf("firewall=off: want ocserv-fw's chains and none of ours:\n%s", ruleset)
 		}
 	case "on":
@@ -665,7 +665,7 @@ func installedOnBed(t *testing.T, fw string) {
 		if e.Firewall.Mode != "on" || e.Firewall.Action != "applied" {
 			t.Errorf("firewall=on: event firewall %+v, want mode on, action applied", *e.Firewall)
 		}
-		if strings.Contains(ruleset, "ocserv-fw") || !(strings.Contains(ruleset, "ocserv_telemetry_") || strings.Contains(ruleset, "OCTEL-")) {
+		if strings.Contains(ruleset, "ocserv-fw") || !(strings.Contains(ruleset, "octel_") || strings.Contains(ruleset, "OCTEL-")) {
 			t.Errorf("firewall=on: want our rules and none of ocserv-fw's:\n%s", ruleset)
 		}
 	}

@@ -316,8 +316,17 @@ func TestLiveStateWithRealOcserv(t *testing.T) {
 
 	// A restart re-emits nothing: still one reconcile for alice.
 	sh.stopClean(t)
-	startShipperConfig(t, cfg)
-	time.Sleep(5 * time.Second) // five readings
+	sh2 := startShipperConfig(t, cfg)
+	waitCond(t, "five readings by the restarted shipper, every event it wrote delivered", liveWait, func() bool {
+		raw, err := os.ReadFile(filepath.Join(b.SpoolDir(), "status.json"))
+		var st struct {
+			PID     int               `json:"pid"`
+			Backlog int64             `json:"backlog_events"`
+			Live    *livestate.Status `json:"live_state"`
+		}
+		return err == nil && json.Unmarshal(raw, &st) == nil && st.PID == sh2.cmd.Process.Pid &&
+			st.Live != nil && st.Live.Readings >= 5 && st.Backlog == 0
+	})
 	evs = col.all()
 	if n := len(reconcileEvents(t, evs, livestate.ActionSeen, "alice")); n != 1 {
 		t.Errorf("alice reconciled %d times after a restart, want once", n)

@@ -8,12 +8,24 @@ import (
 	"unicode/utf8"
 )
 
-// Size caps for values taken from the environment. ocserv's own values are
-// far shorter; the caps only stop a hostile or broken value from making a
-// line too large to ship (NATS' default max payload is 1 MiB).
+// Size limits for values taken from the environment.
+//
+// Scalars are cut at MaxValueBytes: ocserv's own values are far shorter,
+// and the cut only stops a hostile or broken value from making a line too
+// large to ship (NATS' default max payload is 1 MiB).
+//
+// Policy lists (OCSERV_ROUTES, OCSERV_NO_ROUTES, OCSERV_DNS, their 4/6
+// variants, OCSERV_ALLOW_PORTS, OCSERV_DENY_PORTS) are never cut: a cut
+// inside an entry changes its meaning ("192.168.128.0/24" cut after "/2"
+// reads as 192.0.0.0/2) and a cut between entries drops no-route carve-outs,
+// both of which widen what a restricted user reaches. They are read whole
+// up to MaxPolicyBytes, the kernel's own limit for one environment string
+// (MAX_ARG_STRLEN, 32 pages: no exec'd process can receive a longer one,
+// so a real ocserv environment always fits); a longer value, which can
+// only come from somewhere else, makes the policy invalid (fail closed).
 const (
-	MaxValueBytes = 1024      // one scalar variable (USER_AGENT, USERNAME, …)
-	MaxListBytes  = 64 * 1024 // one list variable (OCSERV_ROUTES, …)
+	MaxValueBytes  = 1024       // one scalar variable (USER_AGENT, USERNAME, …)
+	MaxPolicyBytes = 128 * 1024 // one policy variable, MAX_ARG_STRLEN
 )
 
 // FromEnv builds the session part of a hook event (type, session, stats,

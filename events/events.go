@@ -162,6 +162,17 @@ type Firewall struct {
 	Backend string `json:"backend,omitempty"`
 	Error   string `json:"error,omitempty"`
 	Micros  int64  `json:"elapsed_us,omitempty"`
+	// SupersededBy is set on a disconnect that found the device's rules
+	// owned by another session and left them in place (action "none"):
+	// ocserv gave the device to that session before this disconnect ran.
+	SupersededBy *SessionRef `json:"superseded_by,omitempty"`
+}
+
+// SessionRef names a session: ocserv's ID and the hook's session_uid
+// (absent when not known).
+type SessionRef struct {
+	ID         int    `json:"id"`
+	SessionUID string `json:"session_uid,omitempty"`
 }
 
 // HookInfo describes the hook run that wrote the event.

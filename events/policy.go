@@ -44,13 +44,26 @@ var p4p6 = [2]string{"4", "6"}
 // versions only the family-specific ones).
 func (b *envBuilder) listTokens(base string) (key string, toks []string) {
 	if _, ok := b.env[base]; ok {
-		return base, strings.Fields(b.capped(base, MaxListBytes))
+		return base, b.whole(base)
 	}
 	for _, fam := range p4p6 {
-		k := base + fam
-		toks = append(toks, strings.Fields(b.capped(k, MaxListBytes))...)
+		toks = append(toks, b.whole(base+fam)...)
 	}
 	return base + "4/6", toks
+}
+
+// whole returns the entries of a policy variable, all of them or none: a
+// value over MaxPolicyBytes is left out whole and named in a problem, which
+// makes the policy invalid (policy() marks every OCSERV_ problem so).
+// Reading only a prefix is what must never happen: it can cut an entry in
+// two or drop the entries after the cut, and either can widen access.
+func (b *envBuilder) whole(key string) []string {
+	v := b.env[key]
+	if len(v) > MaxPolicyBytes {
+		b.problem("%s: %d bytes, over the %d-byte limit of one environment string; not read, so the policy is invalid", key, len(v), MaxPolicyBytes)
+		return nil
+	}
+	return strings.Fields(v)
 }
 
 func (b *envBuilder) prefixes(base string) []string {
@@ -138,7 +151,7 @@ func maskBits(m [4]byte) (int, error) {
 // ports parses ocserv's "proto port proto port …" list (port "all" for
 // every port, as ocserv writes icmp(), icmpv6() and esp()).
 func (b *envBuilder) ports(key string, p *Policy) []Port {
-	toks := strings.Fields(b.capped(key, MaxListBytes))
+	toks := b.whole(key)
 	if len(toks)%2 != 0 {
 		b.problem("%s: odd number of entries (want protocol/port pairs): %s", key, quoteShort(b.env[key]))
 		p.Invalid = true

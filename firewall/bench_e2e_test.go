@@ -66,12 +66,12 @@ func BenchmarkCycle(b *testing.B) {
 				}
 			}
 		} else {
-			if o := Connect(ctx, backends[name], "vpns7", p); o.Action != ActionApplied {
+			if o := Connect(ctx, backends[name], "vpns7", testOwner, p); o.Action != ActionApplied {
 				b.Fatalf("%s connect: %+v", name, o)
 			}
 			// The connect alone is what a login waits for.
 			times[name+"-connect"] = append(times[name+"-connect"], time.Since(start))
-			if o := Disconnect(ctx, backends[name], "vpns7"); o.Action != ActionRemoved {
+			if o := Disconnect(ctx, backends[name], "vpns7", testOwner); o.Action != ActionRemoved {
 				b.Fatalf("%s disconnect: %+v", name, o)
 			}
 		}

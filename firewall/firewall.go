@@ -9,6 +9,51 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 )
 
+// Owner is the session a device's rules were made for. ocserv can hand a
+// device (vpnsN) to a new session before the old session's disconnect
+// script has run, so rules are removed only by the session that owns them
+// (issue 11, defect 2).
+type Owner struct {
+	// ID is ocserv's ID for the session (the worker's PID).
+	ID int
+	// UID is the hook's session_uid. A disconnect whose session_uid was
+	// not found (the record was lost) passes "": the ID alone then decides.
+	UID string
+}
+
+func (o Owner) String() string {
+	if o.UID == "" {
+		return fmt.Sprintf("id %d", o.ID)
+	}
+	return fmt.Sprintf("id %d, session_uid %s", o.ID, o.UID)
+}
+
+// matches reports whether rules recorded for rec belong to o: the same ID,
+// and the same session_uid when both are known.
+func (o Owner) matches(rec Owner) bool {
+	return o.ID > 0 && o.ID == rec.ID && (o.UID == "" || rec.UID == "" || o.UID == rec.UID)
+}
+
+// NotOwnerError is Remove's answer when the device's rules belong to
+// another session: nothing was changed.
+type NotOwnerError struct {
+	Dev string
+	// Current is the session that owns the rules now; zero when the rules
+	// carry no owner this package can read.
+	Current Owner
+}
+
+func (e *NotOwnerError) Error() string {
+	if e.Current.ID == 0 {
+		return fmt.Sprintf("the rules on %s carry no owner that can be read; left in place", e.Dev)
+	}
+	return fmt.Sprintf("the rules on %s belong to another session (%s); left in place", e.Dev, e.Current)
+}
+
+// errNoOwner is Remove's answer for a session without a valid ID: whose
+// rules are on the device cannot be told, so they are left in place.
+var errNoOwner = errors.New("no valid session ID: cannot tell whether the device's rules are this session's; left in place")
+
 // Backend installs and removes the per-device rules. Every method is safe
 // for concurrent use on different devices, and each change to a device is
 // all-or-nothing per address family table (nftables: one transaction for
@@ -17,14 +62,22 @@ type Backend interface {
 	// Name is "nftables" or "iptables".
 	Name() string
 	// Apply replaces whatever the backend had for dev (leftovers of an
-	// earlier session included) with the policy's rules, atomically.
-	Apply(ctx context.Context, dev string, p *events.Policy) error
+	// earlier session included, whoever owned them) with the policy's
+	// rules, recorded as owner's, atomically.
+	Apply(ctx context.Context, dev string, owner Owner, p *events.Policy) error
 	// RejectAll replaces the device's rules with ones that reject
-	// everything from and to dev: the fail-closed state.
-	RejectAll(ctx context.Context, dev string) error
-	// Remove deletes everything the backend made for dev, and nothing for
-	// any other device. Removing what is not there is not an error.
-	Remove(ctx context.Context, dev string) error
+	// everything from and to dev, recorded as owner's: the fail-closed
+	// state.
+	RejectAll(ctx context.Context, dev string, owner Owner) error
+	// Remove deletes what the backend made for dev if it is owner's (or was
+	// made by a release that recorded no owner), and nothing for any other
+	// device. When the rules are another session's it changes nothing and
+	// returns a *NotOwnerError; the check and the removal are one
+	// transaction. Removing what is not there is not an error.
+	Remove(ctx context.Context, dev string, owner Owner) error
+	// Clear deletes everything the backend made for dev, whoever owns it:
+	// leftovers found when a new session takes the device.
+	Clear(ctx context.Context, dev string) error
 	// RemoveAll deletes every table, chain and rule this backend made, for
 	// every device, and nothing else.
 	RemoveAll(ctx context.Context) error
@@ -72,6 +125,9 @@ const (
 type Outcome struct {
 	Action  string
 	Backend string
+	// SupersededBy is set when a disconnect found the device's rules
+	// owned by another session and left them (Action "none").
+	SupersededBy *Owner
 	// Err is why the action is not the one asked for ("reject-all",
 	// "failed"), or a cleanup problem that did not matter for security.
 	Err     error
@@ -93,7 +149,7 @@ func (o Outcome) Refuse() bool { return o.Action == ActionFailed }
 // policy then gives "failed". When ctx has a deadline, Apply gets two
 // thirds of the time left and RejectAll keeps the rest, so a slow Apply
 // cannot use up the time the fail-closed fallback needs.
-func Connect(ctx context.Context, b Backend, dev string, p *events.Policy) Outcome {
+func Connect(ctx context.Context, b Backend, dev string, owner Owner, p *events.Policy) Outcome {
 	start := time.Now()
 	out := Outcome{}
 	finish := func(action string, err error) Outcome {
@@ -121,46 +177,59 @@ func Connect(ctx context.Context, b Backend, dev string, p *events.Policy) Outco
 		// Leftovers (a missed disconnect) would restrict, or reject, a user
 		// ocserv did not restrict. Not a security matter, so an error is only
 		// reported.
-		return finish(ActionNone, b.Remove(ctx, dev))
+		return finish(ActionNone, b.Clear(ctx, dev))
 	}
 	var applyErr error
 	if p.Invalid {
 		applyErr = errInvalidPolicy
 	} else {
 		actx, cancel := splitBudget(ctx, 2, 3)
-		applyErr = b.Apply(actx, dev, p)
+		applyErr = b.Apply(actx, dev, owner, p)
 		cancel()
 		if applyErr == nil {
 			return finish(ActionApplied, nil)
 		}
 	}
-	if err := b.RejectAll(ctx, dev); err != nil {
+	if err := b.RejectAll(ctx, dev, owner); err != nil {
 		return finish(ActionFailed, errors.Join(applyErr, fmt.Errorf("reject-all: %w", err)))
 	}
 	return finish(ActionRejectAll, applyErr)
 }
 
-// Disconnect removes everything for dev. A failure leaves the old rules (the
-// next Connect on dev replaces them), so it is reported, never fatal.
-func Disconnect(ctx context.Context, b Backend, dev string) Outcome {
+// Disconnect removes owner's rules for dev ("removed"). Rules another
+// session owns now (ocserv gave the device to it before this disconnect
+// ran) are left, and the outcome says whose they are (action "none",
+// SupersededBy); so are rules of a session without a valid ID. A failure
+// leaves the old rules (the next Connect on dev replaces them), so it is
+// reported, never fatal.
+func Disconnect(ctx context.Context, b Backend, dev string, owner Owner) Outcome {
 	start := time.Now()
 	out := Outcome{}
-	if b == nil {
-		out.Action, out.Err = ActionFailed, errors.New("no firewall backend")
-		out.Elapsed = time.Since(start)
+	finish := func(action string, err error) Outcome {
+		out.Action, out.Err, out.Elapsed = action, err, time.Since(start)
 		return out
 	}
+	if b == nil {
+		return finish(ActionFailed, errors.New("no firewall backend"))
+	}
 	out.Backend = b.Name()
-	err := ValidDevice(dev)
-	if err == nil {
-		err = b.Remove(ctx, dev)
+	if err := ValidDevice(dev); err != nil {
+		return finish(ActionFailed, err)
 	}
-	out.Action = ActionRemoved
-	if err != nil {
-		out.Action, out.Err = ActionFailed, err
+	if owner.ID <= 0 {
+		return finish(ActionNone, errNoOwner)
 	}
-	out.Elapsed = time.Since(start)
-	return out
+	err := b.Remove(ctx, dev, owner)
+	var notOwner *NotOwnerError
+	switch {
+	case err == nil:
+		return finish(ActionRemoved, nil)
+	case errors.As(err, &notOwner):
+		cur := notOwner.Current
+		out.SupersededBy = &cur
+		return finish(ActionNone, err)
+	}
+	return finish(ActionFailed, err)
 }
 
 // splitBudget returns a context whose deadline is num/den of the time ctx

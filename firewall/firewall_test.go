@@ -117,8 +117,10 @@ func TestPlanCases(t *testing.T) {
 func TestIptablesBody(t *testing.T) {
 	pl := planFor(t, "allow-ports")
 	tag := " -m comment --comment ocserv-telemetry"
-	v4 := (&iptFamily{v: 4}).body(pl)
-	v6 := (&iptFamily{v: 6}).body(pl)
+	owner := Owner{ID: 4242, UID: "0190aaaa-bbbb-7ccc-8ddd-eeeeeeeeeeee"}
+	jump := " -m comment --comment ocserv-telemetry:id=4242:uid=0190aaaa-bbbb-7ccc-8ddd-eeeeeeeeeeee"
+	v4 := (&iptFamily{v: 4}).body(pl, owner)
+	v6 := (&iptFamily{v: 6}).body(pl, owner)
 	for _, w := range []string{
 		"-A OCTEL-vpns7 -o vpns7 -m conntrack --ctstate RELATED,ESTABLISHED" + tag + " -j ACCEPT\n",
 		"-A OCTEL-vpns7 ! -i vpns7" + tag + " -j RETURN\n",
@@ -126,7 +128,7 @@ func TestIptablesBody(t *testing.T) {
 		"-A OCTEL-vpns7 -p icmp" + tag + " -j OCTELR-vpns7\n",
 		"-A OCTEL-vpns7" + tag + " -j REJECT\n",
 		"-A OCTELR-vpns7 -d 10.10.10.128/25" + tag + " -j REJECT\n",
-		"-I FORWARD 1 -o vpns7" + tag + " -j OCTEL-vpns7\n-I FORWARD 1 -i vpns7" + tag + " -j OCTEL-vpns7\n",
+		"-I FORWARD 1 -o vpns7" + jump + " -j OCTEL-vpns7\n-I FORWARD 1 -i vpns7" + jump + " -j OCTEL-vpns7\n",
 	} {
 		if !strings.Contains(v4, w) {
 			t.Errorf("IPv4 body lacks %q:\n%s", w, v4)
@@ -151,8 +153,9 @@ func TestIptablesBody(t *testing.T) {
 			t.Errorf("IPv6 body holds %q:\n%s", bad, v6)
 		}
 	}
-	rej := (&iptFamily{v: 4}).body(&plan{dev: "vpns7", reject: true})
-	if want := "-A OCTEL-vpns7" + tag + " -j REJECT\n-I FORWARD 1 -o vpns7" + tag + " -j OCTEL-vpns7\n-I FORWARD 1 -i vpns7" + tag + " -j OCTEL-vpns7\n"; rej != want {
+	rej := (&iptFamily{v: 4}).body(&plan{dev: "vpns7", reject: true}, Owner{ID: 9})
+	jump = " -m comment --comment ocserv-telemetry:id=9"
+	if want := "-A OCTEL-vpns7" + tag + " -j REJECT\n-I FORWARD 1 -o vpns7" + jump + " -j OCTEL-vpns7\n-I FORWARD 1 -i vpns7" + jump + " -j OCTEL-vpns7\n"; rej != want {
 		t.Errorf("reject-all body:\n%s\nwant:\n%s", rej, want)
 	}
 }
@@ -254,26 +257,85 @@ func TestParseSave(t *testing.T) {
 :OCTEL-vpns1 - [0:0]
 :OCTEL-vpns10 - [0:0]
 :OCTELR-vpns1 - [0:0]
--A FORWARD -i vpns1 -m comment --comment ocserv-telemetry -j OCTEL-vpns1
--A FORWARD -i vpns10 -m comment --comment ocserv-telemetry -j OCTEL-vpns10
+-A FORWARD -i vpns1 -m comment --comment "ocserv-telemetry:id=77:uid=0190aaaa-bbbb-7ccc-8ddd-eeeeeeeeeeee" -j OCTEL-vpns1
+-A FORWARD -o vpns1 -m comment --comment ocserv-telemetry -j OCTEL-vpns1
+-A FORWARD -i vpns10 -m comment --comment "ocserv-telemetry:id=78" -j OCTEL-vpns10
 -A FORWARD -i vpns1 -m comment --comment "an admin's" -j ACCEPT
 -A OCTEL-vpns1 -j OCTELR-vpns1
 COMMIT
 `
 	mine := map[string]bool{"OCTEL-vpns1": true, "OCTELR-vpns1": true}
-	del, exists, err := parseSave(save, func(c string) bool { return mine[c] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := "-D FORWARD -i vpns1 -m comment --comment ocserv-telemetry -j OCTEL-vpns1\n"; del != want {
+	sv := parseSave(save, func(c string) bool { return mine[c] })
+	want := "-D FORWARD -i vpns1 -m comment --comment \"ocserv-telemetry:id=77:uid=0190aaaa-bbbb-7ccc-8ddd-eeeeeeeeeeee\" -j OCTEL-vpns1\n" +
+		"-D FORWARD -o vpns1 -m comment --comment ocserv-telemetry -j OCTEL-vpns1\n"
+	if del := sv.deletions(nil); del != want {
 		t.Errorf("delete lines:\n%s\nwant:\n%s", del, want)
 	}
-	if len(exists) != 2 || !exists["OCTEL-vpns1"] || !exists["OCTELR-vpns1"] {
-		t.Errorf("chains: %v", exists)
+	if len(sv.jumps) != 2 || sv.jumps[0].owner != (Owner{77, "0190aaaa-bbbb-7ccc-8ddd-eeeeeeeeeeee"}) || sv.jumps[0].legacy || !sv.jumps[1].legacy {
+		t.Errorf("jumps: %+v", sv.jumps)
 	}
-	del, exists, _ = parseSave(save, isOurChain)
-	if strings.Count(del, "-D FORWARD") != 2 || len(exists) != 3 || strings.Contains(del, "admin") {
-		t.Errorf("remove-all lines:\n%s\nchains %v", del, exists)
+	if len(sv.chains) != 2 || !sv.chains["OCTEL-vpns1"] || !sv.chains["OCTELR-vpns1"] {
+		t.Errorf("chains: %v", sv.chains)
+	}
+	sv = parseSave(save, isOurChain)
+	if del := sv.deletions(nil); strings.Count(del, "-D FORWARD") != 3 || len(sv.chains) != 3 || strings.Contains(del, "admin") {
+		t.Errorf("remove-all lines:\n%s\nchains %v", del, sv.chains)
+	}
+}
+
+// The owner in a jump's comment round-trips, and nothing else reads as one.
+func TestJumpComment(t *testing.T) {
+	for _, o := range []Owner{{ID: 1}, {ID: 4242, UID: "0190aaaa-bbbb-7ccc-8ddd-eeeeeeeeeeee"}} {
+		got, legacy, ok := parseJumpComment(jumpComment(o))
+		if !ok || legacy || got != o {
+			t.Errorf("%+v: read back %+v legacy %v ok %v", o, got, legacy, ok)
+		}
+		if strings.ContainsAny(jumpComment(o), " \"'\\") {
+			t.Errorf("comment %q needs quoting", jumpComment(o))
+		}
+	}
+	if _, legacy, ok := parseJumpComment("ocserv-telemetry"); !ok || !legacy {
+		t.Error("the bare comment of earlier releases is not read as legacy")
+	}
+	for _, bad := range []string{"ocserv-fw", "ocserv-telemetry:id=0", "ocserv-telemetry:id=x", "ocserv-telemetry:id=5:uid=", "ocserv-telemetryx"} {
+		if _, _, ok := parseJumpComment(bad); ok {
+			t.Errorf("%q read as an owner", bad)
+		}
+	}
+}
+
+func TestJumpToOurs(t *testing.T) {
+	spec, ok := jumpToOurs(`-A FORWARD -i vpns1 -m comment --comment "ocserv-telemetry:id=77" -j OCTEL-vpns1`, "FORWARD")
+	if !ok || strings.Join(spec, " ") != "-i vpns1 -m comment --comment ocserv-telemetry:id=77 -j OCTEL-vpns1" {
+		t.Errorf("spec %q, ok %v", spec, ok)
+	}
+	for _, line := range []string{
+		`-A FORWARD -i vpns1 -m comment --comment ocserv-fw -j ACCEPT`,
+		`-A FORWARD -i vpns1 -j FORWARD-ocserv-fw-vpns1`,
+		`-A OTHER -i vpns1 -j OCTEL-vpns1`, // listed under another chain
+		`-N OCTEL-vpns1`,
+	} {
+		if _, ok := jumpToOurs(line, "FORWARD"); ok {
+			t.Errorf("%q read as a jump of ours", line)
+		}
+	}
+}
+
+func TestOwnerMatches(t *testing.T) {
+	a := Owner{ID: 10, UID: "u-a"}
+	for _, c := range []struct {
+		o, rec Owner
+		want   bool
+	}{
+		{a, a, true},
+		{Owner{ID: 10}, a, true},              // the disconnect lost its session_uid: the ID decides
+		{a, Owner{ID: 10, UID: "u-b"}, false}, // the ID was reused by a later session
+		{a, Owner{ID: 11, UID: "u-a"}, false},
+		{Owner{}, Owner{}, false}, // no ID proves nothing
+	} {
+		if got := c.o.matches(c.rec); got != c.want {
+			t.Errorf("%+v matches %+v = %v, want %v", c.o, c.rec, got, c.want)
+		}
 	}
 }
 
@@ -283,22 +345,30 @@ type fakeBackend struct {
 	applyErr, rejectErr, removeErr error
 	calls                          []string
 	applyDeadline                  time.Duration
+	owner                          Owner
 }
 
 func (f *fakeBackend) Name() string { return "fake" }
-func (f *fakeBackend) Apply(ctx context.Context, dev string, p *events.Policy) error {
+func (f *fakeBackend) Apply(ctx context.Context, dev string, owner Owner, p *events.Policy) error {
 	f.calls = append(f.calls, "apply")
+	f.owner = owner
 	if dl, ok := ctx.Deadline(); ok {
 		f.applyDeadline = time.Until(dl)
 	}
 	return f.applyErr
 }
-func (f *fakeBackend) RejectAll(ctx context.Context, dev string) error {
+func (f *fakeBackend) RejectAll(ctx context.Context, dev string, owner Owner) error {
 	f.calls = append(f.calls, "reject-all")
+	f.owner = owner
 	return f.rejectErr
 }
-func (f *fakeBackend) Remove(ctx context.Context, dev string) error {
+func (f *fakeBackend) Remove(ctx context.Context, dev string, owner Owner) error {
 	f.calls = append(f.calls, "remove")
+	f.owner = owner
+	return f.removeErr
+}
+func (f *fakeBackend) Clear(ctx context.Context, dev string) error {
+	f.calls = append(f.calls, "clear")
 	return f.removeErr
 }
 func (f *fakeBackend) RemoveAll(ctx context.Context) error { return nil }
@@ -320,13 +390,13 @@ func TestConnectFailsClosed(t *testing.T) {
 		{"both fail", &fakeBackend{applyErr: boom, rejectErr: boom}, restricted, "vpns0", ActionFailed, "apply reject-all", true},
 		{"invalid", &fakeBackend{}, &events.Policy{Invalid: true}, "vpns0", ActionRejectAll, "reject-all", true},
 		{"invalid, reject fails", &fakeBackend{rejectErr: boom}, &events.Policy{Invalid: true}, "vpns0", ActionFailed, "reject-all", true},
-		{"unrestricted", &fakeBackend{}, &events.Policy{}, "vpns0", ActionNone, "remove", false},
-		{"no policy", &fakeBackend{}, nil, "vpns0", ActionNone, "remove", false},
+		{"unrestricted", &fakeBackend{}, &events.Policy{}, "vpns0", ActionNone, "clear", false},
+		{"no policy", &fakeBackend{}, nil, "vpns0", ActionNone, "clear", false},
 		{"bad device", &fakeBackend{}, restricted, "vpns+", ActionFailed, "", true},
 		{"bad device, unrestricted", &fakeBackend{}, &events.Policy{}, "vpns+", ActionNone, "", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			o := Connect(context.Background(), c.b, c.dev, c.p)
+			o := Connect(context.Background(), c.b, c.dev, Owner{ID: 5, UID: "u"}, c.p)
 			if o.Action != c.action || (o.Err != nil) != c.wantError || o.Backend != "fake" {
 				t.Errorf("outcome %+v, want action %s (error %v)", o, c.action, c.wantError)
 			}
@@ -336,28 +406,48 @@ func TestConnectFailsClosed(t *testing.T) {
 			if o.Refuse() != (c.action == ActionFailed) {
 				t.Errorf("Refuse() = %v", o.Refuse())
 			}
+			if c.calls != "" && c.calls != "clear" && c.b.owner != (Owner{ID: 5, UID: "u"}) {
+				t.Errorf("the rules were recorded for %+v, not the connecting session", c.b.owner)
+			}
 		})
 	}
-	if o := Connect(context.Background(), nil, "vpns0", restricted); o.Action != ActionFailed {
+	if o := Connect(context.Background(), nil, "vpns0", Owner{ID: 5}, restricted); o.Action != ActionFailed {
 		t.Errorf("no backend, restricted: %+v", o)
 	}
-	if o := Connect(context.Background(), nil, "vpns0", &events.Policy{}); o.Action != ActionNone {
+	if o := Connect(context.Background(), nil, "vpns0", Owner{ID: 5}, &events.Policy{}); o.Action != ActionNone {
 		t.Errorf("no backend, unrestricted: %+v", o)
 	}
 	// Apply gets two thirds of the budget; reject-all keeps the rest.
 	f := &fakeBackend{}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	Connect(ctx, f, "vpns0", restricted)
+	Connect(ctx, f, "vpns0", Owner{ID: 5}, restricted)
 	if f.applyDeadline > 210*time.Millisecond || f.applyDeadline < 100*time.Millisecond {
 		t.Errorf("apply got %v of a 300ms budget, want about 200ms", f.applyDeadline)
 	}
-	f = &fakeBackend{removeErr: boom}
-	if o := Disconnect(context.Background(), f, "vpns0"); o.Action != ActionFailed || o.Err == nil {
+}
+
+func TestDisconnectOwnership(t *testing.T) {
+	boom := errors.New("boom")
+	me := Owner{ID: 10, UID: "u-a"}
+	f := &fakeBackend{removeErr: boom}
+	if o := Disconnect(context.Background(), f, "vpns0", me); o.Action != ActionFailed || o.Err == nil {
 		t.Errorf("disconnect failure: %+v", o)
 	}
-	if o := Disconnect(context.Background(), &fakeBackend{}, "vpns0"); o.Action != ActionRemoved {
-		t.Errorf("disconnect: %+v", o)
+	f = &fakeBackend{}
+	if o := Disconnect(context.Background(), f, "vpns0", me); o.Action != ActionRemoved || f.owner != me {
+		t.Errorf("disconnect: %+v, removed for %+v", o, f.owner)
+	}
+	next := Owner{ID: 11, UID: "u-b"}
+	f = &fakeBackend{removeErr: &NotOwnerError{Dev: "vpns0", Current: next}}
+	o := Disconnect(context.Background(), f, "vpns0", me)
+	if o.Action != ActionNone || o.SupersededBy == nil || *o.SupersededBy != next || o.Refuse() {
+		t.Errorf("late disconnect: %+v, want action none superseded by %+v", o, next)
+	}
+	// Without a valid ID nothing can be proved: nothing is removed.
+	f = &fakeBackend{}
+	if o := Disconnect(context.Background(), f, "vpns0", Owner{UID: "u-a"}); o.Action != ActionNone || o.Err == nil || len(f.calls) != 0 {
+		t.Errorf("disconnect without an ID: %+v, calls %v", o, f.calls)
 	}
 }
 

@@ -1,7 +1,6 @@
 package firewall
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,10 +18,14 @@ import (
 
 // Names of what the iptables backend makes, in the filter table of both
 // families: chain "OCTEL-<dev>" (traffic from and to the device), chain
-// "OCTELR-<dev>" (its route checks), and two jumps in FORWARD tagged with
-// the comment. The prefixes differ from ocserv-fw's ("FORWARD-ocserv-fw-",
-// comment "ocserv-fw"), so neither ever removes the other's rules, and no
-// device name can make one prefix look like the other.
+// "OCTELR-<dev>" (its route checks), and two jumps in FORWARD whose comment
+// names the owning session ("ocserv-telemetry:id=<ID>:uid=<session_uid>");
+// the rules inside the chains carry the bare comment. Every ocserv-fw
+// iptables script (1.1.6 to 1.5.0) claims only rules whose comment is
+// "ocserv-fw" and chains named "INPUT-ocserv-fw*" or
+// "FORWARD-ocserv-fw-<dev>", so neither ever removes the other's rules
+// (names_test.go checks each version's patterns), and no device name can
+// make one prefix look like the other.
 const (
 	ChainPrefix       = "OCTEL-"
 	RouteChainPrefix  = "OCTELR-"
@@ -38,6 +41,7 @@ type iptBackend struct {
 
 type iptFamily struct {
 	v       int    // 4 or 6
+	pre     string // "iptables" or "ip6tables"
 	restore string // iptables-restore / ip6tables-restore
 	save    string // iptables-save / ip6tables-save
 }
@@ -72,38 +76,48 @@ func newIptables() (*iptBackend, error) {
 		if err != nil {
 			return nil, err
 		}
-		b.fams = append(b.fams, &iptFamily{v: f.v, restore: restore, save: save})
+		b.fams = append(b.fams, &iptFamily{v: f.v, pre: f.pre, restore: restore, save: save})
 	}
 	return b, nil
 }
 
 func (*iptBackend) Name() string { return KindIptables }
 
-func (b *iptBackend) Apply(ctx context.Context, dev string, p *events.Policy) error {
+func (b *iptBackend) Apply(ctx context.Context, dev string, owner Owner, p *events.Policy) error {
 	pl, err := buildPlan(dev, p)
 	if err != nil {
 		return err
 	}
-	return b.each(func(f *iptFamily) error { return f.install(ctx, pl) })
+	return b.each(func(f *iptFamily) error { return f.install(ctx, pl, owner) })
 }
 
-func (b *iptBackend) RejectAll(ctx context.Context, dev string) error {
+func (b *iptBackend) RejectAll(ctx context.Context, dev string, owner Owner) error {
 	pl, err := rejectPlan(dev)
 	if err != nil {
 		return err
 	}
-	return b.each(func(f *iptFamily) error { return f.install(ctx, pl) })
+	return b.each(func(f *iptFamily) error { return f.install(ctx, pl, owner) })
 }
 
-func (b *iptBackend) Remove(ctx context.Context, dev string) error {
+// Remove removes owner's rules for dev. The two families are separate
+// tables: when one family's rules are owner's and the other's are not
+// (only possible if someone edited them), each family gets its own answer
+// and the NotOwnerError is returned.
+func (b *iptBackend) Remove(ctx context.Context, dev string, owner Owner) error {
 	if err := ValidDevice(dev); err != nil {
 		return err
 	}
-	return b.each(func(f *iptFamily) error { return f.remove(ctx, dev) })
+	if owner.ID <= 0 {
+		return errNoOwner
+	}
+	return b.each(func(f *iptFamily) error { return f.remove(ctx, dev, &owner) })
 }
 
-func (b *iptBackend) RemoveAll(ctx context.Context) error {
-	return b.each(func(f *iptFamily) error { return f.removeAll(ctx) })
+func (b *iptBackend) Clear(ctx context.Context, dev string) error {
+	if err := ValidDevice(dev); err != nil {
+		return err
+	}
+	return b.each(func(f *iptFamily) error { return f.remove(ctx, dev, nil) })
 }
 
 // each runs fn for IPv4 and IPv6 at the same time: the two families are
@@ -122,6 +136,11 @@ func (b *iptBackend) each(fn func(*iptFamily) error) error {
 	if join != nil {
 		defer join.Close()
 	}
+	return b.eachIn(join, fn)
+}
+
+// eachIn is each for a namespace already found (nil: the process's own).
+func (b *iptBackend) eachIn(join *os.File, fn func(*iptFamily) error) error {
 	errs := make([]error, len(b.fams))
 	var wg sync.WaitGroup
 	for i, f := range b.fams {
@@ -181,17 +200,46 @@ var startNetns = func() (s struct {
 func mainChain(dev string) string  { return ChainPrefix + dev }
 func routeChain(dev string) string { return RouteChainPrefix + dev }
 
+// jumpComment is the comment of the FORWARD jumps: Comment and the owner,
+// without spaces or quotes, so iptables-save prints it as one word that
+// iptables-restore reads back unchanged.
+func jumpComment(owner Owner) string {
+	c := Comment + ":id=" + strconv.Itoa(owner.ID)
+	if owner.UID != "" {
+		c += ":uid=" + owner.UID
+	}
+	return c
+}
+
+// parseJumpComment reads the owner from a jump's comment; legacy is true
+// for the bare Comment of releases that recorded no owner.
+func parseJumpComment(c string) (owner Owner, legacy, ok bool) {
+	if c == Comment {
+		return Owner{}, true, true
+	}
+	rest, found := strings.CutPrefix(c, Comment+":id=")
+	if !found {
+		return Owner{}, false, false
+	}
+	id, uid, hasUID := strings.Cut(rest, ":uid=")
+	n, err := strconv.Atoi(id)
+	if err != nil || n <= 0 || (hasUID && uid == "") {
+		return Owner{}, false, false
+	}
+	return Owner{ID: n, UID: uid}, false, true
+}
+
 // jumpSpecs are the two FORWARD rules that send the device's traffic to its
 // chain, without the leading -A/-I/-D. Inserted at the top of FORWARD, so
 // the device's policy is decided before the host's own FORWARD rules.
-func jumpSpecs(dev string) []string {
-	tail := " -m comment --comment " + Comment + " -j " + mainChain(dev)
+func jumpSpecs(dev string, owner Owner) []string {
+	tail := " -m comment --comment " + jumpComment(owner) + " -j " + mainChain(dev)
 	return []string{"-i " + dev + tail, "-o " + dev + tail}
 }
 
 // body renders the chains' rules (the chains exist and are empty) and
 // the FORWARD jumps, for this family.
-func (f *iptFamily) body(pl *plan) string {
+func (f *iptFamily) body(pl *plan, owner Owner) string {
 	var sb strings.Builder
 	mc, rc := mainChain(pl.dev), routeChain(pl.dev)
 	tag := " -m comment --comment " + Comment
@@ -215,7 +263,7 @@ func (f *iptFamily) body(pl *plan) string {
 		}
 	}
 	// -I 1 twice: the -o jump ends up second, the -i jump first.
-	js := jumpSpecs(pl.dev)
+	js := jumpSpecs(pl.dev, owner)
 	sb.WriteString("-I " + iptForwardChain + " 1 " + js[1] + "\n")
 	sb.WriteString("-I " + iptForwardChain + " 1 " + js[0] + "\n")
 	return sb.String()
@@ -262,102 +310,90 @@ func iptRule(v int, r rule, routes string) (string, bool) {
 // install puts the plan in place in one restore transaction. The common
 // case costs one process: "-N" fails the whole transaction (changing
 // nothing) when the chain already exists, which is how a leftover is
-// detected without listing first. Then the known layout is replaced, and
-// only if that fails too (someone edited our rules) is the table listed and
-// whatever is ours for the device cleared in the same transaction.
-func (f *iptFamily) install(ctx context.Context, pl *plan) error {
+// detected without listing first. Then the table is listed and whatever is
+// ours for the device (whoever owns it) is cleared in the same transaction
+// as the new rules go in; that is retried when something changed between
+// the listing and the transaction (a late disconnect removing its own
+// rules at that moment, say).
+func (f *iptFamily) install(ctx context.Context, pl *plan, owner Owner) error {
 	mc, rc := mainChain(pl.dev), routeChain(pl.dev)
-	body := f.body(pl)
-	fresh := "-N " + mc + "\n-N " + rc + "\n" + body
-	errFresh := f.run(ctx, fresh)
-	if errFresh == nil {
-		return nil
-	}
-	if ctx.Err() != nil {
+	body := f.body(pl, owner)
+	errFresh := f.run(ctx, "-N "+mc+"\n-N "+rc+"\n"+body)
+	if errFresh == nil || ctx.Err() != nil {
 		return errFresh
 	}
-	js := jumpSpecs(pl.dev)
-	replace := "-D " + iptForwardChain + " " + js[0] + "\n-D " + iptForwardChain + " " + js[1] + "\n" +
-		"-F " + mc + "\n-F " + rc + "\n" + body
-	if f.run(ctx, replace) == nil {
-		return nil
-	}
-	cleanup, exists, err := f.cleanupFor(ctx, pl.dev)
-	if err != nil {
-		return err
-	}
-	var pre strings.Builder
-	pre.WriteString(cleanup)
-	for _, c := range []string{mc, rc} {
-		if exists[c] {
-			pre.WriteString("-F " + c + "\n")
-		} else {
-			pre.WriteString("-N " + c + "\n")
+	var err error
+	for attempt := 0; attempt < 3 && ctx.Err() == nil; attempt++ {
+		var sv *saved
+		if sv, err = f.list(ctx, func(c string) bool { return c == mc || c == rc }); err != nil {
+			return err
+		}
+		var pre strings.Builder
+		pre.WriteString(sv.deletions(nil))
+		for _, c := range []string{mc, rc} {
+			if sv.chains[c] {
+				pre.WriteString("-F " + c + "\n")
+			} else {
+				pre.WriteString("-N " + c + "\n")
+			}
+		}
+		if err = f.run(ctx, pre.String()+body); err == nil {
+			return nil
 		}
 	}
-	if err := f.run(ctx, pre.String()+body); err != nil {
-		return fmt.Errorf("%w (first attempt: %v)", err, errFresh)
-	}
-	return nil
+	return fmt.Errorf("%w (first attempt: %v)", err, errFresh)
 }
 
-// remove deletes the device's jumps and chains in one transaction; when
-// that fails (nothing there, or a layout someone changed) it lists and
-// removes exactly what is ours for this device.
-func (f *iptFamily) remove(ctx context.Context, dev string) error {
+// remove deletes the device's jumps and chains in one transaction, if the
+// jumps are owner's (owner nil: whoever's). With the owner's session_uid
+// known the common case is one process: the jumps are deleted by their
+// exact text, comment included, which fails the whole transaction when the
+// rules are another session's. Otherwise the table is listed and exactly
+// what is there is removed, still by exact text, so a change in between
+// fails the transaction rather than removing someone else's rules.
+func (f *iptFamily) remove(ctx context.Context, dev string, owner *Owner) error {
 	mc, rc := mainChain(dev), routeChain(dev)
-	js := jumpSpecs(dev)
-	known := "-D " + iptForwardChain + " " + js[0] + "\n-D " + iptForwardChain + " " + js[1] + "\n" +
-		"-F " + mc + "\n-X " + mc + "\n-F " + rc + "\n-X " + rc + "\n"
-	errKnown := f.run(ctx, known)
-	if errKnown == nil || ctx.Err() != nil {
-		return errKnown
+	chains := "-F " + mc + "\n-X " + mc + "\n-F " + rc + "\n-X " + rc + "\n"
+	var errKnown error
+	if owner != nil && owner.UID != "" {
+		js := jumpSpecs(dev, *owner)
+		errKnown = f.run(ctx, "-D "+iptForwardChain+" "+js[0]+"\n-D "+iptForwardChain+" "+js[1]+"\n"+chains)
+		if errKnown == nil || ctx.Err() != nil {
+			return errKnown
+		}
 	}
-	cleanup, exists, err := f.cleanupFor(ctx, dev)
+	sv, err := f.list(ctx, func(c string) bool { return c == mc || c == rc })
 	if err != nil {
 		return err
 	}
-	script := cleanup
+	if owner != nil {
+		for _, j := range sv.jumps {
+			if !j.legacy && !owner.matches(j.owner) {
+				return &NotOwnerError{Dev: dev, Current: j.owner}
+			}
+		}
+	}
+	script := sv.deletions(nil)
 	for _, c := range []string{mc, rc} {
-		if exists[c] {
+		if sv.chains[c] {
 			script += "-F " + c + "\n"
 		}
 	}
 	for _, c := range []string{mc, rc} {
-		if exists[c] {
+		if sv.chains[c] {
 			script += "-X " + c + "\n"
 		}
 	}
 	if script == "" {
 		return nil // nothing of ours for this device
 	}
-	return f.run(ctx, script)
-}
-
-// cleanupFor lists the filter table and returns "-D" lines for every rule
-// that jumps to the device's chains (compared as whole tokens, so vpns1's
-// cleanup never matches vpns10's chains), and which of its chains exist.
-func (f *iptFamily) cleanupFor(ctx context.Context, dev string) (string, map[string]bool, error) {
-	mine := map[string]bool{mainChain(dev): true, routeChain(dev): true}
-	return f.cleanup(ctx, func(chain string) bool { return mine[chain] })
-}
-
-func (f *iptFamily) removeAll(ctx context.Context) error {
-	cleanup, exists, err := f.cleanup(ctx, isOurChain)
-	if err != nil {
+	if err := f.run(ctx, script); err != nil {
+		if errKnown != nil {
+			return fmt.Errorf("%w (by owner: %v)", err, errKnown)
+		}
 		return err
 	}
-	script := cleanup
-	for c := range exists {
-		script += "-F " + c + "\n"
-	}
-	for c := range exists {
-		script += "-X " + c + "\n"
-	}
-	if script == "" {
-		return nil
-	}
-	return f.run(ctx, script)
+	return nil
 }
 
 // isOurChain reports whether a chain name is one this backend makes.
@@ -370,29 +406,61 @@ func isOurChain(c string) bool {
 	return false
 }
 
-// cleanup reads iptables-save's filter table (one process, and it honours
-// ctx, which go-iptables' listing calls do not) and returns "-D" lines for
-// the rules outside our chains that jump to a chain selected by ours, plus
-// the selected chains that exist.
-func (f *iptFamily) cleanup(ctx context.Context, ours func(string) bool) (string, map[string]bool, error) {
-	cmd := exec.CommandContext(ctx, f.save, "-t", iptablesSaveTable)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", nil, fmt.Errorf("%s: %v: %s", f.save, err, strings.TrimSpace(stderr.String()))
-	}
-	return parseSave(stdout.String(), ours)
+// saved is what iptables-save shows of chains selected by a test: the
+// rules outside them that jump to them, and which of them exist.
+type saved struct {
+	jumps  []savedJump
+	chains map[string]bool
 }
 
-// parseSave does the work of cleanup on iptables-save output.
-func parseSave(out string, ours func(string) bool) (string, map[string]bool, error) {
-	exists := map[string]bool{}
+type savedJump struct {
+	rule   string // as iptables-save printed it, without "-A "
+	owner  Owner
+	legacy bool // the bare comment of a release that recorded no owner
+}
+
+// deletions returns "-D" lines for the jumps keep does not keep (nil: all).
+func (sv *saved) deletions(keep func(savedJump) bool) string {
 	var del strings.Builder
+	for _, j := range sv.jumps {
+		if keep == nil || !keep(j) {
+			// iptables-save prints rules in the syntax restore reads.
+			del.WriteString("-D " + j.rule + "\n")
+		}
+	}
+	return del.String()
+}
+
+// unquote undoes the double quotes iptables-save and iptables -S put
+// around a word with characters other than letters, digits and a few
+// others (our owner comments: ':' and '='). Our words never hold spaces,
+// quotes or backslashes, so nothing else needs undoing.
+func unquote(tok string) string {
+	if len(tok) >= 2 && tok[0] == '"' && tok[len(tok)-1] == '"' {
+		return tok[1 : len(tok)-1]
+	}
+	return tok
+}
+
+// list reads iptables-save's filter table (one process, bounded like every
+// helper: see runChild; go-iptables runs its commands without a context or
+// a wait bound, which the hook's budget cannot allow).
+func (f *iptFamily) list(ctx context.Context, ours func(string) bool) (*saved, error) {
+	out, err := runChild(ctx, nil, f.save, "-t", iptablesSaveTable)
+	if err != nil {
+		return nil, err
+	}
+	return parseSave(string(out), ours), nil
+}
+
+// parseSave does the work of list on iptables-save output.
+func parseSave(out string, ours func(string) bool) *saved {
+	sv := &saved{chains: map[string]bool{}}
 	for _, line := range strings.Split(out, "\n") {
 		if name, ok := strings.CutPrefix(line, ":"); ok {
 			name, _, _ = strings.Cut(name, " ")
 			if ours(name) {
-				exists[name] = true
+				sv.chains[name] = true
 			}
 			continue
 		}
@@ -406,24 +474,23 @@ func parseSave(out string, ours func(string) bool) (string, map[string]bool, err
 		}
 		for i := 1; i+1 < len(toks); i++ {
 			if (toks[i] == "-j" || toks[i] == "-g") && ours(toks[i+1]) {
-				// iptables-save prints rules in the syntax restore reads.
-				del.WriteString("-D " + rest + "\n")
+				j := savedJump{rule: rest}
+				for k := 1; k+1 < len(toks); k++ {
+					if toks[k] == "--comment" {
+						j.owner, j.legacy, _ = parseJumpComment(unquote(toks[k+1]))
+					}
+				}
+				sv.jumps = append(sv.jumps, j)
 				break
 			}
 		}
 	}
-	return del.String(), exists, nil
+	return sv
 }
 
 // run feeds one transaction to iptables-restore --noflush on stdin (argv,
 // no shell; nothing else in the table is touched).
 func (f *iptFamily) run(ctx context.Context, script string) error {
-	cmd := exec.CommandContext(ctx, f.restore, "-w", iptWaitSeconds, "--noflush")
-	cmd.Stdin = strings.NewReader("*filter\n" + script + "COMMIT\n")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s: %v: %s", f.restore, err, strings.TrimSpace(stderr.String()))
-	}
-	return nil
+	_, err := runChild(ctx, strings.NewReader("*filter\n"+script+"COMMIT\n"), f.restore, "-w", iptWaitSeconds, "--noflush")
+	return err
 }

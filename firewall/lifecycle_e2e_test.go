@@ -92,14 +92,14 @@ func TestConcurrentLifecycle(t *testing.T) {
 						ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 						defer cancel()
 						for r := 0; r < rounds; r++ {
-							if o := Connect(ctx, b, dev, p); o.Action != ActionApplied {
+							if o := Connect(ctx, b, dev, testOwner, p); o.Action != ActionApplied {
 								return fmt.Errorf("%s round %d: connect: %+v", dev, r, o)
 							}
 							// Odd devices stay connected after the last round.
 							if r == rounds-1 && i%2 == 1 {
 								break
 							}
-							if o := Disconnect(ctx, b, dev); o.Action != ActionRemoved {
+							if o := Disconnect(ctx, b, dev, testOwner); o.Action != ActionRemoved {
 								return fmt.Errorf("%s round %d: disconnect: %+v", dev, r, o)
 							}
 						}
@@ -131,8 +131,8 @@ func TestConcurrentLifecycle(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			var o Outcome
-			ns.do(func() error { o = Connect(ctx, b, "vpns1", p); return nil })
-			ns.do(func() error { o = Disconnect(ctx, b, "vpns1"); return nil })
+			ns.do(func() error { o = Connect(ctx, b, "vpns1", testOwner, p); return nil })
+			ns.do(func() error { o = Disconnect(ctx, b, "vpns1", testOwner); return nil })
 			if o.Action != ActionRemoved {
 				t.Fatalf("disconnect vpns1: %+v", o)
 			}
@@ -225,7 +225,7 @@ func TestForwardDropPolicy(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				var o Outcome
-				tp.router.do(func() error { o = Connect(ctx, b, tp.dev, p); return nil })
+				tp.router.do(func() error { o = Connect(ctx, b, tp.dev, testOwner, p); return nil })
 				if o.Action != ActionApplied {
 					t.Fatalf("connect: %+v", o)
 				}

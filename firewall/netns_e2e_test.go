@@ -152,3 +152,6 @@ func execCombined(name string, args ...string) ([]byte, error) {
 	defer cancel()
 	return exec.CommandContext(ctx, name, args...).CombinedOutput()
 }
+
+// testOwner is the session the e2e tests' rules are made for.
+var testOwner = Owner{ID: 4242, UID: "0190aaaa-bbbb-7ccc-8ddd-eeeeeeeeeeee"}

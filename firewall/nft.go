@@ -5,12 +5,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
@@ -18,15 +20,33 @@ import (
 )
 
 // TablePrefix starts the name of every nftables table this package makes:
-// "inet ocserv_telemetry_<device>". It differs from upstream ocserv-fw's
-// "ocserv_<device>" so the two never touch each other's tables.
-const TablePrefix = "ocserv_telemetry_"
+// "inet octel_<device>". It must stay outside every name any ocserv-fw
+// claims: the nftables ocserv-fw of ocserv 1.4.2 to 1.5.0 deletes
+// "inet ocserv_<device>" on disconnect and every "inet ocserv_*" table on
+// --removeall (see names_test.go, which checks each version's patterns).
+const TablePrefix = "octel_"
+
+// LegacyTablePrefix is the prefix earlier releases used
+// ("inet ocserv_telemetry_<device>"), inside ocserv-fw 1.5.0's claim.
+// Hosts upgraded with sessions connected still have such tables: Remove,
+// Clear, Apply (as leftover cleanup) and RemoveAll delete them too. No
+// owner is recorded in them, and a new session never gets one, so a
+// legacy table can only be a session's from before the upgrade.
+const LegacyTablePrefix = "ocserv_telemetry_"
 
 // Chain names inside a device's table.
 const (
 	nftBaseChain   = "forward" // base chain on the forward hook
 	nftUserChain   = "user"    // traffic from the device
 	nftRoutesChain = "routes"  // the route checks
+	// Empty chains whose names record the owner: "owner_id_<ID>" and
+	// "owner_uid_<session_uid>". Remove deletes them by name in the same
+	// batch as the table, so the batch fails, changing nothing, when the
+	// table is another session's: the owner check and the removal are one
+	// kernel transaction (a table's handle or userdata would need
+	// messages google/nftables does not send).
+	nftOwnerIDPrefix  = "owner_id_"
+	nftOwnerUIDPrefix = "owner_uid_"
 )
 
 // nftPriority is upstream's: filter - 10, so the device's policy is decided
@@ -78,20 +98,46 @@ func nftTable(dev string) *nftables.Table {
 	return &nftables.Table{Name: TablePrefix + dev, Family: nftables.TableFamilyINet}
 }
 
-func (n *nftBackend) Apply(ctx context.Context, dev string, p *events.Policy) error {
+func nftLegacyTable(dev string) *nftables.Table {
+	return &nftables.Table{Name: LegacyTablePrefix + dev, Family: nftables.TableFamilyINet}
+}
+
+// ownerChains are the names of the chains that record owner.
+func ownerChains(owner Owner) []string {
+	names := []string{nftOwnerIDPrefix + strconv.Itoa(owner.ID)}
+	if owner.UID != "" {
+		names = append(names, nftOwnerUIDPrefix+owner.UID)
+	}
+	return names
+}
+
+// ownerComment is the comment on the base chain's rules (nft's "comment"),
+// for a person reading the ruleset; ownership is decided by the chains.
+func ownerComment(owner Owner) []byte {
+	return userdata.AppendString(nil, userdata.TypeComment, jumpComment(owner))
+}
+
+// delIfPresent queues the deletion of t whether or not it exists: "add"
+// creates it when missing, so the delete cannot fail the batch.
+func delIfPresent(c *nftables.Conn, t *nftables.Table) {
+	c.AddTable(t)
+	c.DelTable(t)
+}
+
+func (n *nftBackend) Apply(ctx context.Context, dev string, owner Owner, p *events.Policy) error {
 	pl, err := buildPlan(dev, p)
 	if err != nil {
 		return err
 	}
-	return n.install(ctx, pl)
+	return n.install(ctx, pl, owner)
 }
 
-func (n *nftBackend) RejectAll(ctx context.Context, dev string) error {
+func (n *nftBackend) RejectAll(ctx context.Context, dev string, owner Owner) error {
 	pl, err := rejectPlan(dev)
 	if err != nil {
 		return err
 	}
-	return n.install(ctx, pl)
+	return n.install(ctx, pl, owner)
 }
 
 // install replaces the device's table in one netlink batch, which the
@@ -103,14 +149,23 @@ func (n *nftBackend) RejectAll(ctx context.Context, dev string) error {
 // makes the kernel wait for an RCU grace period before it answers (about
 // 8 ms here, twenty times the cost of building the table), so a connect
 // deletes only when there is something to delete.
-func (n *nftBackend) install(ctx context.Context, pl *plan) error {
-	t := nftTable(pl.dev)
+//
+// A table under the legacy name (an earlier release's, for a session from
+// before an upgrade whose disconnect was missed) is looked up first, one
+// cheap request, and deleted in the same batch when it is there.
+func (n *nftBackend) install(ctx context.Context, pl *plan, owner Owner) error {
+	t, legacy := nftTable(pl.dev), nftLegacyTable(pl.dev)
 	c, err := n.conn(ctx)
 	if err != nil {
 		return err
 	}
+	_, lerr := c.ListTableOfFamily(legacy.Name, nftables.TableFamilyINet)
+	hasLegacy := lerr == nil
+	if hasLegacy {
+		delIfPresent(c, legacy)
+	}
 	c.CreateTable(t)
-	nftBuild(c, t, pl)
+	nftBuild(c, t, pl, owner)
 	errFresh := c.Flush()
 	if errFresh == nil {
 		return nil
@@ -118,12 +173,12 @@ func (n *nftBackend) install(ctx context.Context, pl *plan) error {
 	if c, err = n.conn(ctx); err != nil {
 		return err
 	}
-	// "add" (create if missing) then "delete" makes the delete succeed
-	// whether or not a leftover table exists; then the new table is built.
+	// The leftover (whoever owned it) goes, and the new table is built, in
+	// one transaction.
+	delIfPresent(c, legacy)
+	delIfPresent(c, t)
 	c.AddTable(t)
-	c.DelTable(t)
-	c.AddTable(t)
-	nftBuild(c, t, pl)
+	nftBuild(c, t, pl, owner)
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: apply table %s: %w (creating it: %v)", t.Name, err, errFresh)
 	}
@@ -134,7 +189,10 @@ func (n *nftBackend) install(ctx context.Context, pl *plan) error {
 // already queued). Chains come first
 // and rules after, routes before user before base: within a batch a jump
 // can only name a chain that is already there.
-func nftBuild(c *nftables.Conn, t *nftables.Table, pl *plan) {
+func nftBuild(c *nftables.Conn, t *nftables.Table, pl *plan, owner Owner) {
+	for _, name := range ownerChains(owner) {
+		c.AddChain(&nftables.Chain{Name: name, Table: t})
+	}
 	accept := nftables.ChainPolicyAccept
 	base := c.AddChain(&nftables.Chain{
 		Name: nftBaseChain, Table: t, Type: nftables.ChainTypeFilter,
@@ -151,7 +209,7 @@ func nftBuild(c *nftables.Conn, t *nftables.Table, pl *plan) {
 		}
 	}
 	for _, exprs := range nftBaseRules(pl) {
-		c.AddRule(&nftables.Rule{Table: t, Chain: base, Exprs: exprs})
+		c.AddRule(&nftables.Rule{Table: t, Chain: base, Exprs: exprs, UserData: ownerComment(owner)})
 	}
 }
 
@@ -255,7 +313,85 @@ func nftRule(r rule) []expr.Any {
 	return e
 }
 
-func (n *nftBackend) Remove(ctx context.Context, dev string) error {
+// Remove deletes dev's table if owner's chains are in it, and a legacy
+// table for dev, in one batch. When owner's chains are missing the kernel
+// fails the whole batch (nothing changes), and the table is then read to
+// tell "nothing there" from "another session's".
+func (n *nftBackend) Remove(ctx context.Context, dev string, owner Owner) error {
+	if err := ValidDevice(dev); err != nil {
+		return err
+	}
+	if owner.ID <= 0 {
+		return errNoOwner
+	}
+	t, legacy := nftTable(dev), nftLegacyTable(dev)
+	c, err := n.conn(ctx)
+	if err != nil {
+		return err
+	}
+	for _, name := range ownerChains(owner) {
+		c.DelChain(&nftables.Chain{Name: name, Table: t})
+	}
+	c.DelTable(t)
+	delIfPresent(c, legacy)
+	errOwned := c.Flush()
+	if errOwned == nil {
+		return nil
+	}
+	cur, exists, err := n.owner(ctx, dev)
+	if err != nil {
+		return fmt.Errorf("nftables: delete table %s: %w (reading its owner: %v)", t.Name, errOwned, err)
+	}
+	// Whatever else happens, the legacy table is not the new session's.
+	if c, err = n.conn(ctx); err != nil {
+		return err
+	}
+	delIfPresent(c, legacy)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: delete table %s: %w", legacy.Name, err)
+	}
+	if !exists {
+		return nil // nothing of ours for this device
+	}
+	if !owner.matches(cur) {
+		return &NotOwnerError{Dev: dev, Current: cur}
+	}
+	return fmt.Errorf("nftables: delete table %s: %w", t.Name, errOwned)
+}
+
+// owner reads which session dev's table records, and whether it exists.
+func (n *nftBackend) owner(ctx context.Context, dev string) (Owner, bool, error) {
+	c, err := n.conn(ctx)
+	if err != nil {
+		return Owner{}, false, err
+	}
+	t := nftTable(dev)
+	if _, err := c.ListTableOfFamily(t.Name, nftables.TableFamilyINet); errors.Is(err, unix.ENOENT) {
+		return Owner{}, false, nil
+	} else if err != nil {
+		return Owner{}, false, err
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return Owner{}, true, err
+	}
+	var o Owner
+	for _, ch := range chains {
+		if ch.Table == nil || ch.Table.Name != t.Name {
+			continue
+		}
+		if v, ok := strings.CutPrefix(ch.Name, nftOwnerIDPrefix); ok {
+			o.ID, _ = strconv.Atoi(v)
+		} else if v, ok := strings.CutPrefix(ch.Name, nftOwnerUIDPrefix); ok {
+			o.UID = v
+		}
+	}
+	return o, true, nil
+}
+
+// Clear deletes dev's table and its legacy table, whoever made them, in
+// one batch.
+func (n *nftBackend) Clear(ctx context.Context, dev string) error {
 	if err := ValidDevice(dev); err != nil {
 		return err
 	}
@@ -263,18 +399,29 @@ func (n *nftBackend) Remove(ctx context.Context, dev string) error {
 	if err != nil {
 		return err
 	}
-	t := nftTable(dev)
-	c.AddTable(t) // makes the delete succeed when there is nothing to remove
-	c.DelTable(t)
+	delIfPresent(c, nftLegacyTable(dev))
+	delIfPresent(c, nftTable(dev))
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables: delete table %s: %w", t.Name, err)
+		return fmt.Errorf("nftables: delete table %s: %w", nftTable(dev).Name, err)
 	}
 	return nil
 }
 
-// RemoveAll deletes every inet table whose name starts with TablePrefix, in
-// one batch. A table deleted by someone else between the listing and the
-// batch makes the batch fail as a whole, so it is retried a few times.
+// isOurTable reports whether an inet table's name is one this backend
+// makes, or made under the legacy name.
+func isOurTable(name string) bool {
+	for _, p := range []string{TablePrefix, LegacyTablePrefix} {
+		if d, ok := strings.CutPrefix(name, p); ok && ValidDevice(d) == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// RemoveAll deletes every inet table named by TablePrefix or
+// LegacyTablePrefix, in one batch. A table deleted by someone else between
+// the listing and the batch makes the batch fail as a whole, so it is
+// retried a few times.
 func (n *nftBackend) RemoveAll(ctx context.Context) error {
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -287,7 +434,7 @@ func (n *nftBackend) RemoveAll(ctx context.Context) error {
 			return fmt.Errorf("nftables: list tables: %w", err)
 		}
 		for _, t := range tables {
-			if strings.HasPrefix(t.Name, TablePrefix) {
+			if isOurTable(t.Name) {
 				c.DelTable(&nftables.Table{Name: t.Name, Family: nftables.TableFamilyINet})
 			}
 		}

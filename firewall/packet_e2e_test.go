@@ -408,7 +408,7 @@ func checkImpl(t *testing.T, impl string, tp *topo, c fwCase, p *events.Policy) 
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		var out Outcome
-		tp.router.do(func() error { out = Connect(ctx, b, tp.dev, p); return nil })
+		tp.router.do(func() error { out = Connect(ctx, b, tp.dev, testOwner, p); return nil })
 		if out.Action != ActionApplied {
 			t.Errorf("%s: connect: %+v", impl, out)
 			return
@@ -444,7 +444,7 @@ func checkImpl(t *testing.T, impl string, tp *topo, c fwCase, p *events.Policy) 
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		var out Outcome
-		tp.router.do(func() error { out = Disconnect(ctx, b, tp.dev); return nil })
+		tp.router.do(func() error { out = Disconnect(ctx, b, tp.dev, testOwner); return nil })
 		if out.Action != ActionRemoved {
 			t.Errorf("%s: disconnect: %+v", impl, out)
 		}

@@ -65,7 +65,7 @@ func TestRulesInstalled(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				var out Outcome
-				if err := ns.do(func() error { out = Connect(ctx, b, "vpns7", p); return nil }); err != nil {
+				if err := ns.do(func() error { out = Connect(ctx, b, "vpns7", testOwner, p); return nil }); err != nil {
 					t.Fatal(err)
 				}
 				if out.Action != ActionApplied || out.Err != nil {
@@ -74,7 +74,7 @@ func TestRulesInstalled(t *testing.T) {
 				assertHostUntouched(t)
 				got := listOurs(t, ns)
 				golden(t, filepath.Join("testdata", "rules", c.name+"."+kind+".txt"), got)
-				if err := ns.do(func() error { out = Disconnect(ctx, b, "vpns7"); return nil }); err != nil {
+				if err := ns.do(func() error { out = Disconnect(ctx, b, "vpns7", testOwner); return nil }); err != nil {
 					t.Fatal(err)
 				}
 				if out.Action != ActionRemoved {

@@ -40,15 +40,19 @@ func (r *Run) asFirewallScript(cfg config.Config, ev *events.Event, budget *time
 		r.printf("run as ocserv's fw script (--fw) but FIREWALL=%s; applying the policy anyway, so no restricted user is let in unrestricted", cfg.Firewall)
 	}
 	dev := r.Env["DEVICE"]
-	restricted := ev.Policy.Restricted()
+	// An invalid policy fails closed exactly like a restricted one: an
+	// entry that did not parse may be the very restriction (ocserv's
+	// restrict-user-to-ports = "tcp()" gives an invalid policy that does
+	// not look restricted), so such a user is never let in without rules.
+	mustEnforce := ev.Policy.Restricted() || (ev.Policy != nil && ev.Policy.Invalid)
 	code := ExitAdmit
 	switch ev.Type {
 	case events.Connect:
 		// If the budget runs out while the rules are half-way, the user
 		// must not get in unrestricted.
-		r.failClosed.Store(restricted)
+		r.failClosed.Store(mustEnforce)
 		out := r.firewall(cfg, func(ctx context.Context, b firewall.Backend) firewall.Outcome {
-			return firewall.Connect(ctx, b, dev, ev.Policy)
+			return firewall.Connect(ctx, b, dev, r.owner(ev), ev.Policy)
 		}, ev)
 		r.failClosed.Store(false)
 		if out.Refuse() {
@@ -63,13 +67,16 @@ func (r *Run) asFirewallScript(cfg config.Config, ev *events.Event, budget *time
 				// ocserv runs no disconnect script for a refused login:
 				// the rules would stay on the device name and restrict
 				// (or close) whoever gets it next without restriction.
-				r.withdraw(cfg, dev)
+				r.withdraw(cfg, dev, r.owner(ev))
 			}
 		}
 	case events.Disconnect:
-		r.firewall(cfg, func(ctx context.Context, b firewall.Backend) firewall.Outcome {
-			return firewall.Disconnect(ctx, b, dev)
+		out := r.firewall(cfg, func(ctx context.Context, b firewall.Backend) firewall.Outcome {
+			return firewall.Disconnect(ctx, b, dev, r.owner(ev))
 		}, ev)
+		if s := out.SupersededBy; s != nil {
+			ev.Firewall.SupersededBy = &events.SessionRef{ID: s.ID, SessionUID: s.UID}
+		}
 		r.runNext(ev, budget) // ocserv ignores a disconnect script's status
 	default:
 		// ocserv never runs the fw script for host-update; if a future
@@ -77,6 +84,14 @@ func (r *Run) asFirewallScript(cfg config.Config, ev *events.Event, budget *time
 		r.runNext(ev, budget)
 	}
 	return code
+}
+
+// openFirewall opens the configured backend (a test may stand in its own).
+func (r *Run) openFirewall(kind string) (firewall.Backend, error) {
+	if r.backend != nil {
+		return r.backend(kind)
+	}
+	return firewall.Open(kind)
 }
 
 // refuse records a deliberate refusal and makes it the run's verdict, so
@@ -99,7 +114,7 @@ func (r *Run) firewall(cfg config.Config, step func(context.Context, firewall.Ba
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	b, err := firewall.Open(cfg.FirewallBackend)
+	b, err := r.openFirewall(cfg.FirewallBackend)
 	if err != nil {
 		r.printf("firewall: %v", err)
 		b = nil // Connect fails closed on a nil backend for a restricted user
@@ -118,16 +133,16 @@ func (r *Run) firewall(cfg config.Config, step func(context.Context, firewall.Ba
 // withdraw removes the rules just applied for a login that was refused
 // after all. Not a security matter (the session never starts), so a
 // failure is only reported; the next connect on dev replaces them anyway.
-func (r *Run) withdraw(cfg config.Config, dev string) {
+func (r *Run) withdraw(cfg config.Config, dev string, owner firewall.Owner) {
 	limit := cfg.FirewallBudget
 	if left := r.budget - r.used() - 30*time.Millisecond; left < limit {
 		limit = left
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	b, err := firewall.Open(cfg.FirewallBackend)
+	b, err := r.openFirewall(cfg.FirewallBackend)
 	if err == nil {
-		err = firewall.Disconnect(ctx, b, dev).Err
+		err = firewall.Disconnect(ctx, b, dev, owner).Err
 	}
 	if err != nil {
 		r.printf("firewall: removing the rules of the refused login on %q: %v", dev, err)
@@ -147,7 +162,7 @@ func (r *Run) clearLeftovers(cfg config.Config, ev *events.Event) {
 			return firewall.Outcome{Action: firewall.ActionNone}
 		}
 		start := time.Now()
-		err := b.Remove(ctx, dev)
+		err := b.Clear(ctx, dev)
 		return firewall.Outcome{Action: firewall.ActionNone, Backend: b.Name(), Err: err, Elapsed: time.Since(start)}
 	}, ev)
 }

@@ -74,7 +74,7 @@ func hostHasNothingOfOurs(t *testing.T) {
 			t.Errorf("%v: %v: %s", argv, err, out)
 			continue
 		}
-		for _, s := range []string{firewall.ChainPrefix, firewall.RouteChainPrefix, firewall.TablePrefix, firewall.Comment} {
+		for _, s := range []string{firewall.ChainPrefix, firewall.RouteChainPrefix, firewall.TablePrefix, firewall.LegacyTablePrefix, firewall.Comment} {
 			if strings.Contains(string(out), s) {
 				t.Errorf("the host namespace holds %q after the test:\n%s", s, out)
 			}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/config"
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
+	"github.com/ocserv-telemetry/ocserv-telemetry/firewall"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/crashpoint"
 	"github.com/ocserv-telemetry/ocserv-telemetry/kick"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
@@ -69,6 +70,13 @@ type Run struct {
 	// stall, when set by a test, runs just before the append: a stand-in
 	// for a disk that hangs, to prove the budget timer ends the run.
 	stall func()
+	// uidKnown: the event's session_uid is the session's own (made at this
+	// connect, or found for this disconnect), not one made up for it.
+	uidKnown bool
+
+	// backend, when set by a test, opens the firewall backend instead of
+	// firewall.Open: a stand-in for a kernel or a helper that hangs.
+	backend func(kind string) (firewall.Backend, error)
 }
 
 // Main runs the hook and ends through r.Exit. Panics are recovered: a bug
@@ -207,6 +215,18 @@ func (r *Run) run(budget *time.Timer) int {
 		// start the session, so there is nothing to restrict.
 		code = ExitRefuse
 	}
+	// The spool is opened, and the session_uid settled, before any
+	// firewall work: the rules record the session that owns them, and a
+	// disconnect removes only its own (ocserv can give the device to the
+	// next session before this disconnect runs).
+	sp, spErr := spool.Open(cfg.SpoolDir, spool.Options{Fsync: cfg.Fsync, LockWait: r.lockWait(cfg), Create: true})
+	if spErr != nil {
+		r.printf("%v", spErr)
+		sp = nil
+	} else {
+		defer sp.Close()
+	}
+	r.sessionUID(sp, ev)
 	switch {
 	case code == ExitRefuse: // kicked: no firewall work, no next script
 	case opts.fw:
@@ -222,14 +242,10 @@ func (r *Run) run(budget *time.Timer) int {
 		r.printf("FIREWALL=on, but ocserv ran the hook as its connect script for restricted user %q: the rules are ocserv-fw's; install the hook as ocserv's fw script (README, firewall modes)", ev.Session.Username)
 	}
 
-	sp, err := spool.Open(cfg.SpoolDir, spool.Options{Fsync: cfg.Fsync, LockWait: r.lockWait(cfg), Create: true})
-	if err != nil {
-		r.printf("%v", err)
+	if sp == nil {
 		r.keep(ev, "spool unusable")
 		return code
 	}
-	defer sp.Close()
-	r.sessionUID(sp, ev)
 	if r.stall != nil {
 		if _, err := r.encode(ev); err == nil {
 			r.stall()
@@ -310,7 +326,9 @@ func (r *Run) stamp(ev *events.Event, cfg config.Config) {
 func newEventID() string { return events.NewUUIDv7() }
 
 // sessionUID gives the event the session_uid of its ocserv worker: made at
-// connect, kept under ID and DEVICE until disconnect.
+// connect, kept under ID and DEVICE until disconnect. sp is nil when the
+// spool could not be opened: a new one is made, and nothing is kept.
+// r.uidKnown records whether a non-connect event found its connect's.
 func (r *Run) sessionUID(sp *spool.Spool, ev *events.Event) {
 	s := ev.Session
 	if s == nil || s.ID == 0 || s.Device == "" {
@@ -320,12 +338,16 @@ func (r *Run) sessionUID(sp *spool.Spool, ev *events.Event) {
 	}
 	key := spool.SessionKey(s.ID, s.Device)
 	if ev.Type != events.Connect {
-		uid, ok, err := sp.LoadSession(key)
-		if err != nil {
-			r.printf("%v", err)
+		var uid string
+		var ok bool
+		if sp != nil {
+			var err error
+			if uid, ok, err = sp.LoadSession(key); err != nil {
+				r.printf("%v", err)
+			}
 		}
 		if ok {
-			ev.SessionUID = uid
+			ev.SessionUID, r.uidKnown = uid, true
 			if ev.Type == events.Disconnect {
 				if err := sp.DropSession(key); err != nil {
 					r.printf("%v", err)
@@ -336,11 +358,27 @@ func (r *Run) sessionUID(sp *spool.Spool, ev *events.Event) {
 		ev.Problems = append(ev.Problems, "session_uid: none kept for this worker (connect not seen by this hook); made a new one")
 	}
 	ev.SessionUID = newEventID()
-	if ev.Type != events.Disconnect {
+	if ev.Type == events.Connect {
+		r.uidKnown = true
+	}
+	if ev.Type != events.Disconnect && sp != nil {
 		if err := sp.StoreSession(key, ev.SessionUID); err != nil {
 			r.printf("%v", err)
 		}
 	}
+}
+
+// owner is the session this run's firewall rules belong to: ocserv's ID
+// and the session_uid, when this run knows the session's real one.
+func (r *Run) owner(ev *events.Event) firewall.Owner {
+	o := firewall.Owner{}
+	if ev.Session != nil {
+		o.ID = ev.Session.ID
+	}
+	if r.uidKnown {
+		o.UID = ev.SessionUID
+	}
+	return o
 }
 
 // write appends the event, or falls back to a file of its own when the lock

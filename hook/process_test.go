@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ocserv-telemetry/ocserv-telemetry/config"
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 	"github.com/ocserv-telemetry/ocserv-telemetry/hook"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/envfile"
@@ -217,7 +219,12 @@ func TestHungLockHolderFallsBack(t *testing.T) {
 	b, _ := os.ReadFile(fb[0])
 	var e events.Event
 	if err := json.Unmarshal(b, &e); err != nil || !e.Hook.Fallback || e.Seq != 0 || e.SpoolID == "" || e.Type != events.Disconnect {
-		t.Errorf("fallback event %s: %v", b, err)
+		t.Fatalf("fallback event %s: %v", b, err)
+	}
+	// The event was encoded when the lock wait gave up: after the lock
+	// budget, and not much later (the hook's own budget is 500ms).
+	if el := time.Duration(e.Hook.ElapsedUS) * time.Microsecond; el < 100*time.Millisecond || el > 100*time.Millisecond+hooktest.TimerSlack {
+		t.Errorf("fallback event encoded %s after the hook started; want its 100ms lock budget, at most %s late", el, hooktest.TimerSlack)
 	}
 }
 
@@ -239,15 +246,22 @@ func waitLocked(t *testing.T, path string) {
 	t.Fatal("lock holder did not take the lock within 5s")
 }
 
-// 200 hooks at once: every line valid, seqs unique and gap-free, none on
-// the fallback path.
+// 200 hooks at once, what the design promises whatever the machine's load:
+// every hook exits 0 with nothing to complain about (a hook over its time
+// budget says so on stderr and leaves its event out of the spool), every
+// event is in the spool exactly once, the locked appends hold seqs 1..k
+// with no gap and no repeat, and the rest are on the fallback path
+// (numbered later by the shipper). How many took the fallback path depends
+// on the disk and the load (docs/spool.md), so it is reported, not asserted.
 func TestTwoHundredConcurrentHooks(t *testing.T) {
-	sb := hooktest.NewSandbox(t, "")
+	budget := config.Default().HookBudget // the production budget, not the sandbox's
+	sb := hooktest.NewSandbox(t, fmt.Sprintf("HOOK_BUDGET=%s\n", budget))
 	const n = 200
 	base := refEnv(t, "connect")
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var failures []string
+	walls := make([]time.Duration, n)
 	start := make(chan struct{})
 	for i := 0; i < n; i++ {
 		env := make(map[string]string, len(base))
@@ -265,7 +279,10 @@ func TestTwoHundredConcurrentHooks(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			if err := cmd.Run(); err != nil || stderr.Len() > 0 {
+			t0 := time.Now()
+			err := cmd.Run()
+			walls[i] = time.Since(t0)
+			if err != nil || stderr.Len() > 0 {
 				mu.Lock()
 				failures = append(failures, fmt.Sprintf("%v: %s", err, stderr.String()))
 				mu.Unlock()
@@ -275,29 +292,62 @@ func TestTwoHundredConcurrentHooks(t *testing.T) {
 	close(start)
 	wg.Wait()
 	if len(failures) > 0 {
-		t.Fatalf("%d hooks failed, first: %s", len(failures), failures[0])
+		t.Fatalf("%d hooks failed or complained (a hook over its budget says so), first: %s", len(failures), failures[0])
 	}
-	if fb, _ := filepath.Glob(filepath.Join(sb.Spool, "fallback", "*")); len(fb) != 0 {
-		t.Errorf("%d events on the fallback path", len(fb))
+
+	queued := sb.Events(t)
+	fbFiles, _ := filepath.Glob(filepath.Join(sb.Spool, "fallback", "*.ndjson"))
+	var fallback []events.Event
+	for _, f := range fbFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e events.Event
+		if err := json.Unmarshal(b, &e); err != nil {
+			t.Fatalf("fallback file %s: %v", f, err)
+		}
+		if e.Hook == nil || !e.Hook.Fallback || e.Seq != 0 {
+			t.Errorf("fallback file %s: fallback flag or seq wrong: %s", f, b)
+		}
+		fallback = append(fallback, e)
 	}
-	evs := sb.Events(t)
-	if len(evs) != n {
-		t.Fatalf("%d events, want %d", len(evs), n)
-	}
-	seen := map[uint64]bool{}
-	users := map[string]bool{}
-	for _, e := range evs {
-		seen[e.Seq] = true
-		users[e.Session.Username] = true
-	}
-	for s := uint64(1); s <= n; s++ {
-		if !seen[s] {
-			t.Errorf("seq %d missing", s)
+	users := map[string]int{}
+	ids := map[string]int{}
+	seqs := map[uint64]int{}
+	var maxElapsed time.Duration
+	for _, e := range append(queued, fallback...) {
+		users[e.Session.Username]++
+		ids[e.EventID]++
+		if e.Hook != nil {
+			maxElapsed = max(maxElapsed, time.Duration(e.Hook.ElapsedUS)*time.Microsecond)
+			if el := time.Duration(e.Hook.ElapsedUS) * time.Microsecond; el >= budget {
+				t.Errorf("%s: event encoded %s after the hook started, past its %s budget", e.Session.Username, el, budget)
+			}
 		}
 	}
-	if len(users) != n {
-		t.Errorf("%d distinct users, want %d", len(users), n)
+	for _, e := range queued {
+		seqs[e.Seq]++
+		if e.Hook == nil || e.Hook.Fallback {
+			t.Errorf("seq %d: a locked append marked as fallback", e.Seq)
+		}
 	}
+	for i := 0; i < n; i++ {
+		if u := fmt.Sprintf("user%d", i); users[u] != 1 {
+			t.Errorf("%s: %d events in the spool, want exactly 1", u, users[u])
+		}
+	}
+	if len(ids) != n {
+		t.Errorf("%d distinct event_ids, want %d", len(ids), n)
+	}
+	for s := uint64(1); s <= uint64(len(queued)); s++ {
+		if seqs[s] != 1 {
+			t.Errorf("seq %d appears %d times among the %d locked appends, want once", s, seqs[s], len(queued))
+		}
+	}
+	slices.Sort(walls)
+	t.Logf("%d of %d hooks took the fallback path; longest run in the hook %s (budget %s); whole process, fork to exit: median %s, max %s",
+		len(fallback), n, maxElapsed.Round(time.Millisecond), budget, walls[n/2].Round(time.Millisecond), walls[n-1].Round(time.Millisecond))
 }
 
 // A hook killed after taking a seq leaves a gap and nothing else; one killed

@@ -152,3 +152,16 @@ func reject(m Message, reason string) Rejected {
 	}
 	return r
 }
+
+// RejectTx is the engine-independent body of IngestStore.Reject.
+func RejectTx(ctx context.Context, tx IngestTx, m Message, reason string) error {
+	pos, err := tx.Position(ctx)
+	if err != nil {
+		return fmt.Errorf("read ingest position: %w", err)
+	}
+	if m.StreamSeq > pos.StreamSeq {
+		pos.StreamSeq, pos.StreamTime = m.StreamSeq, m.Time.UTC().Truncate(time.Microsecond)
+	}
+	pos.Rejected++
+	return tx.Write(ctx, &Changes{Rejected: []Rejected{reject(m, reason)}, Position: pos})
+}

@@ -30,8 +30,22 @@ type IngestStore interface {
 	// was applied; an error with code ECodeUnavailable means the
 	// database could not be used.
 	Apply(ctx context.Context, msgs []Message) (BatchResult, error)
+	// Reject records m as a rejected event with reason (and advances
+	// the position past it) in one transaction: for a message whose
+	// rows the database itself refused, so it cannot block the stream.
+	Reject(ctx context.Context, m Message, reason string) error
 	// Position is the last committed ingest position.
 	Position(ctx context.Context) (Position, error)
+}
+
+// Leader is an engine's lock that makes one instance of several the
+// active one (docs/ledger.md, Availability).
+type Leader interface {
+	// TryLead takes the lock when it is free. While held, lost is
+	// closed if the lock is lost (its connection died).
+	TryLead(ctx context.Context) (held bool, lost <-chan struct{}, err error)
+	// Release gives the lock up.
+	Release()
 }
 
 // SessionStore answers history questions.

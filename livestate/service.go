@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -102,12 +102,14 @@ type Status struct {
 	OcctlSince       string            `json:"occtl_since,omitempty"`
 	OcctlFailures    int               `json:"occtl_failures,omitempty"`
 	OcctlRepairs     uint64            `json:"occtl_repairs"`
+	Readings         uint64            `json:"occtl_readings"`
 	LastPoll         string            `json:"last_poll,omitempty"`
 	OcservVersion    string            `json:"ocserv_version,omitempty"`
 	Sessions         int               `json:"sessions"`
 	Followed         int               `json:"followed_workers"`
 	Claim            string            `json:"claim"`
 	ClaimHolder      *Claim            `json:"claim_holder,omitempty"`
+	ClaimChecks      uint64            `json:"claim_checks"`
 	NATSError        string            `json:"nats_error,omitempty"`
 	Snapshots        uint64            `json:"snapshots_published"`
 	SnapshotFailures uint64            `json:"snapshot_failures"`
@@ -261,19 +263,27 @@ func (s *Service) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); s.natsLoop(ctx) }()
 	}
 	defer wg.Wait()
-	failures := 0
+	// While occtl fails: Interval doubling to MaxBackoff, ±20%, forever.
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = s.o.Interval
+	bo.MaxInterval = s.o.MaxBackoff
+	bo.Multiplier = 2
+	bo.RandomizationFactor = 0.2
+	bo.MaxElapsedTime = 0
+	bo.Reset()
 	for {
 		err := s.poll(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
+		s.mu.Lock()
+		s.st.Readings++ // done with it, derived events written
+		s.mu.Unlock()
 		wait := s.o.Interval
 		if err != nil {
-			failures++
-			wait = min(s.o.Interval<<min(failures-1, 16), s.o.MaxBackoff)
-			wait = time.Duration(float64(wait) * (0.8 + 0.4*rand.Float64()))
+			wait = bo.NextBackOff()
 		} else {
-			failures = 0
+			bo.Reset()
 		}
 		select {
 		case <-ctx.Done():
@@ -632,6 +642,9 @@ func (s *Service) natsLoop(ctx context.Context) {
 		now := time.Now()
 		if n.claim.state != ClaimOwned || now.Sub(lastClaim) >= s.o.Interval/2 {
 			res, err := n.claim.refresh(cctx, n.kv, now)
+			s.mu.Lock()
+			s.st.ClaimChecks++
+			s.mu.Unlock()
 			if err != nil {
 				cancel()
 				fail(err)

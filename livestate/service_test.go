@@ -216,13 +216,19 @@ func TestSnapshotsAndLatestState(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	waitUntil(t, "a users snapshot in the bucket", 15*time.Second, func() bool {
+	// The kinds of one reading are written one after the other: wait for
+	// the last of them.
+	waitUntil(t, "a snapshot of every kind in the bucket", 15*time.Second, func() bool {
 		kv, err := js.KeyValue(ctx, "ocserv_state")
 		if err != nil {
 			return false
 		}
-		_, err = kv.Get(ctx, "vpn1.users")
-		return err == nil
+		for _, k := range Kinds {
+			if _, err := kv.Get(ctx, "vpn1."+k); err != nil {
+				return false
+			}
+		}
+		return true
 	})
 	kv, _ := js.KeyValue(ctx, "ocserv_state")
 	snap, err := ReadLatest(ctx, kv, "vpn1", KindUsers)
@@ -412,7 +418,10 @@ func TestCloneDetection(t *testing.T) {
 	nc2, _ := connect(t, srv)
 	b := start(t, t.TempDir(), occtl, "twin", nc2, "host-a") // a cloned image: same host name
 	waitUntil(t, "host b sees the conflict", 15*time.Second, func() bool { return b.svc.Status().Claim == ClaimConflict })
-	time.Sleep(time.Second) // several intervals
+	// Five more checks of the claim, each a chance to publish or to log
+	// the conflict again.
+	checks := b.svc.Status().ClaimChecks
+	waitUntil(t, "five more claim checks by b", 15*time.Second, func() bool { return b.svc.Status().ClaimChecks >= checks+5 })
 	st := b.svc.Status()
 	if st.ClaimHolder == nil || st.ClaimHolder.SpoolID != a.sp.Meta().SpoolID {
 		t.Errorf("b's status names holder %+v, want a's spool %s", st.ClaimHolder, a.sp.Meta().SpoolID)
@@ -594,7 +603,7 @@ func TestServiceReconcileThroughSpoolAndRestart(t *testing.T) {
 		t.Errorf("no state file: %v", err)
 	}
 	h2 := start(t, dir, occtl, "r1", nil, "h")
-	time.Sleep(time.Second) // five readings
+	waitUntil(t, "five readings after the restart", 15*time.Second, func() bool { return h2.svc.Status().Readings >= 5 })
 	h2.stop()
 	if n := len(readSpool(t, dir)); n != 4 {
 		t.Errorf("%d events after a restart, want still 4", n)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -115,14 +116,27 @@ func TestEndpoint(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			out := scrape(t, Sources{Shipper: cache.Get, Live: svc, PerUser: c.perUser})
+			lines := strings.Split(out, "\n")
+			// A want with a value is a whole line; a bare name is a series
+			// whose value varies (go_goroutines): a line "name value".
+			has := func(w string) bool {
+				for _, l := range lines {
+					if l == w || !strings.Contains(w, " ") && strings.HasPrefix(l, w+" ") {
+						return true
+					}
+				}
+				return false
+			}
 			for _, w := range c.want {
-				if !strings.Contains(out, w+"\n") && !strings.Contains(out, w) {
-					t.Errorf("missing %q", w)
+				if !has(w) {
+					t.Errorf("no line %q", w)
 				}
 			}
 			for _, w := range c.notWant {
-				if strings.Contains(out, w) {
-					t.Errorf("unexpected %q", w)
+				for _, l := range lines {
+					if strings.Contains(l, w) {
+						t.Errorf("unexpected line %q", l)
+					}
 				}
 			}
 			if t.Failed() {
@@ -139,21 +153,49 @@ func TestListenFailureIsNotFatal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	var buf strings.Builder
+	var buf lockedBuf
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		Serve(ctx, ln.Addr().String(), Handler(Sources{}), slog.New(slog.NewTextHandler(&buf, nil)), nil)
 	}()
-	time.Sleep(200 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(buf.String(), "cannot listen") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the failed listen was not logged within 5s: %s", buf.String())
+		}
+		select {
+		case <-done:
+			t.Fatalf("Serve returned on a failed listen: %s", buf.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 	cancel()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return after cancel")
 	}
-	if !strings.Contains(buf.String(), "cannot listen") {
-		t.Errorf("log: %s", buf.String())
+	if n := strings.Count(buf.String(), "cannot listen"); n != 1 {
+		t.Errorf("logged %d times, want once per distinct error: %s", n, buf.String())
 	}
+}
+
+// lockedBuf is a log both Serve's goroutine and the test use.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -139,43 +140,41 @@ func subsetOf(w, f []string) bool {
 // the stream is not raced, yet an account that may publish but not look at
 // streams still delivers.
 func EnsureLoop(ctx context.Context, js jetstream.JetStream, spec StreamSpec, log *slog.Logger, checked chan<- struct{}) {
-	wait := 200 * time.Millisecond
-	failures := 0
 	once := sync.OnceFunc(func() { close(checked) })
 	defer once()
-	for {
+	// An operator may create the stream at any time: never give up.
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 200 * time.Millisecond
+	b.MaxInterval = 10 * time.Second
+	b.Multiplier = 2
+	b.MaxElapsedTime = 0
+	failures := 0
+	var res EnsureResult
+	err := backoff.RetryNotify(func() error {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		res, err := EnsureStream(cctx, js, spec)
-		cancel()
+		defer cancel()
+		r, err := EnsureStream(cctx, js, spec)
 		if err == nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
 			once()
 		}
-		if err == nil {
-			if failures > 0 {
-				log.Info("stream check recovered", "stream", spec.Name, "failures", failures)
-			}
-			if res.Created {
-				log.Info("stream created", "stream", spec.Name, "subjects", strings.Join(spec.Subjects, ","), "duplicate_window", spec.DupWindow.String())
-			}
-			for _, d := range res.Differences {
-				log.Warn("existing stream differs; leaving it as it is", "stream", spec.Name, "difference", d)
-			}
-			return
-		}
-		if ctx.Err() != nil {
-			return
-		}
+		res = r
+		return err
+	}, backoff.WithContext(b, ctx), func(err error, _ time.Duration) {
 		failures++
 		if failures == 1 || failures%30 == 0 {
 			log.Warn("stream check failed; retrying", "stream", spec.Name, "err", err.Error(), "failures", failures)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		if wait < 10*time.Second {
-			wait *= 2
-		}
+	})
+	if err != nil {
+		return // ctx ended
+	}
+	if failures > 0 {
+		log.Info("stream check recovered", "stream", spec.Name, "failures", failures)
+	}
+	if res.Created {
+		log.Info("stream created", "stream", spec.Name, "subjects", strings.Join(spec.Subjects, ","), "duplicate_window", spec.DupWindow.String())
+	}
+	for _, d := range res.Differences {
+		log.Warn("existing stream differs; leaving it as it is", "stream", spec.Name, "difference", d)
 	}
 }

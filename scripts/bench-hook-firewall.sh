@@ -96,9 +96,9 @@ check_connect() {
 	env -i "${benv[@]}" REASON=disconnect ip netns exec "$ns" "$@"
 }
 check_connect ocserv-fw "ocserv-fw" /usr/bin/ocserv-fw
-check_connect hook-nft "ocserv_telemetry_vpns0" "$root/bin/hook" --fw --config "$work/agent-nft.env"
+check_connect hook-nft "octel_vpns0" "$root/bin/hook" --fw --config "$work/agent-nft.env"
 check_connect hook-ipt "OCTEL-vpns0" "$root/bin/hook" --fw --config "$work/agent-ipt.env"
-if ns_rules | grep -E 'ocserv_telemetry|OCTEL|ocserv-telemetry|--comment ocserv-fw'; then
+if ns_rules | grep -E 'octel_|ocserv_telemetry_|OCTEL|ocserv-telemetry|--comment ocserv-fw'; then
 	echo "rules left after a cycle" >&2
 	exit 1
 fi
@@ -114,7 +114,7 @@ mapfile -t c_ipt < <(cycle "$root/bin/hook" --fw --config "$work/agent-ipt.env")
 inns "$work/procbench" -runs "$runs" -warmup "$warmup" -json "$out/hook-firewall.json" -- \
 	ocserv-fw "${c_fw[@]}" :: hook-nft "${c_nft[@]}" :: hook-ipt "${c_ipt[@]}" >"$out/hook-firewall-table.md"
 
-left=$(ns_rules | grep -cE 'ocserv_telemetry|OCTEL|ocserv-telemetry|--comment ocserv-fw' || true)
+left=$(ns_rules | grep -cE 'octel_|ocserv_telemetry_|OCTEL|ocserv-telemetry|--comment ocserv-fw' || true)
 [ "$left" = 0 ] || { echo "rules left after the benchmark: $left lines" >&2; exit 1; }
 shopt -s nullglob
 spooled() { cat "$work/spool-$1"/pending/*.ndjson "$work/spool-$1"/queue.ndjson; }

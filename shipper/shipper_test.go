@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,14 @@ func (p *scripted) State() string     { return "connected" }
 
 func setup(t *testing.T, n int) (*spool.Spool, *scripted, func()) {
 	t.Helper()
+	return setupWith(t, n, nil)
+}
+
+// setupWith is setup with a status every 20ms handed to onStatus: after
+// the step that saves progress, so a status is a reading of what the loop
+// has done.
+func setupWith(t *testing.T, n int, onStatus func(Status)) (*spool.Spool, *scripted, func()) {
+	t.Helper()
 	sp, err := spool.Open(t.TempDir()+"/spool", spool.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +57,8 @@ func setup(t *testing.T, n int) (*spool.Spool, *scripted, func()) {
 	}
 	pub := &scripted{calls: make(chan pubCall, 100)}
 	sh, err := New(Options{Spool: sp, Publisher: pub, ServerID: "vpn1", SaveEvery: time.Millisecond,
-		BackoffInitial: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, Poll: 50 * time.Millisecond})
+		BackoffInitial: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, Poll: 50 * time.Millisecond,
+		StatusInterval: 20 * time.Millisecond, OnStatus: onStatus})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,18 +103,44 @@ func queueProgress(t *testing.T, sp *spool.Spool) (acked, size int64) {
 // Acks that arrive out of order advance the saved progress only over the
 // contiguous acknowledged prefix.
 func TestProgressIsContiguousPrefix(t *testing.T) {
-	sp, pub, stop := setup(t, 5)
+	// Statuses that count the four acks, the first of them at first.
+	var mu sync.Mutex
+	var firstAt, lastAt time.Time
+	sp, pub, stop := setupWith(t, 5, func(st Status) {
+		mu.Lock()
+		defer mu.Unlock()
+		if st.Acknowledged == 4 {
+			if firstAt.IsZero() {
+				firstAt = time.Now()
+			}
+			lastAt = time.Now()
+		}
+	})
 	defer stop()
 	calls := take(t, pub, 5)
 	for _, c := range calls[1:] {
 		c.done(nil)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// A status counting the four acks, written at least SaveEvery after
+	// the first such: the loop has had its chance to save progress since.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		done := !firstAt.IsZero() && lastAt.Sub(firstAt) >= 10*time.Millisecond
+		mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no status counting the four acks within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if acked, _ := queueProgress(t, sp); acked != 0 {
 		t.Fatalf("progress %d with the first event unacknowledged, want 0", acked)
 	}
 	calls[0].done(nil)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	for {
 		acked, size := queueProgress(t, sp)
 		if acked == size {

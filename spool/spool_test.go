@@ -370,8 +370,9 @@ func TestLockTimeoutAndFallback(t *testing.T) {
 	if !errors.Is(err, ErrLockTimeout) {
 		t.Fatalf("Append under a held lock = %v, want ErrLockTimeout", err)
 	}
-	if waited < 80*time.Millisecond || waited > 2*time.Second {
-		t.Errorf("waited %s for an 80ms lock budget", waited)
+	// The budget, then at most a timer's lateness on a busy machine.
+	if waited < 80*time.Millisecond || waited > 80*time.Millisecond+250*time.Millisecond {
+		t.Errorf("waited %s for an 80ms lock budget (at most 250ms late)", waited)
 	}
 	name, err := s.AppendFallback([]byte(`{"v":1,"event_id":"fb-1","server_id":"srv","type":"connect","future":{"x":1}}` + "\n"))
 	if err != nil {

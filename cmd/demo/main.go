@@ -4,8 +4,10 @@
 // NOTIFY_SOCKET), and the real bin/hook run with the environments ocserv
 // gives its scripts, for a few users connecting, roaming and leaving. Each
 // event is printed as a subscriber receives it, with the time from the
-// hook's exit. Everything it starts and every temporary directory is gone
-// when it exits. `make demo` runs it after `make build`.
+// hook's exit. It ends with the fleet ledger (bin/ledger on an embedded
+// SQLite file) consuming the events it just shipped, and ctl history, who
+// and usage answered by it. Everything it starts and every temporary
+// directory is gone when it exits. `make demo` runs it after `make build`.
 package main
 
 import (
@@ -47,7 +49,9 @@ func run() error {
 	flag.Parse()
 	hookBin, _ := filepath.Abs(filepath.Join(*bin, "hook"))
 	shipperBin, _ := filepath.Abs(filepath.Join(*bin, "shipper"))
-	for _, b := range []string{hookBin, shipperBin} {
+	ledgerBin, _ := filepath.Abs(filepath.Join(*bin, "ledger"))
+	ctlBin, _ := filepath.Abs(filepath.Join(*bin, "ctl"))
+	for _, b := range []string{hookBin, shipperBin, ledgerBin, ctlBin} {
 		if _, err := os.Stat(b); err != nil {
 			return fmt.Errorf("%s is missing; run `make build` first", b)
 		}
@@ -144,6 +148,7 @@ func run() error {
 	fmt.Println("   figure means the event arrived before the hook process had been reaped)")
 	fmt.Printf("   %-12s %-6s %-5s %-4s %-38s %s\n", "type", "user", "id", "seq", "subject", "latency")
 	var lat []time.Duration
+	var aliceOn time.Time // an instant while alice holds her address
 	steps := []string{"connect", "connect", "connect", "host-update", "disconnect", "host-update", "disconnect", "disconnect"}
 	order := []int{0, 1, 2, 1, 0, 2, 1, 2}
 	for i, reason := range steps {
@@ -157,6 +162,11 @@ func run() error {
 		exit, err := runHook(hookBin, env)
 		if err != nil {
 			return err
+		}
+		if u.name == "alice" && reason == "connect" {
+			time.Sleep(50 * time.Millisecond)
+			aliceOn = time.Now()
+			time.Sleep(50 * time.Millisecond)
 		}
 		select {
 		case a := <-msgs:
@@ -207,8 +217,114 @@ func run() error {
 	}
 	fmt.Println("   stopped cleanly; its log:")
 	fmt.Print(indent(readTail(logPath)))
+	if err := showLedger(tmp, ledgerBin, ctlBin, srv.ClientURL(), users[0].ip, aliceOn); err != nil {
+		return err
+	}
 	fmt.Println("== done; temporary directories removed")
 	return nil
+}
+
+// showLedger runs the fleet ledger on an embedded SQLite file over the
+// events just shipped, and asks it ctl's fleet questions.
+func showLedger(tmp, ledgerBin, ctlBin, url, aliceIP string, aliceOn time.Time) error {
+	fmt.Println("== the fleet ledger: bin/ledger on an embedded SQLite file consumes the events stream")
+	dir := filepath.Join(tmp, "ledger")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	ctlCfg := filepath.Join(dir, "ctl.env")
+	keyFile := filepath.Join(dir, "operator.nk")
+	if err := os.WriteFile(ctlCfg, []byte("NATS_URL="+url+"\nOPERATOR_KEY="+keyFile+"\n"), 0o600); err != nil {
+		return err
+	}
+	ctlEnv := append(os.Environ(), "OCSERV_CTL_CONFIG="+ctlCfg)
+	key, err := command(ctlEnv, ctlBin, "keygen", "--name", "demo-operator", "--role", "read-only")
+	if err != nil {
+		return err
+	}
+	trusted := filepath.Join(dir, "operators.keys")
+	if err := os.WriteFile(trusted, []byte(key), 0o600); err != nil {
+		return err
+	}
+	cfg := filepath.Join(dir, "ledger.env")
+	db := filepath.Join(dir, "ledger.db")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("NATS_URL=%s\nLEDGER_DATABASE=%s\nLEDGER_TRUSTED_KEYS=%s\nLEDGER_NONCE_FILE=%s\n",
+		url, db, trusted, filepath.Join(dir, "nonces"))), 0o600); err != nil {
+		return err
+	}
+	out, err := command(nil, ledgerBin, "migrate", "--config", cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Print(indent("$ ledger migrate\n" + out))
+	logPath := filepath.Join(dir, "ledger.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	l := exec.Command(ledgerBin, "serve", "--config", cfg)
+	l.Stdout, l.Stderr = logFile, logFile
+	l.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := l.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.Wait() }()
+	defer func() {
+		l.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			l.Process.Kill()
+			<-done
+		}
+	}()
+	// Caught up when the database's position reaches the stream's end.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st, err := command(nil, ledgerBin, "status", "--config", cfg, "--json")
+		var s struct {
+			Position struct {
+				StreamSeq uint64 `json:"stream_seq"`
+			} `json:"position"`
+			Last uint64 `json:"stream_last_seq"`
+		}
+		if err == nil && json.Unmarshal([]byte(st), &s) == nil && s.Last > 0 && s.Position.StreamSeq >= s.Last {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the ledger did not catch up within 15s (log: %s)", readTail(logPath))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	st, _ := command(nil, ledgerBin, "status", "--config", cfg)
+	fmt.Print(indent("$ ledger status\n" + st))
+	for _, q := range [][]string{
+		{"history"},
+		{"who", "--ip", aliceIP, "--at", aliceOn.UTC().Format(time.RFC3339Nano)},
+		{"usage"},
+	} {
+		out, err := command(ctlEnv, ctlBin, q...)
+		if err != nil {
+			return fmt.Errorf("ctl %s: %w (ledger log: %s)", q[0], err, readTail(logPath))
+		}
+		fmt.Print(indent("$ ctl " + strings.Join(q, " ") + "\n" + out))
+	}
+	return nil
+}
+
+// command runs a program to its end and returns its standard output.
+func command(env []string, bin string, args ...string) (string, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %v: %s", filepath.Base(bin), strings.Join(args, " "), err, errb.String())
+	}
+	return string(out), nil
 }
 
 func runHook(bin string, env map[string]string) (time.Time, error) {

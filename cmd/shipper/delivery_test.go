@@ -142,13 +142,28 @@ func TestCleanShutdownResendsNothing(t *testing.T) {
 
 	p = s.start()
 	p.waitNote("READY=1", 5*time.Second)
-	// Long enough for a full poll, a status write and an idle rotation.
-	time.Sleep(2500 * time.Millisecond)
-	if n := seen.Load(); n != 50 {
-		t.Fatalf("after a clean restart the subscriber saw %d messages, want still 50 (something was re-sent)", n)
+	// The restarted shipper reads the acknowledged queue to its end, rotates
+	// it when idle and deletes the chunk: wait for that, then for a status
+	// written after it, which counts what this run published.
+	waitFor(t, 10*time.Second, "the acknowledged queue rotated and deleted", func() bool {
+		q, _ := os.Stat(filepath.Join(s.spoolDir, spool.QueueFile))
+		chunks, _ := filepath.Glob(filepath.Join(s.spoolDir, spool.PendingDir, "*.ndjson"))
+		return (q == nil || q.Size() == 0) && len(chunks) == 0
+	})
+	emptied := time.Now()
+	waitFor(t, 5*time.Second, "a status written after that", func() bool { return s.statusSince(emptied) != nil })
+	if m := s.statusSince(emptied); m["published"] != float64(0) {
+		t.Fatalf("after a clean restart the shipper published %v messages, want 0 (something was re-sent)", m["published"])
 	}
 	s.appendEvents(1)
 	waitFor(t, 5*time.Second, "the 51st event", func() bool { return seen.Load() == 51 })
+	waitFor(t, 5*time.Second, "its acknowledgement", func() bool {
+		m := s.status()
+		return m != nil && m["acknowledged"] == float64(1)
+	})
+	if n, m := seen.Load(), s.status(); n != 51 || m["published"] != float64(1) {
+		t.Fatalf("subscriber saw %d messages, the shipper published %v since the restart; want 51 and 1", n, m["published"])
+	}
 	p.stop()
 }
 
@@ -210,15 +225,25 @@ func TestNATSRestarted(t *testing.T) {
 	seqs := s.appendEvents(100)
 	waitFor(t, 10*time.Second, "first 100", func() bool { return streamCount(url, stream) == 100 })
 
-	// Keep appending while the server goes away and comes back.
-	stopAppending := s.appendWhile(10 * time.Millisecond)
-	time.Sleep(200 * time.Millisecond)
+	// Keep appending while the server goes away and comes back: events
+	// before, during (the shipper has seen the server go) and after (it
+	// has reconnected).
+	ap := s.appendWhile(10 * time.Millisecond)
+	ap.waitMore(t, 20, "before the restart")
 	srv.Shutdown()
 	srv.WaitForShutdown()
-	time.Sleep(1500 * time.Millisecond)
+	waitFor(t, 10*time.Second, "the shipper to see NATS gone", func() bool {
+		m := s.status()
+		return m != nil && m["nats_state"] != "connected"
+	})
+	ap.waitMore(t, 20, "while NATS is down")
 	srv = startServer(t, port, store)
-	time.Sleep(500 * time.Millisecond)
-	seqs = append(seqs, stopAppending()...)
+	waitFor(t, 20*time.Second, "the shipper to reconnect", func() bool {
+		m := s.status()
+		return m != nil && m["nats_state"] == "connected"
+	})
+	ap.waitMore(t, 20, "after the reconnect")
+	seqs = append(seqs, ap.stop()...)
 	want := uint64(len(seqs))
 	waitFor(t, 30*time.Second, fmt.Sprintf("%d messages", want), func() bool { return streamCount(url, stream) >= want })
 	counts := seqCounts(readStream(t, url, stream))

@@ -79,6 +79,10 @@ func (s *site) writeConfig() {
 		"NATS_URL":                s.url,
 		"SHIPPER_STATUS_INTERVAL": "200ms",
 		"SPOOL_FSYNC":             "off", // tests kill processes, not the machine
+		// The hook's longest budget: on a busy machine a hook past its
+		// budget keeps its event in its log, not the spool, and these
+		// tests count what reaches the stream.
+		"HOOK_BUDGET": "10s",
 	}
 	for k, v := range s.extra {
 		kv[k] = v
@@ -234,7 +238,7 @@ func (s *site) hook(reason, user string, id int) error {
 	cmd := exec.Command(hookBin)
 	cmd.Env = env
 	out, err := cmd.CombinedOutput()
-	if err != nil {
+	if err != nil || bytes.Contains(out, []byte("time budget spent")) {
 		return fmt.Errorf("hook %s: %v: %s", reason, err, out)
 	}
 	return nil
@@ -253,34 +257,57 @@ func (s *site) openSpool() *spool.Spool {
 
 // appendEvents appends n connect events through the spool, the way the
 // hook does but without a process per event, and returns their seqs.
-// appendWhile keeps appending batches of 5 events every pause until the
-// returned stop is called; stop returns every seq appended.
-func (s *site) appendWhile(pause time.Duration) (stop func() []uint64) {
-	var mu sync.Mutex
-	var seqs []uint64
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
+
+// appender keeps appending batches of 5 events every pause until stop.
+type appender struct {
+	mu   sync.Mutex
+	seqs []uint64
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+// appendWhile starts an appender.
+func (s *site) appendWhile(pause time.Duration) *appender {
+	a := &appender{done: make(chan struct{})}
+	a.wg.Add(1)
 	go func() {
-		defer wg.Done()
+		defer a.wg.Done()
 		for {
 			select {
-			case <-done:
+			case <-a.done:
 				return
 			default:
 			}
 			q := s.appendEvents(5)
-			mu.Lock()
-			seqs = append(seqs, q...)
-			mu.Unlock()
+			a.mu.Lock()
+			a.seqs = append(a.seqs, q...)
+			a.mu.Unlock()
 			time.Sleep(pause)
 		}
 	}()
-	return func() []uint64 {
-		close(done)
-		wg.Wait()
-		return seqs
-	}
+	return a
+}
+
+func (a *appender) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.seqs)
+}
+
+// waitMore waits until n more events than now have been appended, so a
+// phase of a test (before, during, after an outage) is a counted number of
+// appends rather than a length of time.
+func (a *appender) waitMore(t *testing.T, n int, what string) {
+	t.Helper()
+	want := a.count() + n
+	waitFor(t, 20*time.Second, fmt.Sprintf("%d events appended %s", n, what), func() bool { return a.count() >= want })
+}
+
+// stop ends the appends and returns every seq appended.
+func (a *appender) stop() []uint64 {
+	close(a.done)
+	a.wg.Wait()
+	return a.seqs
 }
 
 func (s *site) appendEvents(n int) []uint64 {
@@ -309,6 +336,19 @@ func (s *site) status() map[string]any {
 	}
 	var m map[string]any
 	if jsonUnmarshal(b, &m) != nil {
+		return nil
+	}
+	return m
+}
+
+// statusSince is the status file if it was written after t, else nil.
+func (s *site) statusSince(t time.Time) map[string]any {
+	m := s.status()
+	if m == nil {
+		return nil
+	}
+	at, err := time.Parse(time.RFC3339Nano, fmt.Sprint(m["time"]))
+	if err != nil || !at.After(t) {
 		return nil
 	}
 	return m

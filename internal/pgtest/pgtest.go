@@ -39,6 +39,7 @@ type Cluster struct {
 	Dir    string // data and socket live below it
 	Socket string // the socket directory
 	owner  *user.User
+	opts   string // the server settings, for Restart
 }
 
 // Options of a cluster.
@@ -111,8 +112,9 @@ func Start(o Options) (*Cluster, error) {
 		k, v, _ := strings.Cut(s, "=")
 		opts = append(opts, "-c", k+"='"+v+"'")
 	}
+	c.opts = strings.Join(opts, " ")
 	if out, err := c.run("pg_ctl", "-D", filepath.Join(dir, "data"), "-l", filepath.Join(dir, "server.log"), "-w", "-t", "60",
-		"-o", strings.Join(opts, " "), "start"); err != nil {
+		"-o", c.opts, "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
 		c.remove()
 		return nil, fmt.Errorf("pg_ctl start: %v: %s\n%s", err, out, log)
@@ -190,7 +192,8 @@ func (c *Cluster) Kill() error {
 
 // Restart starts a stopped (killed) server again on the same data.
 func (c *Cluster) Restart() error {
-	out, err := c.run("pg_ctl", "-D", filepath.Join(c.Dir, "data"), "-l", filepath.Join(c.Dir, "server.log"), "-w", "-t", "60", "start")
+	out, err := c.run("pg_ctl", "-D", filepath.Join(c.Dir, "data"), "-l", filepath.Join(c.Dir, "server.log"), "-w", "-t", "60",
+		"-o", c.opts, "start")
 	if err != nil {
 		return fmt.Errorf("pg_ctl start: %v: %s", err, out)
 	}

@@ -252,3 +252,16 @@ func argsJSON(m map[string]string) string {
 	b, _ := json.Marshal(m)
 	return string(b)
 }
+
+// Reject records one message as rejected (ledger.RejectTx).
+func (s *Store) Reject(ctx context.Context, m ledger.Message, reason string) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return wrap("postgres ledger: begin", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if err := ledger.RejectTx(ctx, &ingestTx{tx: tx}, m, reason); err != nil {
+		return wrap("postgres ledger: reject", err)
+	}
+	return wrap("postgres ledger: commit", tx.Commit(ctx))
+}

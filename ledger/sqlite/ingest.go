@@ -275,3 +275,16 @@ func argsJSON(m map[string]string) string {
 	b, _ := json.Marshal(m)
 	return string(b)
 }
+
+// Reject records one message as rejected (ledger.RejectTx).
+func (s *Store) Reject(ctx context.Context, m ledger.Message, reason string) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("sqlite ledger: begin", err)
+	}
+	defer tx.Rollback()
+	if err := ledger.RejectTx(ctx, &ingestTx{tx: tx}, m, reason); err != nil {
+		return wrap("sqlite ledger: reject", err)
+	}
+	return wrap("sqlite ledger: commit", tx.Commit())
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/api"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ledgertest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/sqlite"
+	"github.com/ocserv-telemetry/ocserv-telemetry/opauth"
+)
+
+// ledgerBed: an embedded NATS, a ledger (SQLite, the query service
+// in-process) holding a small fleet's events, and ctl's config with a
+// key made by ctl keygen and trusted by the ledger.
+func newLedgerBed(t *testing.T, trust bool) (*ctlBed, time.Time) {
+	t.Helper()
+	srv := natstest.Run(t)
+	dir := t.TempDir()
+	b := &ctlBed{t: t, cfg: filepath.Join(dir, "ctl.env"), keyOut: filepath.Join(dir, "op.nk")}
+	os.WriteFile(b.cfg, []byte("NATS_URL="+srv.ClientURL()+"\nOPERATOR_KEY="+b.keyOut+"\nCTL_TIMEOUT=3s\n"), 0o600)
+	out, errs, code := b.run("", "keygen", "--name", "auditor", "--role", "read-only")
+	if code != 0 {
+		t.Fatalf("keygen: %d %s", code, errs)
+	}
+	trusted := filepath.Join(dir, "trusted")
+	if !trust {
+		out = "# nobody\n"
+	}
+	os.WriteFile(trusted, []byte(out), 0o600)
+	tr, err := opauth.LoadTrusted(trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonces, _ := opauth.OpenNonceCache(filepath.Join(dir, "nonces"), 0, time.Now())
+	t.Cleanup(func() { nonces.Close() })
+	ctx := context.Background()
+	path := filepath.Join(dir, "ledger.db")
+	if _, err := sqlite.Migrate(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(ctx, path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	t0 := time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC)
+	seq := &ledgertest.Seq{}
+	g1, g2 := ledgertest.NewGen("vpn1", seq), ledgertest.NewGen("vpn2", seq)
+	a, bb, c := ledgertest.UID(), ledgertest.UID(), ledgertest.UID()
+	if _, err := st.Apply(ctx, []ledger.Message{
+		g1.Connect(a, ledgertest.Conn{User: "alice", IPReal: "203.0.113.9", VPN4: "10.8.0.23"}, t0),
+		g1.Disconnect(a, 1<<20, 3<<20, 3600, t0.Add(time.Hour)),
+		g1.Connect(bb, ledgertest.Conn{User: "bob", IPReal: "203.0.113.10", VPN4: "10.8.0.23"}, t0.Add(time.Hour+time.Minute)),
+		g2.Connect(c, ledgertest.Conn{User: "alice", IPReal: "198.51.100.4", VPN4: "10.9.0.5"}, t0.Add(30*time.Minute)),
+		g2.Disconnect(c, 1000, 2000, 600, t0.Add(40*time.Minute)),
+		g2.Audit("kick", "ops", false, t0),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	svc, err := api.Start(api.Options{NC: nc, Prefix: "ocserv", Store: st,
+		Verifier: &opauth.Verifier{Trusted: tr, Nonces: nonces, MaxSkew: time.Second, MaxValidity: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Stop() })
+	return b, t0
+}
+
+func TestCtlLedger(t *testing.T) {
+	b, t0 := newLedgerBed(t, true)
+	out, errs, code := b.run("", "history", "--user", "alice")
+	if code != 0 || strings.Count(out, "alice") != 2 || !strings.Contains(out, "CONNECTED (UTC)") || !strings.Contains(out, "1.0 MiB") {
+		t.Fatalf("history: %d\n%s%s", code, out, errs)
+	}
+	out, _, code = b.run("", "history", "-s", "vpn2", "--json")
+	var h api.HistoryResult
+	if code != 0 || json.Unmarshal([]byte(out), &h) != nil || len(h.Sessions) != 1 || h.Sessions[0].ServerID != "vpn2" {
+		t.Fatalf("history -s vpn2 --json: %d %s", code, out)
+	}
+	// The address reused by the next user: who names each at their time.
+	at := func(d time.Duration) string { return t0.Add(d).Format(time.RFC3339) }
+	out, _, code = b.run("", "who", "--ip", "10.8.0.23", "--at", at(10*time.Minute))
+	if code != 0 || !strings.Contains(out, "alice") || strings.Contains(out, "bob") {
+		t.Fatalf("who at +10m: %d\n%s", code, out)
+	}
+	out, _, code = b.run("", "who", "--ip", "10.8.0.23", "--at", at(2*time.Hour), "--json")
+	var w api.WhoResult
+	if code != 0 || json.Unmarshal([]byte(out), &w) != nil || len(w.Sessions) != 1 || w.Sessions[0].Username != "bob" {
+		t.Fatalf("who at +2h: %d %s", code, out)
+	}
+	out, _, code = b.run("", "who", "--ip", "10.8.0.99", "--at", at(0))
+	if code != 0 || !strings.Contains(out, "nobody") {
+		t.Fatalf("who nobody: %d %s", code, out)
+	}
+	out, _, code = b.run("", "usage", "--month", "2026-11", "--json")
+	var u api.UsageResult
+	if code != 0 || json.Unmarshal([]byte(out), &u) != nil || len(u.Rows) != 2 {
+		t.Fatalf("usage: %d %s", code, out)
+	}
+	for _, r := range u.Rows {
+		if r.Username == "alice" && (r.BytesIn != 1<<20+1000 || r.BytesOut != 3<<20+2000 || r.Sessions != 2) {
+			t.Errorf("alice's usage across both servers: %+v", r)
+		}
+	}
+	out, _, code = b.run("", "usage", "--month", "2026-11", "--per-server")
+	if code != 0 || !strings.Contains(out, "vpn1") || !strings.Contains(out, "vpn2") || !strings.Contains(out, "SESSIONS") {
+		t.Fatalf("usage --per-server: %d\n%s", code, out)
+	}
+	out, _, code = b.run("", "audit", "--refused")
+	if code != 0 || !strings.Contains(out, "kick") || !strings.Contains(out, "forbidden") {
+		t.Fatalf("audit: %d\n%s", code, out)
+	}
+	// Bad input: a clear error, exit 2.
+	if _, errs, code := b.run("", "who", "--ip", "10.8.0.23"); code != exitUsage || !strings.Contains(errs, "--at") {
+		t.Fatalf("who without --at: %d %s", code, errs)
+	}
+	if _, errs, code := b.run("", "who", "--ip", "10.8.0.300", "--at", "now"); code != exitUsage || !strings.Contains(errs, "ip") {
+		t.Fatalf("who with a bad address: %d %s", code, errs)
+	}
+	if _, errs, code := b.run("", "history", "--from", "last tuesday"); code != exitUsage || !strings.Contains(errs, "--from") {
+		t.Fatalf("history with a bad time: %d %s", code, errs)
+	}
+}
+
+// TestCtlLedgerRefused: a key the ledger does not trust gets exit 4.
+func TestCtlLedgerRefused(t *testing.T) {
+	b, _ := newLedgerBed(t, false)
+	_, errs, code := b.run("", "history")
+	if code != exitRefused || !strings.Contains(errs, "unknown_key") {
+		t.Fatalf("untrusted key: %d %s", code, errs)
+	}
+}

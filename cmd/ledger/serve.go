@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/hook"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/api"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ingest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/natsjs"
+	"github.com/ocserv-telemetry/ocserv-telemetry/opauth"
+)
+
+type serveCmd struct{ env }
+
+// drainTimeout bounds the first SIGTERM's drain (the batch in flight);
+// a second signal aborts at once.
+const drainTimeout = 20 * time.Second
+
+// Run is the service.
+func (c *serveCmd) Run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	cfgPath := fs.String("config", "", "configuration file (default $"+configEnv+" or "+defaultConfigPath+")")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	path := configPath(*cfgPath, c.getenv)
+	st, probs, err := loadSettings(path)
+	if err != nil {
+		return err
+	}
+	for _, p := range probs {
+		log.Warn("configuration problem; keeping the default for it", "problem", p)
+	}
+	trusted, err := opauth.LoadTrusted(st.TrustedKeys)
+	if err != nil {
+		return fmt.Errorf("LEDGER_TRUSTED_KEYS: %w", err)
+	}
+	nonces, err := opauth.OpenNonceCache(st.NonceFile, 0, time.Now())
+	if err != nil {
+		return fmt.Errorf("LEDGER_NONCE_FILE: %w", err)
+	}
+	defer nonces.Close()
+
+	// The database: a stale schema is refused (run `ledger migrate`);
+	// an unreachable one is waited for, since the stream keeps
+	// everything meanwhile.
+	var db *store
+	for {
+		db, err = openStore(ctx, st.Database, ledger.ApplyOptions{Retention: st.Retention}, st.StandbyPoll)
+		if err == nil {
+			break
+		}
+		if ledger.ErrorCode(err) != ledger.ECodeUnavailable {
+			return err
+		}
+		log.Warn("database unavailable at start; retrying", "err", err.Error())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+	}
+	defer db.Close()
+
+	conn, err := natsjs.Connect(st.Agent.NATS, natsjs.Options{Name: "ocserv-telemetry-ledger"}, log)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	m := newMetrics()
+	cons := ingest.New(ingest.Options{
+		JS: conn.JS, Stream: st.Agent.NATS.StreamName, Prefix: st.Agent.SubjectPrefix, Durable: st.Consumer,
+		Store: db, Leader: db.leader, StandbyPoll: st.StandbyPoll, Batch: st.Batch, Log: log,
+		OnBatch: m.batch,
+	})
+	m.status = cons.Status
+	svc, err := api.Start(api.Options{
+		NC: conn.NC, Prefix: st.Agent.SubjectPrefix, Store: db,
+		Verifier: &opauth.Verifier{Trusted: trusted, Nonces: nonces, MaxSkew: st.MaxSkew, MaxValidity: st.MaxValidity},
+		Status:   func() any { return cons.Status() }, Log: log, Build: hook.Version, OnRequest: m.request,
+	})
+	if err != nil {
+		return err
+	}
+	defer svc.Stop()
+	if st.MetricsListen != "" {
+		go serveMetrics(ctx, st.MetricsListen, m, log)
+	}
+
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	wg.Add(2)
+	go func() { defer wg.Done(); errc <- cons.Run(runCtx) }()
+	go func() { defer wg.Done(); prune(runCtx, db, st, cons, log) }()
+
+	log.Info("ledger started", "engine", db.Engine(), "stream", st.Agent.NATS.StreamName,
+		"subjects", st.Agent.SubjectPrefix+".events.>", "consumer", st.Consumer,
+		"queries", api.Subject(st.Agent.SubjectPrefix, "*"), "version", hook.Version)
+	daemon.SdNotify(false, "READY=1")
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil {
+			return err
+		}
+	}
+	daemon.SdNotify(false, "STOPPING=1")
+	log.Info("ledger stopping: finishing the batch in flight")
+	stopRun()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-c.signals:
+		log.Warn("second signal: stopping now (an uncommitted batch is redelivered at the next start)")
+		os.Exit(1)
+	case <-time.After(drainTimeout):
+		log.Warn("drain timed out; stopping (an uncommitted batch is redelivered at the next start)")
+	}
+	log.Info("ledger stopped")
+	return nil
+}
+
+// prune runs retention in the background on the active instance.
+func prune(ctx context.Context, db *store, st settings, cons *ingest.Consumer, log *slog.Logger) {
+	t := time.NewTicker(st.PruneEvery)
+	defer t.Stop()
+	first := time.After(time.Minute)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-first:
+		case <-t.C:
+		}
+		if !cons.Status().Active {
+			continue
+		}
+		start := time.Now()
+		p, err := db.Prune(ctx, st.Retention, time.Now())
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("retention failed; retrying at the next interval", "err", err.Error())
+			}
+			continue
+		}
+		if p != (ledger.Pruned{}) {
+			log.Info("retention", "sessions", p.Sessions, "samples", p.Samples, "usage_days", p.UsageDays, "audit", p.Audit,
+				"notices", p.Notices, "applied_ids", p.Applied, "rejected", p.Rejected, "took", time.Since(start).Round(time.Millisecond).String())
+		}
+	}
+}
+
+// serveMetrics serves /metrics; a port that cannot be bound is logged and
+// retried, the service runs on.
+func serveMetrics(ctx context.Context, addr string, m *metrics, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.handler())
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { <-ctx.Done(); srv.Close() }()
+	logged := false
+	for ctx.Err() == nil {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			if !logged {
+				log.Warn("metrics endpoint cannot listen; retrying every 10s", "addr", addr, "err", err.Error())
+				logged = true
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(10 * time.Second):
+			}
+			continue
+		}
+		log.Info("metrics endpoint listening", "addr", ln.Addr().String())
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("metrics endpoint stopped", "err", err.Error())
+		}
+		return
+	}
+}

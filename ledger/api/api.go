@@ -1,0 +1,412 @@
+// Package api owns the ledger's query endpoints: a NATS micro service
+// ("ocserv-ledger", subjects <prefix>.ledger.<action>, queue group so any
+// instance answers) whose requests are signed operator commands checked by
+// package opauth exactly as the command service checks them (signature,
+// trusted key, subject, validity, nonce); every action is read-only. The
+// client half signs and sends them for ctl. docs/ledger.md has the wire
+// format.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"golang.org/x/time/rate"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/cmdsvc"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
+	"github.com/ocserv-telemetry/ocserv-telemetry/opauth"
+)
+
+// ServiceName is the micro service's name.
+const ServiceName = "ocserv-ledger"
+
+// APIVersion is the query API's version (SemVer).
+const APIVersion = "1.0.0"
+
+// ReplyServerID is the server_id of every reply: the ledger speaks for
+// the fleet, not for one server.
+const ReplyServerID = "ledger"
+
+// Subject is <prefix>.ledger.<action>.
+func Subject(prefix, action string) string { return prefix + ".ledger." + action }
+
+// Actions the service answers.
+var Actions = []string{"history", "who", "usage", "audit", "servers", "session", "status"}
+
+// Options configure the service.
+type Options struct {
+	NC       *nats.Conn
+	Prefix   string
+	Store    ledger.Store
+	Verifier *opauth.Verifier
+	// Status reports the ingest side (the status action).
+	Status  func() any
+	Timeout time.Duration // one query's bound (default 10s)
+	Log     *slog.Logger
+	Build   string
+	// OnRequest, when set, is told each request's action and outcome
+	// code ("" for success) and duration (metrics).
+	OnRequest func(action, code string, d time.Duration)
+}
+
+// Service is the running query service.
+type Service struct {
+	o   Options
+	svc micro.Service
+
+	logLim     *rate.Limiter
+	mu         sync.Mutex
+	suppressed int
+}
+
+// Start registers the endpoints.
+func Start(o Options) (*Service, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	s := &Service{o: o, logLim: rate.NewLimiter(rate.Every(time.Second), 5)}
+	svc, err := micro.AddService(o.NC, micro.Config{
+		Name:        ServiceName,
+		Version:     APIVersion,
+		Description: "ocserv-telemetry fleet ledger (signed, read-only queries)",
+		Metadata:    map[string]string{"prefix": o.Prefix, "build": o.Build, "engine": o.Store.Engine()},
+		ErrorHandler: func(_ micro.Service, e *micro.NATSError) {
+			o.Log.Warn("ledger api: nats error", "subject", e.Subject, "err", e.Description)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ledger api: %w", err)
+	}
+	s.svc = svc
+	g := svc.AddGroup(o.Prefix + ".ledger")
+	for _, a := range Actions {
+		a := a
+		if err := g.AddEndpoint(a, micro.HandlerFunc(func(r micro.Request) { s.handle(a, r) }),
+			micro.WithEndpointMetadata(map[string]string{"role": string(opauth.ReadOnly)})); err != nil {
+			svc.Stop()
+			return nil, fmt.Errorf("ledger api: endpoint %s: %w", a, err)
+		}
+	}
+	if err := o.NC.FlushTimeout(5 * time.Second); err != nil && o.NC.IsConnected() {
+		o.Log.Warn("ledger api: flush after registering", "err", err.Error())
+	}
+	return s, nil
+}
+
+// Stop drains the endpoints.
+func (s *Service) Stop() error { return s.svc.Stop() }
+
+func (s *Service) handle(action string, r micro.Request) {
+	start := time.Now()
+	code := ""
+	defer func() {
+		if s.o.OnRequest != nil {
+			s.o.OnRequest(action, code, time.Since(start))
+		}
+	}()
+	ver, rerr := s.o.Verifier.Verify(r.Subject(), action, opauth.ReadOnly, r.Data())
+	if rerr != nil {
+		code = rerr.Code
+		s.logRefusal(action, ver, rerr)
+		s.respondErr(r, action, rerr.Code, rerr.Msg)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
+	defer cancel()
+	res, err := s.run(ctx, action, ver.Cmd.Args)
+	if err != nil {
+		code = ledger.ErrorCode(err)
+		msg := err.Error()
+		if code == ledger.ECodeInternal {
+			s.o.Log.Error("ledger api: query failed", "action", action, "err", msg)
+		}
+		s.respondErr(r, action, code, msg)
+		return
+	}
+	body, err := json.Marshal(res)
+	if err != nil {
+		code = ledger.ECodeInternal
+		s.respondErr(r, action, code, err.Error())
+		return
+	}
+	b, _ := json.Marshal(cmdsvc.Reply{OK: true, ServerID: ReplyServerID, Action: action, Result: body})
+	if err := r.Respond(b); err != nil {
+		s.o.Log.Warn("ledger api: reply failed", "err", err.Error())
+	}
+}
+
+// logRefusal logs refused requests, at most a few a second (a flood of
+// unsigned requests must not flood the log); the rest are counted into
+// the next line.
+func (s *Service) logRefusal(action string, v opauth.Verified, e *opauth.Error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.logLim.Allow() {
+		s.suppressed++
+		return
+	}
+	key := ""
+	if v.Cmd != nil {
+		key = v.Cmd.Key
+	}
+	s.o.Log.Warn("ledger api: request refused", "action", action, "code", e.Code, "key", key, "msg", e.Msg, "suppressed_before", s.suppressed)
+	s.suppressed = 0
+}
+
+func (s *Service) respondErr(r micro.Request, action, code, msg string) {
+	b, _ := json.Marshal(cmdsvc.Reply{ServerID: ReplyServerID, Action: action, Error: &cmdsvc.ReplyError{Code: code, Message: msg}})
+	if err := r.Error(code, msg, b); err != nil {
+		s.o.Log.Warn("ledger api: reply failed", "err", err.Error())
+	}
+}
+
+// Results of the actions (docs/ledger.md).
+type (
+	HistoryResult struct {
+		Sessions   []ledger.Session `json:"sessions"`
+		NextCursor string           `json:"next_cursor,omitempty"`
+	}
+	WhoResult struct {
+		IP       string           `json:"ip"`
+		At       time.Time        `json:"at"`
+		Sessions []ledger.Session `json:"sessions"`
+	}
+	UsageResult struct {
+		From string            `json:"from"`
+		To   string            `json:"to"`
+		By   string            `json:"by"`
+		Rows []ledger.UsageRow `json:"rows"`
+	}
+	AuditResult struct {
+		Entries    []ledger.AuditEntry `json:"entries"`
+		NextCursor string              `json:"next_cursor,omitempty"`
+	}
+	ServersResult struct {
+		Servers []ledger.Server `json:"servers"`
+	}
+	SessionResult struct {
+		Session ledger.Session  `json:"session"`
+		Samples []ledger.Sample `json:"samples"`
+	}
+)
+
+// args reads the request's arguments, refusing unknown ones.
+type args struct {
+	m    map[string]string
+	errs []string
+}
+
+func (a *args) known(names ...string) error {
+	for k := range a.m {
+		ok := false
+		for _, n := range names {
+			ok = ok || k == n
+		}
+		if !ok {
+			return ledger.Errorf(ledger.ECodeInvalid, "%s: unknown argument (known: %s)", k, strings.Join(names, ", "))
+		}
+	}
+	return nil
+}
+
+func (a *args) str(name string, max int) (string, error) {
+	v := a.m[name]
+	if len(v) > max {
+		return "", ledger.Errorf(ledger.ECodeInvalid, "%s: longer than %d bytes", name, max)
+	}
+	return v, nil
+}
+
+// ParseTime reads an RFC 3339 time or a date (midnight UTC).
+func ParseTime(name, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse(time.DateOnly, v); err == nil {
+		return t, nil
+	}
+	return time.Time{}, ledger.Errorf(ledger.ECodeInvalid, "%s: %q is not an RFC 3339 time (2026-11-24T14:05:00Z) or a date (2026-11-24)", name, v)
+}
+
+func (a *args) time(name string) (time.Time, error) { return ParseTime(name, a.m[name]) }
+
+func (a *args) int(name string) (int, error) {
+	v := a.m[name]
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, ledger.Errorf(ledger.ECodeInvalid, "%s: %q is not a whole number", name, v)
+	}
+	return n, nil
+}
+
+func (a *args) bool(name string) (bool, error) {
+	switch a.m[name] {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	}
+	return false, ledger.Errorf(ledger.ECodeInvalid, "%s: %q is not true or false", name, a.m[name])
+}
+
+// first returns the first error.
+func first(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func (s *Service) run(ctx context.Context, action string, m map[string]string) (any, error) {
+	a := &args{m: m}
+	st := s.o.Store
+	switch action {
+	case "history":
+		if err := a.known("user", "server", "ip", "logical", "from", "to", "open", "limit", "cursor"); err != nil {
+			return nil, err
+		}
+		var q ledger.HistoryQuery
+		var e [9]error
+		q.User, e[0] = a.str("user", 256)
+		q.Server, e[1] = a.str("server", 128)
+		q.IP, e[2] = a.str("ip", 64)
+		q.LogicalUID, e[3] = a.str("logical", 64)
+		q.From, e[4] = a.time("from")
+		q.To, e[5] = a.time("to")
+		q.OpenOnly, e[6] = a.bool("open")
+		q.Limit, e[7] = a.int("limit")
+		q.Cursor, e[8] = a.str("cursor", 256)
+		if err := first(e[:]...); err != nil {
+			return nil, err
+		}
+		p, err := st.History(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		return HistoryResult{Sessions: nonNil(p.Items), NextCursor: p.NextCursor}, nil
+	case "who":
+		if err := a.known("ip", "at", "kind"); err != nil {
+			return nil, err
+		}
+		var q ledger.WhoQuery
+		var e [3]error
+		q.IP, e[0] = a.str("ip", 64)
+		q.At, e[1] = a.time("at")
+		q.Kind, e[2] = a.str("kind", 16)
+		if err := first(e[:]...); err != nil {
+			return nil, err
+		}
+		l, err := st.Who(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		return WhoResult{IP: q.IP, At: q.At, Sessions: nonNil(l)}, nil
+	case "usage":
+		if err := a.known("from", "to", "by", "user", "server", "per_server", "top"); err != nil {
+			return nil, err
+		}
+		var q ledger.UsageQuery
+		var e [7]error
+		q.From, e[0] = a.time("from")
+		q.To, e[1] = a.time("to")
+		q.By, e[2] = a.str("by", 16)
+		q.User, e[3] = a.str("user", 256)
+		q.Server, e[4] = a.str("server", 128)
+		q.PerServer, e[5] = a.bool("per_server")
+		q.Top, e[6] = a.int("top")
+		if err := first(e[:]...); err != nil {
+			return nil, err
+		}
+		rows, err := st.Usage(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		if err := q.Check(time.Now()); err != nil {
+			return nil, err
+		}
+		return UsageResult{From: ledger.Day(q.From), To: ledger.Day(q.To), By: q.By, Rows: nonNil(rows)}, nil
+	case "audit":
+		if err := a.known("server", "action", "key", "refused", "from", "to", "limit", "cursor"); err != nil {
+			return nil, err
+		}
+		var q ledger.AuditQuery
+		var e [8]error
+		q.Server, e[0] = a.str("server", 128)
+		q.Action, e[1] = a.str("action", 64)
+		q.Key, e[2] = a.str("key", 128)
+		q.Refused, e[3] = a.bool("refused")
+		q.From, e[4] = a.time("from")
+		q.To, e[5] = a.time("to")
+		q.Limit, e[6] = a.int("limit")
+		q.Cursor, e[7] = a.str("cursor", 256)
+		if err := first(e[:]...); err != nil {
+			return nil, err
+		}
+		p, err := st.Audit(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		return AuditResult{Entries: nonNil(p.Items), NextCursor: p.NextCursor}, nil
+	case "servers":
+		if err := a.known(); err != nil {
+			return nil, err
+		}
+		l, err := st.Servers(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return ServersResult{Servers: nonNil(l)}, nil
+	case "session":
+		if err := a.known("uid"); err != nil {
+			return nil, err
+		}
+		x, samples, err := st.Session(ctx, a.m["uid"])
+		if err != nil {
+			return nil, err
+		}
+		return SessionResult{Session: x, Samples: nonNil(samples)}, nil
+	case "status":
+		if err := a.known(); err != nil {
+			return nil, err
+		}
+		out := map[string]any{"engine": st.Engine()}
+		if s.o.Status != nil {
+			out["ingest"] = s.o.Status()
+		}
+		if p, err := st.Position(ctx); err == nil {
+			out["position"] = p
+			out["database"] = "up"
+		} else {
+			out["database"] = "down: " + err.Error()
+		}
+		return out, nil
+	}
+	return nil, ledger.Errorf(ledger.ECodeNotFound, "unknown action %s", action)
+}
+
+func nonNil[T any](l []T) []T {
+	if l == nil {
+		return []T{}
+	}
+	return l
+}

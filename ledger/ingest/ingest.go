@@ -1,0 +1,485 @@
+// Package ingest owns the ledger's JetStream side: the durable pull
+// consumer on the events stream (every server's subjects), the loop that
+// applies each batch in one database transaction and acknowledges it only
+// after the commit, the retry with backoff while the database is away,
+// the hand-over between several instances (one active at a time), and the
+// ordered replay of the stream from any point. docs/ledger.md is the
+// reference.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/crashpoint"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
+)
+
+// Crash points (tests kill the real service at them).
+const (
+	CrashAfterCommit = "ledger-after-commit" // the batch is committed, not yet acknowledged
+)
+
+// States of the consumer, as status and metrics report them.
+const (
+	StateStarting     = "starting"
+	StateStandby      = "standby" // another instance is active
+	StateRunning      = "running"
+	StateDatabaseDown = "database-down"
+	StateNATSDown     = "nats-down"
+	StateStopped      = "stopped"
+)
+
+// Options configure a Consumer.
+type Options struct {
+	JS      jetstream.JetStream
+	Stream  string // the events stream (NATS_EVENTS_STREAM)
+	Prefix  string // subject prefix: the consumer takes <prefix>.events.>
+	Durable string // the durable consumer's name (LEDGER_CONSUMER)
+	Store   interface {
+		ledger.IngestStore
+		Ping(ctx context.Context) error
+	}
+	// Leader, when set, makes this instance wait until it holds the
+	// lock (several instances on one database).
+	Leader      ledger.Leader
+	StandbyPoll time.Duration // default 2s
+	Batch       int           // default 500
+	MaxWait     time.Duration // default 100ms: how long a fetch waits to fill a batch
+	// AckWait is the consumer's ack wait (default 60s): a batch held
+	// longer (the database is away) is kept from redelivery with
+	// in-progress acks.
+	AckWait time.Duration
+	Log     *slog.Logger
+	// OnBatch, when set, is called after each committed batch.
+	OnBatch func(ledger.BatchResult)
+}
+
+func (o *Options) defaults() {
+	if o.StandbyPoll <= 0 {
+		o.StandbyPoll = 2 * time.Second
+	}
+	if o.Batch <= 0 {
+		o.Batch = 500
+	}
+	if o.MaxWait <= 0 {
+		o.MaxWait = 100 * time.Millisecond
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = 60 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Durable == "" {
+		o.Durable = "ocserv_ledger"
+	}
+}
+
+// Status is what the consumer reports.
+type Status struct {
+	State         string          `json:"state"`
+	Since         time.Time       `json:"since"`
+	Active        bool            `json:"active"`
+	Position      ledger.Position `json:"position"`
+	LagEvents     uint64          `json:"lag_events"`
+	LagSeconds    float64         `json:"lag_seconds"`
+	LastProcessed time.Time       `json:"last_processed,omitzero"` // wall time of the last commit
+	LastError     string          `json:"last_error,omitempty"`
+	Failures      int             `json:"consecutive_failures,omitempty"`
+	Errors        map[string]int  `json:"errors"` // by kind: database, nats, rejected_by_database
+	Applied       int64           `json:"applied"`
+	Duplicates    int64           `json:"duplicates"`
+	Rejected      int64           `json:"rejected"`
+	Expired       int64           `json:"expired"`
+}
+
+// Consumer applies the events stream to a store.
+type Consumer struct {
+	o Options
+
+	mu sync.Mutex
+	st Status
+}
+
+// New makes a consumer; Run starts it.
+func New(o Options) *Consumer {
+	o.defaults()
+	return &Consumer{o: o, st: Status{State: StateStarting, Since: time.Now().UTC(), Errors: map[string]int{}}}
+}
+
+// Status returns a copy of the current status.
+func (c *Consumer) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.st
+	s.Errors = make(map[string]int, len(c.st.Errors))
+	for k, v := range c.st.Errors {
+		s.Errors[k] = v
+	}
+	return s
+}
+
+// setState records a state change and logs it once (not per retry).
+func (c *Consumer) setState(state string, err error) {
+	c.mu.Lock()
+	prev, failures := c.st.State, c.st.Failures
+	if err != nil {
+		c.st.LastError = err.Error()
+		c.st.Failures++
+	} else if state == StateRunning {
+		c.st.Failures = 0
+	}
+	if prev == state {
+		c.mu.Unlock()
+		return
+	}
+	c.st.State, c.st.Since = state, time.Now().UTC()
+	c.st.Active = state == StateRunning || state == StateDatabaseDown || state == StateNATSDown
+	c.mu.Unlock()
+	switch {
+	case err != nil:
+		c.o.Log.Warn("ledger ingest: "+state+"; retrying with backoff (nothing is acknowledged meanwhile)", "err", err.Error())
+	case prev == StateDatabaseDown || prev == StateNATSDown:
+		c.o.Log.Info("ledger ingest: recovered", "was", prev, "failures", failures)
+	default:
+		c.o.Log.Info("ledger ingest: " + state)
+	}
+}
+
+func (c *Consumer) countError(kind string) {
+	c.mu.Lock()
+	c.st.Errors[kind]++
+	c.mu.Unlock()
+}
+
+// Run consumes until ctx ends. With a Leader it first waits to become the
+// active instance, and steps back to standby if the lock is lost.
+func (c *Consumer) Run(ctx context.Context) error {
+	defer c.setState(StateStopped, nil)
+	for ctx.Err() == nil {
+		lost := make(<-chan struct{})
+		if c.o.Leader != nil {
+			var ok bool
+			ok, lost = c.lead(ctx)
+			if !ok {
+				return nil
+			}
+		}
+		lctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-lost:
+				c.o.Log.Warn("ledger ingest: lost the leader lock; stepping back to standby")
+				cancel()
+			case <-lctx.Done():
+			}
+		}()
+		err := c.consume(lctx)
+		cancel()
+		if c.o.Leader != nil {
+			c.o.Leader.Release()
+		}
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lead waits until this instance holds the lock (false: ctx ended).
+func (c *Consumer) lead(ctx context.Context) (bool, <-chan struct{}) {
+	logged := false
+	for {
+		held, lost, err := c.o.Leader.TryLead(ctx)
+		if held {
+			c.o.Log.Info("ledger ingest: this instance is now the active one")
+			return true, lost
+		}
+		if err != nil {
+			c.countError("database")
+			c.setState(StateDatabaseDown, fmt.Errorf("take the leader lock: %w", err))
+		} else {
+			c.setState(StateStandby, nil)
+			if !logged {
+				c.o.Log.Info("ledger ingest: another instance is active; standing by", "poll", c.o.StandbyPoll.String())
+				logged = true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false, nil
+		case <-time.After(c.o.StandbyPoll):
+		}
+	}
+}
+
+func (c *Consumer) filter() string { return c.o.Prefix + ".events.>" }
+
+// consumer (re)creates the durable consumer to start right after the
+// database's committed position. The database, not the consumer's ack
+// state, is the record of what was applied (they are written in one
+// transaction), so starting there keeps the stream's order exactly even
+// after a crash between commit and ack, or in a hand-over.
+func (c *Consumer) consumer(ctx context.Context, pos ledger.Position) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		Durable:       c.o.Durable,
+		Description:   "ocserv-telemetry ledger (its database holds the position; recreated at each start)",
+		FilterSubject: c.filter(),
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       c.o.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: max(10*c.o.Batch, 10000),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if pos.StreamSeq > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, pos.StreamSeq+1
+	}
+	err := c.o.JS.DeleteConsumer(ctx, c.o.Stream, c.o.Durable)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("reset consumer %s: %w", c.o.Durable, err)
+	}
+	cons, err := c.o.JS.CreateConsumer(ctx, c.o.Stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s on %s: %w", c.o.Durable, c.o.Stream, err)
+	}
+	return cons, nil
+}
+
+func newBackoff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 100 * time.Millisecond
+	b.MaxInterval = 30 * time.Second
+	b.MaxElapsedTime = 0
+	b.Reset()
+	return b
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// consume is the active instance's loop.
+func (c *Consumer) consume(ctx context.Context) error {
+	bo := newBackoff()
+	var (
+		cons jetstream.Consumer
+		pos  ledger.Position
+	)
+	// The position and the consumer, retried until both are there.
+	for cons == nil {
+		var err error
+		pos, err = c.o.Store.Position(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			c.countError("database")
+			c.setState(StateDatabaseDown, err)
+		} else if cons, err = c.consumer(ctx, pos); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			c.countError("nats")
+			c.setState(StateNATSDown, err)
+		}
+		if cons == nil && !sleep(ctx, bo.NextBackOff()) {
+			return nil
+		}
+	}
+	c.mu.Lock()
+	c.st.Position = pos
+	c.mu.Unlock()
+	c.setState(StateRunning, nil)
+	bo.Reset()
+	go c.watchLag(ctx, cons)
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(c.o.Batch, jetstream.FetchMaxWait(c.o.MaxWait))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			c.countError("nats")
+			c.setState(StateNATSDown, err)
+			if !sleep(ctx, bo.NextBackOff()) {
+				return nil
+			}
+			continue
+		}
+		var msgs []jetstream.Msg
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+		if err := batch.Error(); err != nil && len(msgs) == 0 && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+			if ctx.Err() != nil {
+				return nil
+			}
+			c.countError("nats")
+			c.setState(StateNATSDown, err)
+			if !sleep(ctx, bo.NextBackOff()) {
+				return nil
+			}
+			continue
+		}
+		if len(msgs) == 0 {
+			if c.Status().State == StateNATSDown {
+				c.setState(StateRunning, nil)
+			}
+			continue
+		}
+		if !c.applyBatch(ctx, msgs) {
+			return nil
+		}
+		bo.Reset()
+	}
+	return nil
+}
+
+func toMessages(msgs []jetstream.Msg) []ledger.Message {
+	out := make([]ledger.Message, 0, len(msgs))
+	for _, m := range msgs {
+		lm := ledger.Message{Subject: m.Subject(), Data: m.Data()}
+		if md, err := m.Metadata(); err == nil {
+			lm.StreamSeq, lm.Time = md.Sequence.Stream, md.Timestamp
+		}
+		out = append(out, lm)
+	}
+	return out
+}
+
+// applyBatch commits the batch (retrying while the database is away, the
+// messages held and kept from redelivery) and then acknowledges it. It
+// returns false when ctx ended first.
+func (c *Consumer) applyBatch(ctx context.Context, msgs []jetstream.Msg) bool {
+	lm := toMessages(msgs)
+	bo := newBackoff()
+	lastProgress := time.Now()
+	for {
+		res, err := c.apply(ctx, lm)
+		if err == nil {
+			crashpoint.Hit(CrashAfterCommit)
+			// AckAll: the last message acknowledges the batch.
+			if aerr := msgs[len(msgs)-1].Ack(); aerr != nil {
+				// The commit holds; a redelivery will be a duplicate.
+				c.countError("nats")
+			}
+			c.committed(res)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		c.countError("database")
+		c.setState(StateDatabaseDown, err)
+		if time.Since(lastProgress) > c.o.AckWait/3 {
+			for _, m := range msgs {
+				m.InProgress()
+			}
+			lastProgress = time.Now()
+		}
+		if !sleep(ctx, bo.NextBackOff()) {
+			return false
+		}
+	}
+}
+
+// apply applies msgs as one batch; when the database refuses the batch
+// while it answers, the messages are applied one by one and the one the
+// database refuses on its own is rejected with the database's message,
+// so a single bad event never blocks the stream.
+func (c *Consumer) apply(ctx context.Context, msgs []ledger.Message) (ledger.BatchResult, error) {
+	res, err := c.o.Store.Apply(ctx, msgs)
+	if err == nil || ctx.Err() != nil {
+		return res, err
+	}
+	if ledger.ErrorCode(err) == ledger.ECodeUnavailable || c.o.Store.Ping(ctx) != nil {
+		return res, err
+	}
+	c.o.Log.Warn("ledger ingest: the database refused a batch; applying it event by event", "err", err.Error())
+	var total ledger.BatchResult
+	for _, m := range msgs {
+		r, err := c.o.Store.Apply(ctx, []ledger.Message{m})
+		if err != nil {
+			if ledger.ErrorCode(err) == ledger.ECodeUnavailable || c.o.Store.Ping(ctx) != nil {
+				return total, err
+			}
+			c.countError("rejected_by_database")
+			c.o.Log.Warn("ledger ingest: event rejected by the database", "stream_seq", m.StreamSeq, "err", err.Error())
+			if rerr := c.o.Store.Reject(ctx, m, "the database refused the event: "+err.Error()); rerr != nil {
+				return total, rerr
+			}
+			total.Rejected++
+			continue
+		}
+		total.Applied += r.Applied
+		total.Duplicates += r.Duplicates
+		total.Rejected += r.Rejected
+		total.Expired += r.Expired
+		total.Position = r.Position
+	}
+	if p, err := c.o.Store.Position(ctx); err == nil {
+		total.Position = p
+	}
+	return total, nil
+}
+
+func (c *Consumer) committed(r ledger.BatchResult) {
+	c.mu.Lock()
+	c.st.Position = r.Position
+	c.st.LastProcessed = time.Now().UTC()
+	c.st.Applied += int64(r.Applied)
+	c.st.Duplicates += int64(r.Duplicates)
+	c.st.Rejected += int64(r.Rejected)
+	c.st.Expired += int64(r.Expired)
+	c.mu.Unlock()
+	c.setState(StateRunning, nil)
+	if c.o.OnBatch != nil {
+		c.o.OnBatch(r)
+	}
+}
+
+// watchLag refreshes the lag figures from the consumer's info: messages
+// not yet acknowledged, and the age of the oldest of them.
+func (c *Consumer) watchLag(ctx context.Context, cons jetstream.Consumer) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		info, err := cons.Info(ictx)
+		var lagSecs float64
+		if err == nil && info.NumPending+uint64(info.NumAckPending) > 0 {
+			c.mu.Lock()
+			next := c.st.Position.StreamSeq + 1
+			c.mu.Unlock()
+			if s, serr := c.o.JS.Stream(ictx, c.o.Stream); serr == nil {
+				if m, merr := s.GetMsg(ictx, next, jetstream.WithGetMsgSubject(c.filter())); merr == nil {
+					lagSecs = max(0, time.Since(m.Time).Seconds())
+				}
+			}
+		}
+		cancel()
+		if err == nil {
+			c.mu.Lock()
+			c.st.LagEvents = info.NumPending + uint64(info.NumAckPending)
+			c.st.LagSeconds = lagSecs
+			c.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
