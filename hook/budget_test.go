@@ -33,8 +33,19 @@ func (s *syncBuffer) String() string {
 }
 
 // When the disk hangs, the budget timer ends the run with status 0 and the
-// event lands in ocserv's log instead.
+// event lands in ocserv's log instead, wherever the run hangs: at the
+// append, or before it (the kick list, the spool's open, the session record).
 func TestBudgetEndsAHungRun(t *testing.T) {
+	for _, early := range []bool{false, true} {
+		name := "at the append"
+		if early {
+			name = "before the append"
+		}
+		t.Run(name, func(t *testing.T) { testBudgetEndsAHungRun(t, early) })
+	}
+}
+
+func testBudgetEndsAHungRun(t *testing.T, early bool) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "agent.env")
 	os.WriteFile(cfg, []byte("SPOOL_DIR="+filepath.Join(dir, "spool")+"\nHOOK_BUDGET=100ms\n"), 0o600)
@@ -48,7 +59,11 @@ func TestBudgetEndsAHungRun(t *testing.T) {
 		Stderr: &stderr,
 		Start:  time.Now(),
 		Exit:   func(code int) { exited <- code },
-		stall:  func() { <-release },
+	}
+	if early {
+		r.stallEarly = func() { <-release }
+	} else {
+		r.stall = func() { <-release }
 	}
 	go func() { r.Main(); close(done) }()
 	select {

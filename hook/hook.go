@@ -70,6 +70,10 @@ type Run struct {
 	// stall, when set by a test, runs just before the append: a stand-in
 	// for a disk that hangs, to prove the budget timer ends the run.
 	stall func()
+	// stallEarly, when set by a test, runs as soon as the event is built:
+	// a stand-in for a spool, kick list or session record on a disk that
+	// hangs before the append.
+	stallEarly func()
 	// uidKnown: the event's session_uid is the session's own (made at this
 	// connect, or found for this disconnect), not one made up for it.
 	uidKnown bool
@@ -208,6 +212,13 @@ func (r *Run) run(budget *time.Timer) int {
 	r.stamp(ev, cfg)
 	for _, p := range ev.Problems {
 		r.printf("%s", p)
+	}
+	// From here on a budget expiry must be able to leave the event in
+	// ocserv's log: everything below can block on the disk (kick list,
+	// spool, session record, firewall). Later encodes replace this one.
+	r.encode(ev)
+	if r.stallEarly != nil {
+		r.stallEarly()
 	}
 	code := ExitAdmit
 	if t == events.Connect && (r.kicked(cfg, ev) || cfg.Policy.Enabled && r.limited(cfg, ev)) {
