@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"container/heap"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -145,6 +146,8 @@ func (e *Engine) due_(u, target, action string) bool {
 	k := u + "\x00" + target + "\x00" + action
 	now := e.o.Now()
 	if t, ok := e.paced[k]; ok && now.Sub(t) < e.o.Retry {
+		// Still needed: look again when the pause is over.
+		heap.Push(e.next, wake{at: t.Add(e.o.Retry), user: u})
 		return false
 	}
 	e.paced[k] = now

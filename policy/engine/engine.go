@@ -128,6 +128,10 @@ type Engine struct {
 	sweepNow bool
 	signal   chan struct{}
 	stats    Stats
+	// asked counts Touch and SweepSoon calls; done is the count the
+	// last finished round had taken in (Settle waits on it).
+	asked, done int64
+	settled     *sync.Cond
 
 	pols      *policies
 	published map[string]policy.Verdict  // what the bucket holds
@@ -141,7 +145,28 @@ type Engine struct {
 // New makes an engine; Run starts it.
 func New(o Options) *Engine {
 	o.defaults()
-	return &Engine{o: o, touched: map[string]bool{}, signal: make(chan struct{}, 1)}
+	e := &Engine{o: o, touched: map[string]bool{}, signal: make(chan struct{}, 1)}
+	e.settled = sync.NewCond(&e.mu)
+	return e
+}
+
+// Settle waits until every Touch and SweepSoon made before it has been
+// evaluated and acted on (or ctx ends): a policy change through the API
+// answers once its effect is in the bucket.
+func (e *Engine) Settle(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		e.mu.Lock()
+		e.settled.Broadcast()
+		e.mu.Unlock()
+	})
+	defer stop()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	want := e.asked
+	for e.done < want && ctx.Err() == nil {
+		e.settled.Wait()
+	}
+	return ctx.Err()
 }
 
 // Touch asks for users to be re-evaluated soon (after a batch changed
@@ -154,6 +179,7 @@ func (e *Engine) Touch(users ...string) {
 	for _, u := range users {
 		e.touched[u] = true
 	}
+	e.asked++
 	e.mu.Unlock()
 	e.wake()
 }
@@ -163,6 +189,7 @@ func (e *Engine) Touch(users ...string) {
 func (e *Engine) SweepSoon() {
 	e.mu.Lock()
 	e.sweepNow = true
+	e.asked++
 	e.mu.Unlock()
 	e.wake()
 }
@@ -173,6 +200,8 @@ func (e *Engine) wake() {
 	default:
 	}
 }
+
+func (e *Engine) wakeAfter(d time.Duration) { time.AfterFunc(d, e.wake) }
 
 // Stats returns a copy of the counters.
 func (e *Engine) Stats() Stats {
@@ -238,14 +267,32 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 			time.Sleep(e.o.Coalesce) // let the rest of a burst arrive
 			e.mu.Lock()
-			users, all := keys(e.touched), e.sweepNow
+			users, all, asked := keys(e.touched), e.sweepNow, e.asked
 			e.touched, e.sweepNow = map[string]bool{}, false
 			e.mu.Unlock()
-			if all {
-				users = nil
+			err := e.o.Store.RefreshPolicyUsers(ctx, users)
+			if err == nil && (all || len(users) > 0) {
+				if all {
+					err = e.round(ctx, nil)
+				} else {
+					err = e.round(ctx, users)
+				}
 			}
-			if err := e.round(ctx, users); err != nil {
+			if err != nil {
 				fail("evaluate", err)
+				// Keep what was asked for the next attempt.
+				e.mu.Lock()
+				for _, u := range users {
+					e.touched[u] = true
+				}
+				e.sweepNow = e.sweepNow || all
+				e.mu.Unlock()
+				e.wakeAfter(time.Second)
+			} else {
+				e.mu.Lock()
+				e.done = max(e.done, asked)
+				e.settled.Broadcast()
+				e.mu.Unlock()
 			}
 		case <-wakeT.C:
 			if e.ready {
@@ -281,6 +328,9 @@ func (e *Engine) Run(ctx context.Context) error {
 
 // start loads what the bucket and the store hold, then evaluates everyone.
 func (e *Engine) start(ctx context.Context) error {
+	e.mu.Lock()
+	asked := e.asked // the sweep below covers everything asked so far
+	e.mu.Unlock()
 	pub, err := e.o.Publisher.Published(ctx)
 	if err != nil {
 		return err
@@ -305,6 +355,10 @@ func (e *Engine) start(ctx context.Context) error {
 		return err
 	}
 	e.o.Log.Info("policy engine active", "verdicts", len(e.published), "policy_kicks", len(kicks))
+	e.mu.Lock()
+	e.done = max(e.done, asked)
+	e.settled.Broadcast()
+	e.mu.Unlock()
 	return nil
 }
 
@@ -325,13 +379,8 @@ func (e *Engine) round(ctx context.Context, users []string) error {
 			return fmt.Errorf("read policies: %w", err)
 		}
 	}
-	if users != nil {
-		if len(users) == 0 {
-			return nil
-		}
-		if err := e.o.Store.RefreshPolicyUsers(ctx, users); err != nil {
-			return fmt.Errorf("refresh users: %w", err)
-		}
+	if users != nil && len(users) == 0 {
+		return nil
 	}
 	facts, err := Gather(ctx, e.o.Store, e.pols, users, now)
 	if err != nil {
