@@ -29,6 +29,7 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/kick"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ocserv"
 	"github.com/ocserv-telemetry/ocserv-telemetry/opauth"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy/bucket"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
 )
 
@@ -110,6 +111,15 @@ type Options struct {
 	// Extra actions (user and config management) registered beside the
 	// built-in ones.
 	Extra []Action
+	// Policy, when set, adds the verdicts mirror's state to the status
+	// actions (POLICY=on).
+	Policy *PolicyStatus
+}
+
+// PolicyStatus is how status reads the verdicts mirror.
+type PolicyStatus struct {
+	MaxAge time.Duration
+	Stale  string
 }
 
 // Action is one endpoint.
@@ -396,6 +406,7 @@ func (s *Service) builtin() []Action {
 				out["ocserv_version"] = v.String()
 			}
 			if sp, err := ReadSpoolStatus(s.o.Spool.Dir()); err == nil {
+				s.policyReport(sp)
 				out["spool"] = sp
 			}
 			return out, nil
@@ -437,8 +448,12 @@ func (s *Service) builtin() []Action {
 		{Name: "ban-points", Role: ro, Desc: "occtl show ip ban points", Run: func(ctx context.Context, r *Request) (any, error) {
 			return oc.ShowIPBanPoints(ctx)
 		}},
-		{Name: "spool-status", Role: ro, Desc: "the spool's backlog and the shipper's status", Run: func(ctx context.Context, r *Request) (any, error) {
-			return ReadSpoolStatus(s.o.Spool.Dir())
+		{Name: "spool-status", Role: ro, Desc: "the spool's backlog, the shipper's status, the verdicts mirror's state", Run: func(ctx context.Context, r *Request) (any, error) {
+			sp, err := ReadSpoolStatus(s.o.Spool.Dir())
+			if err == nil {
+				s.policyReport(sp)
+			}
+			return sp, err
 		}},
 		{Name: "kicked", Role: ro, Desc: "the kick list", Run: func(ctx context.Context, r *Request) (any, error) {
 			l, err := kick.List(s.o.Spool.Dir())
@@ -553,6 +568,13 @@ func (s *Service) builtin() []Action {
 			err := s.o.RemoveAllRules(ctx)
 			return map[string]bool{"removed": err == nil}, err
 		}},
+	}
+}
+
+func (s *Service) policyReport(sp *SpoolStatus) {
+	if p := s.o.Policy; p != nil {
+		r := bucket.ReadReport(s.o.Spool.Dir(), p.MaxAge, p.Stale, time.Now())
+		sp.Policy = &r
 	}
 }
 

@@ -285,3 +285,33 @@ func ReadStatus(spoolDir string) (Status, error) {
 	}
 	return s, json.Unmarshal(b, &s)
 }
+
+// Report is a host's fleet-policy state as status and metrics show it:
+// the mirror's freshness against POLICY_MAX_AGE and the follower's own
+// status.
+type Report struct {
+	State      string    `json:"state"` // mirror.StateFresh, StateStale or StateMissing
+	Stamp      time.Time `json:"stamp,omitzero"`
+	AgeSeconds float64   `json:"age_seconds,omitempty"`
+	MaxAge     string    `json:"max_age"`
+	StaleMode  string    `json:"stale_mode"`
+	Follower   *Status   `json:"follower,omitempty"`
+	Error      string    `json:"follower_status_error,omitempty"`
+}
+
+// ReadReport reads the mirror in spoolDir and the follower's status file.
+func ReadReport(spoolDir string, maxAge time.Duration, staleMode string, now time.Time) Report {
+	r := Report{MaxAge: maxAge.String(), StaleMode: staleMode}
+	res := mirror.Lookup(spoolDir, "", now, maxAge)
+	r.State = res.State
+	if res.State != mirror.StateMissing {
+		r.Stamp = now.Add(-res.Age).UTC().Truncate(time.Second)
+		r.AgeSeconds = res.Age.Seconds()
+	}
+	if st, err := ReadStatus(spoolDir); err == nil {
+		r.Follower = &st
+	} else {
+		r.Error = err.Error()
+	}
+	return r
+}
