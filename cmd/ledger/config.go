@@ -41,6 +41,7 @@ type settings struct {
 	Batch         int
 	MetricsListen string
 	StandbyPoll   time.Duration
+	Policy        policySettings
 }
 
 func defaultSettings() settings {
@@ -56,6 +57,7 @@ func defaultSettings() settings {
 		PruneEvery:  time.Hour,
 		Batch:       500,
 		StandbyPoll: 2 * time.Second,
+		Policy:      defaultPolicySettings(),
 	}
 }
 
@@ -124,7 +126,7 @@ var ledgerKeys = map[string]ledgerKey{
 // agentKeysUsed are the agent's keys the ledger reads; others are
 // reported as unknown.
 var agentKeysUsed = []string{"NATS_URL", "NATS_CREDS", "NATS_NKEY_SEED", "NATS_USER", "NATS_PASSWORD", "NATS_TOKEN",
-	"NATS_CA", "NATS_CERT", "NATS_KEY", "NATS_DOMAIN", "NATS_EVENTS_STREAM", "SUBJECT_PREFIX"}
+	"NATS_CA", "NATS_CERT", "NATS_KEY", "NATS_DOMAIN", "NATS_EVENTS_STREAM", "SUBJECT_PREFIX", "NATS_CREATE_STREAMS"}
 
 func isPostgres(v string) bool {
 	return strings.HasPrefix(v, "postgres://") || strings.HasPrefix(v, "postgresql://")

@@ -56,6 +56,9 @@ type Options struct {
 	// OnRequest, when set, is told each request's action and outcome
 	// code ("" for success) and duration (metrics).
 	OnRequest func(action, code string, d time.Duration)
+	// Policy, when set, adds the policy endpoints (PolicyActions) and the
+	// users' limits to usage answers (docs/policy.md).
+	Policy *PolicyHooks
 }
 
 // Service is the running query service.
@@ -99,6 +102,16 @@ func Start(o Options) (*Service, error) {
 			return nil, fmt.Errorf("ledger api: endpoint %s: %w", a, err)
 		}
 	}
+	if o.Policy != nil {
+		for a, role := range PolicyActions {
+			a := a
+			if err := g.AddEndpoint(a, micro.HandlerFunc(func(r micro.Request) { s.handle(a, r) }),
+				micro.WithEndpointMetadata(map[string]string{"role": string(role)})); err != nil {
+				svc.Stop()
+				return nil, fmt.Errorf("ledger api: endpoint %s: %w", a, err)
+			}
+		}
+	}
 	if err := o.NC.FlushTimeout(5 * time.Second); err != nil && o.NC.IsConnected() {
 		o.Log.Warn("ledger api: flush after registering", "err", err.Error())
 	}
@@ -116,7 +129,11 @@ func (s *Service) handle(action string, r micro.Request) {
 			s.o.OnRequest(action, code, time.Since(start))
 		}
 	}()
-	ver, rerr := s.o.Verifier.Verify(r.Subject(), action, opauth.ReadOnly, r.Data())
+	need, isPolicy := PolicyActions[action]
+	if !isPolicy {
+		need = opauth.ReadOnly
+	}
+	ver, rerr := s.o.Verifier.Verify(r.Subject(), action, need, r.Data())
 	if rerr != nil {
 		code = rerr.Code
 		s.logRefusal(action, ver, rerr)
@@ -125,7 +142,13 @@ func (s *Service) handle(action string, r micro.Request) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
 	defer cancel()
-	res, err := s.run(ctx, action, ver.Cmd.Args)
+	var res any
+	var err error
+	if isPolicy {
+		res, err = s.runPolicy(ctx, action, ver.Cmd.Args, keyLabel(ver.Key))
+	} else {
+		res, err = s.run(ctx, action, ver.Cmd.Args)
+	}
 	if err != nil {
 		code = ledger.ErrorCode(err)
 		msg := err.Error()
@@ -188,6 +211,9 @@ type (
 		To   string            `json:"to"`
 		By   string            `json:"by"`
 		Rows []ledger.UsageRow `json:"rows"`
+		// Limits: where each user with a policy stands now (remaining
+		// quota, expiry), when the ledger runs fleet policy.
+		Limits map[string]Limits `json:"limits,omitempty"`
 	}
 	AuditResult struct {
 		Entries    []ledger.AuditEntry `json:"entries"`
@@ -344,7 +370,13 @@ func (s *Service) run(ctx context.Context, action string, m map[string]string) (
 		if err := q.Check(time.Now()); err != nil {
 			return nil, err
 		}
-		return UsageResult{From: ledger.Day(q.From), To: ledger.Day(q.To), By: q.By, Rows: nonNil(rows)}, nil
+		out := UsageResult{From: ledger.Day(q.From), To: ledger.Day(q.To), By: q.By, Rows: nonNil(rows)}
+		if s.o.Policy != nil {
+			if out.Limits, err = s.limitsOf(ctx, rows); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
 	case "audit":
 		if err := a.known("server", "action", "key", "refused", "from", "to", "limit", "cursor"); err != nil {
 			return nil, err
@@ -393,6 +425,9 @@ func (s *Service) run(ctx context.Context, action string, m map[string]string) (
 		if s.o.Status != nil {
 			out["ingest"] = s.o.Status()
 		}
+		if p := s.o.Policy; p != nil && p.Stats != nil {
+			out["policy"] = p.Stats()
+		}
 		if p, err := st.Position(ctx); err == nil {
 			out["position"] = p
 			out["database"] = "up"
@@ -402,6 +437,14 @@ func (s *Service) run(ctx context.Context, action string, m map[string]string) (
 		return out, nil
 	}
 	return nil, ledger.Errorf(ledger.ECodeNotFound, "unknown action %s", action)
+}
+
+// keyLabel names a key for the records: its name and the key.
+func keyLabel(k opauth.TrustedKey) string {
+	if k.Name != "" {
+		return k.Name + " (" + k.Key + ")"
+	}
+	return k.Key
 }
 
 func nonNil[T any](l []T) []T {

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -34,6 +35,9 @@ import (
 type Options struct {
 	Store     ledger.PolicyStore
 	Publisher *bucket.Publisher
+	// Bucket, when Publisher is nil, makes it when the engine starts
+	// (it is retried until it works: NATS may not be there yet).
+	Bucket func(ctx context.Context) (*bucket.Publisher, error)
 	// Enforcer ends sessions; nil evaluates and publishes only (hosts
 	// still refuse denied logins from their mirrors).
 	Enforcer Enforcer
@@ -140,6 +144,9 @@ type Engine struct {
 	paced     map[string]time.Time       // user|server|action → last attempt
 	next      *wakeHeap
 	ready     bool
+	// live mirrors ready for other goroutines (Settle on a standby
+	// returns at once: its engine evaluates nothing).
+	live atomic.Bool
 }
 
 // New makes an engine; Run starts it.
@@ -163,7 +170,7 @@ func (e *Engine) Settle(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	want := e.asked
-	for e.done < want && ctx.Err() == nil {
+	for e.done < want && ctx.Err() == nil && e.live.Load() {
 		e.settled.Wait()
 	}
 	return ctx.Err()
@@ -255,6 +262,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.o.Log.Info("policy engine: this instance is no longer the active one; evaluation stops here")
 			e.ready = false
 		}
+		e.live.Store(e.ready)
 		if e.ready {
 			e.resetWake(wakeT)
 		}
@@ -328,6 +336,13 @@ func (e *Engine) Run(ctx context.Context) error {
 
 // start loads what the bucket and the store hold, then evaluates everyone.
 func (e *Engine) start(ctx context.Context) error {
+	if e.o.Publisher == nil {
+		p, err := e.o.Bucket(ctx)
+		if err != nil {
+			return err
+		}
+		e.o.Publisher = p
+	}
 	e.mu.Lock()
 	asked := e.asked // the sweep below covers everything asked so far
 	e.mu.Unlock()
@@ -351,6 +366,7 @@ func (e *Engine) start(ctx context.Context) error {
 		return err
 	}
 	e.ready = true
+	e.live.Store(true)
 	if err := e.o.Publisher.Heartbeat(ctx, e.o.Now(), len(e.published)); err != nil {
 		return err
 	}
