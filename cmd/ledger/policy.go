@@ -69,7 +69,9 @@ func init() {
 		"LEDGER_POLICY_SWEEP": {"fleet policy: how often every user is evaluated again, besides on every change (default 5m)",
 			func(s *settings, v string) error { return duration(&s.Policy.Sweep, v, 10*time.Second, 24*time.Hour) }},
 		"LEDGER_POLICY_HEARTBEAT": {"fleet policy: how often the heartbeat that keeps hosts' mirrors fresh is written (default 10s; keep it well under the hosts' POLICY_MAX_AGE)",
-			func(s *settings, v string) error { return duration(&s.Policy.Heartbeat, v, time.Second, 10*time.Minute) }},
+			func(s *settings, v string) error {
+				return duration(&s.Policy.Heartbeat, v, time.Second, 10*time.Minute)
+			}},
 		"LEDGER_POLICY_KICK_FOR": {"fleet policy: validity of the kick that ends a denied user's sessions (default 10m)",
 			func(s *settings, v string) error { return duration(&s.Policy.KickFor, v, time.Minute, 24*time.Hour) }},
 		"LEDGER_POLICY_NEWEST_HOLD": {"fleet policy: when the newest session wins, how long the old session's server refuses the user so its cookie cannot win back (default 5m; 0 off)",

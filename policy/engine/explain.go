@@ -13,12 +13,12 @@ import (
 // the expiry, the sessions open. ctl usage, ctl policy get and the console
 // show it.
 type Standing struct {
-	User     string              `json:"user"`
-	Group    string              `json:"group,omitempty"`
-	Quota    *policy.Quota       `json:"quota,omitempty"`
-	Expiry   *policy.Expiry      `json:"expiry,omitempty"`
+	User     string               `json:"user"`
+	Group    string               `json:"group,omitempty"`
+	Quota    *policy.Quota        `json:"quota,omitempty"`
+	Expiry   *policy.Expiry       `json:"expiry,omitempty"`
 	Sessions *policy.SessionLimit `json:"sessions,omitempty"`
-	Time     *policy.TimeLimit   `json:"time,omitempty"`
+	Time     *policy.TimeLimit    `json:"time,omitempty"`
 	// From says, per kind, whether the user's own policy or their
 	// group's set it.
 	From map[string]policy.Scope `json:"from,omitempty"`
