@@ -102,7 +102,7 @@ func ConfigActions(store *userconf.Store) []Action {
 		}
 		return s, nil // checked with its kind in checkName
 	}}
-	key := Param{Name: "key", Required: true, Check: func(s string) (string, error) {
+	key := Param{Name: "key", Required: true, NotSecret: true, Check: func(s string) (string, error) {
 		if len(s) > 64 {
 			return "", errors.New("longer than 64 bytes")
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/google/uuid"
 	"golang.org/x/time/rate"
@@ -27,9 +28,11 @@ const (
 
 // Audit is the payload of an audit event (docs/commands.md).
 type Audit struct {
-	Phase     string            `json:"phase"`
-	Action    string            `json:"action"`
-	Subject   string            `json:"subject"`
+	Phase   string `json:"phase"`
+	Action  string `json:"action"`
+	Subject string `json:"subject"`
+	// Reply is the reply subject of a request dropped for it.
+	Reply     string            `json:"reply,omitempty"`
 	Key       string            `json:"key,omitempty"`
 	KeyName   string            `json:"key_name,omitempty"`
 	Role      string            `json:"role,omitempty"`
@@ -70,8 +73,9 @@ func newAuditor(sp *spool.Spool, serverID string, perMinute int, log *slog.Logge
 	}
 }
 
-// fill copies what is known of the command into a.
-func fill(a *Audit, v opauth.Verified) {
+// fill copies what is known of the command into a; the arguments are
+// redacted against the action's parameters ps.
+func fill(a *Audit, v opauth.Verified, ps []Param) {
 	if v.Cmd == nil {
 		return
 	}
@@ -86,14 +90,28 @@ func fill(a *Audit, v opauth.Verified) {
 	if v.Trusted {
 		a.KeyName, a.Role = v.Key.Name, string(v.Key.Role)
 	}
-	a.Args = redact(c.Args)
+	a.Args = redact(c.Args, ps)
 }
 
-// redact keeps arguments readable in the audit without their secrets;
-// values of refused commands are cut so a flood of huge ones stays small.
-func redact(args map[string]string) map[string]string {
+// Values put in the audit in place of an argument's.
+const (
+	auditSealed   = "(sealed)"
+	auditRedacted = "(redacted)"
+)
+
+// redact keeps arguments readable in the audit without their secrets: a
+// sealed argument shows as (sealed); an argument the action does not take,
+// or whose name suggests a secret, as (redacted) — in every audit,
+// refused or accepted, since a careless client may put a password in
+// clear under any name. Values are cut so a flood of huge ones stays
+// small.
+func redact(args map[string]string, ps []Param) map[string]string {
 	if len(args) == 0 {
 		return nil
+	}
+	known := map[string]Param{}
+	for _, p := range ps {
+		known[p.Name] = p
 	}
 	out := map[string]string{}
 	n := 0
@@ -102,20 +120,65 @@ func redact(args map[string]string) map[string]string {
 			out["…"] = fmt.Sprintf("%d more arguments", len(args)-16)
 			break
 		}
+		p, ok := known[k]
 		k = truncate(strings.ToValidUTF8(k, "?"), 64)
-		if strings.HasSuffix(k, opauth.SealedSuffix) {
-			out[k] = "(sealed)"
-			continue
+		switch {
+		case strings.HasSuffix(k, opauth.SealedSuffix):
+			out[k] = auditSealed
+		case !ok, SecretName(k) && !p.NotSecret:
+			out[k] = auditRedacted
+		default:
+			out[k] = truncate(strings.ToValidUTF8(v, "?"), 256)
 		}
-		out[k] = truncate(strings.ToValidUTF8(v, "?"), 256)
 	}
 	return out
 }
 
+// secretWords mark an argument name as secret when they are one of its
+// words (split at anything but letters and digits, and at case changes);
+// secretParts when they appear anywhere in it ("newpassword", "apiToken").
+var (
+	secretWords = map[string]bool{"key": true, "pw": true, "pwd": true, "pass": true, "pin": true, "otp": true, "seed": true,
+		"private": true, "auth": true, "cred": true, "creds": true}
+	secretParts = []string{"password", "passwd", "passphrase", "secret", "token", "credential", "cookie", "apikey", "privkey"}
+)
+
+// SecretName reports whether an argument's name suggests it holds a
+// secret: password, secret, key, token and their kin.
+func SecretName(name string) bool {
+	lower := strings.ToLower(name)
+	for _, p := range secretParts {
+		if strings.Contains(lower, p) {
+			return true
+		}
+	}
+	var word []rune
+	prevLower := false
+	flush := func() bool {
+		w := strings.ToLower(string(word))
+		word = word[:0]
+		return secretWords[w]
+	}
+	for _, r := range name {
+		isLetter := unicode.IsLetter(r) || unicode.IsDigit(r)
+		if !isLetter || (unicode.IsUpper(r) && prevLower) {
+			if flush() {
+				return true
+			}
+		}
+		if isLetter {
+			word = append(word, r)
+		}
+		prevLower = unicode.IsLower(r)
+	}
+	return flush()
+}
+
 // refused writes a refusal unless the rate limit says not to; then it is
 // only counted, and the count goes into the next refusal written. id makes
-// the event_id: a refusal of one message is one fact.
-func (au *auditor) refused(a Audit, idParts ...string) {
+// the event_id: a refusal of one message is one fact. It reports whether
+// the refusal was written (the caller logs it only then).
+func (au *auditor) refused(a Audit, idParts ...string) bool {
 	au.mu.Lock()
 	if !au.lim.Allow() {
 		au.suppressed++
@@ -124,7 +187,7 @@ func (au *auditor) refused(a Audit, idParts ...string) {
 		if n == 1 || n%1000 == 0 {
 			au.log.Warn("refused commands over the audit rate; counting instead of writing", "suppressed", n)
 		}
-		return
+		return false
 	}
 	a.SuppressedRefusals, au.suppressed = au.suppressed, 0
 	au.mu.Unlock()
@@ -132,6 +195,7 @@ func (au *auditor) refused(a Audit, idParts ...string) {
 	if err := au.write(a, idParts...); err != nil {
 		au.log.Error("cannot write the audit of a refused command", "action", a.Action, "code", a.Code, "err", err.Error())
 	}
+	return true
 }
 
 // write appends one audit event. Its event_id is a UUIDv5 of the server,

@@ -2,9 +2,9 @@ package cmdsvc
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -49,30 +49,81 @@ type bed struct {
 	now      func() time.Time
 	extra    []Action
 	perMin   int
+	// Per-key limits of the verifier; the bed's defaults are wide so
+	// tests that send many commands in a row are not rate limited.
+	keyRate  float64
+	keyBurst int
+	keyQuota int
+	inbox    []string // the service's inbox prefixes (nil: the default)
+	// agentErrs receives the agent connection's asynchronous errors
+	// (permissions violations).
+	agentErrs chan error
+	log       syncBuffer // the service's log
 }
 
-// Users of the NATS server: the agent may serve vpn1's commands (and
-// only those) and answer discovery; the operator may send commands and
-// discover; the viewer may only read events and replies.
-func natsServer(t *testing.T) (*server.Server, string) {
+// syncBuffer is a bytes.Buffer safe for the service's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// agentPermissions are the command service's NATS permissions as
+// docs/commands.md documents them, the narrowest that work: it may
+// receive its own server's commands and micro's discovery requests, and
+// publish only into inboxes. No allow_responses: that would let a request
+// name any subject as its reply and have the service publish there.
+func agentPermissions(prefix, serverID string) *server.Permissions {
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{
+			prefix + ".cmd." + serverID + ".>",
+			"$SRV.PING", "$SRV.INFO", "$SRV.STATS",
+			"$SRV.*." + ServiceName, "$SRV.*." + ServiceName + ".*",
+		}},
+	}
+}
+
+// natsUsers: the agent (documented permissions, unless agent says
+// otherwise); the operator may send commands and discover; the viewer may
+// only read events and replies; admin may do anything (it watches).
+func natsUsers(agent *server.Permissions) []*server.User {
+	if agent == nil {
+		agent = agentPermissions(testPrefix, testServer)
+	}
+	return []*server.User{
+		{Username: "agent", Password: "agent-pw", Permissions: agent},
+		{Username: "operator", Password: "operator-pw", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{testPrefix + ".cmd.>", "$SRV.>"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		}},
+		{Username: "viewer", Password: "viewer-pw", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{testPrefix + ".events.>"}, Deny: []string{testPrefix + ".cmd.>"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>", testPrefix + ".events.>"}},
+		}},
+		{Username: "admin", Password: "admin-pw"},
+	}
+}
+
+// natsServer is an embedded nats-server with JetStream and the users of
+// natsUsers(agent).
+func natsServer(t *testing.T, agent *server.Permissions) (*server.Server, string) {
 	t.Helper()
 	opts := &server.Options{
 		Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		Users: []*server.User{
-			{Username: "agent", Password: "agent-pw", Permissions: &server.Permissions{
-				Publish:   &server.SubjectPermission{Allow: []string{"$SRV.>"}},
-				Subscribe: &server.SubjectPermission{Allow: []string{testPrefix + ".cmd." + testServer + ".>", "$SRV.>"}},
-				Response:  &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
-			}},
-			{Username: "operator", Password: "operator-pw", Permissions: &server.Permissions{
-				Publish:   &server.SubjectPermission{Allow: []string{testPrefix + ".cmd.>", "$SRV.>"}},
-				Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
-			}},
-			{Username: "viewer", Password: "viewer-pw", Permissions: &server.Permissions{
-				Publish:   &server.SubjectPermission{Allow: []string{testPrefix + ".events.>"}, Deny: []string{testPrefix + ".cmd.>"}},
-				Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>", testPrefix + ".events.>"}},
-			}},
-		},
+		JetStream: true, StoreDir: t.TempDir(),
+		Users: natsUsers(agent),
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -86,10 +137,14 @@ func natsServer(t *testing.T) (*server.Server, string) {
 	return s, s.ClientURL()
 }
 
-func newBed(t *testing.T) *bed {
+func newBed(t *testing.T) *bed { return newBedWith(t, nil) }
+
+// newBedWith is newBed with the agent's NATS permissions given (nil: the
+// documented ones).
+func newBedWith(t *testing.T, agent *server.Permissions) *bed {
 	t.Helper()
-	b := &bed{t: t, dir: t.TempDir(), perMin: 1000}
-	b.srv, b.url = natsServer(t)
+	b := &bed{t: t, dir: t.TempDir(), perMin: 1000, keyRate: 1000, keyBurst: 1000, keyQuota: 1000}
+	b.srv, b.url = natsServer(t, agent)
 	var err error
 	if b.sp, err = spool.Open(filepath.Join(b.dir, "spool"), spool.Options{Create: true, LockWait: time.Second}); err != nil {
 		t.Fatal(err)
@@ -110,7 +165,8 @@ func newBed(t *testing.T) *bed {
 	b.trusted = filepath.Join(b.dir, "operators.keys")
 	b.writeFile(b.trusted, "# test operators\nread-write "+rwPub+" alice@ops\nro "+roPub+" grafana\npolicy "+polPub+" ledger\n", 0o644)
 	b.argvLog = filepath.Join(b.dir, "argv.log")
-	b.agent = b.connect("agent", "agent-pw", nil)
+	b.agentErrs = make(chan error, 256)
+	b.agent = b.connect("agent", "agent-pw", b.agentErrs)
 	return b
 }
 
@@ -150,19 +206,21 @@ func (b *bed) start() {
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	b.nonces, err = opauth.OpenNonceCache(filepath.Join(b.dir, "state", "nonces"), 1000, time.Now())
+	b.nonces, err = opauth.OpenNonceCache(filepath.Join(b.dir, "state", "nonces"), opauth.NonceLimits{PerKey: b.keyQuota}, time.Now())
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	v := &opauth.Verifier{Trusted: tr, Nonces: b.nonces, MaxSkew: 5 * time.Second, MaxValidity: 5 * time.Minute, Now: b.now}
+	v := &opauth.Verifier{Trusted: tr, Nonces: b.nonces, MaxSkew: 5 * time.Second, MaxValidity: 5 * time.Minute, Now: b.now,
+		KeyRate: b.keyRate, KeyBurst: b.keyBurst}
 	b.svc, err = Start(Options{
 		NC: b.agent, Prefix: testPrefix, ServerID: testServer, Verifier: v, XKey: b.xkey,
 		Occtl:                  &ocserv.Occtl{Path: fakeOcctl(b.t, b.argvLog), Timeout: 5 * time.Second},
 		Spool:                  b.sp,
 		Extra:                  b.extra,
-		Log:                    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:                    slog.New(slog.NewTextHandler(&b.log, nil)),
 		Build:                  "test",
 		RefusalAuditsPerMinute: b.perMin,
+		InboxPrefixes:          b.inbox,
 		RemoveAllRules: func(context.Context) error {
 			b.logArgv("firewall removeall")
 			return nil

@@ -5,9 +5,10 @@
 // passes the security layer of package opauth (signature, trusted key and
 // role, validity in time, replay), then the action's argument checks, and
 // only then runs, through occtl (argv only, never a shell), the kick list or
-// the firewall. Every command, accepted or refused, becomes an audit event
-// through the spool (refusals rate-limited). docs/commands.md is the
-// reference.
+// the firewall. Every command that runs, and every refusal of a command
+// signed by a trusted key, becomes an audit event through the spool; other
+// refusals (which anyone who can publish can cause) up to a rate, counted
+// beyond it. docs/commands.md is the reference.
 package cmdsvc
 
 import (
@@ -18,6 +19,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -104,6 +106,11 @@ type Options struct {
 	// RemoveAllRules removes every firewall rule the hook made; nil means
 	// both real backends (firewall.Open).
 	RemoveAllRules func(ctx context.Context) error
+	// InboxPrefixes are the subject prefixes a reply may go to (default
+	// "_INBOX", nats.go's): a request naming any other reply subject is
+	// dropped unanswered and audited, so nobody can make this service
+	// publish into another host's subjects or the JetStream API.
+	InboxPrefixes []string
 	// Timeout bounds one action (default 30s).
 	Timeout time.Duration
 	Log     *slog.Logger
@@ -139,6 +146,10 @@ type Param struct {
 	Name     string
 	Required bool
 	Check    func(string) (string, error)
+	// NotSecret keeps the value in audits although the name suggests a
+	// secret (SecretName): config-set's "key" is the name of an ocserv
+	// setting, which the audit must show.
+	NotSecret bool
 }
 
 // Request is a verified command with validated arguments.
@@ -176,6 +187,9 @@ func Start(o Options) (*Service, error) {
 	}
 	if o.RemoveAllRules == nil {
 		o.RemoveAllRules = removeAllRules
+	}
+	if len(o.InboxPrefixes) == 0 {
+		o.InboxPrefixes = []string{DefaultInboxPrefix}
 	}
 	xpub, err := o.XKey.PublicKey()
 	if err != nil || !nkeys.IsValidPublicCurveKey(xpub) {
@@ -221,6 +235,25 @@ func Start(o Options) (*Service, error) {
 	return s, nil
 }
 
+// DefaultInboxPrefix is nats.go's inbox prefix (nats.InboxPrefix
+// without its dot).
+const DefaultInboxPrefix = "_INBOX"
+
+// CodeBadReply: the request names a reply subject outside the inbox
+// prefixes. Such a request gets no answer; the code is in its audit.
+const CodeBadReply = "bad_reply_subject"
+
+// inboxReply reports whether reply is under one of the inbox prefixes: the
+// prefix's tokens, then at least one more.
+func (s *Service) inboxReply(reply string) bool {
+	for _, p := range s.o.InboxPrefixes {
+		if len(reply) > len(p)+1 && strings.HasPrefix(reply, p) && reply[len(p)] == '.' {
+			return true
+		}
+	}
+	return false
+}
+
 // Subject is <prefix>.cmd.<server_id>.<action> (without the action when
 // action is "").
 func Subject(prefix, serverID, action string) string {
@@ -249,20 +282,22 @@ func (s *Service) Actions() []string {
 func (s *Service) handle(a *Action, r micro.Request) {
 	start := time.Now()
 	subject := r.Subject()
-	ver, rerr := s.o.Verifier.Verify(subject, a.Name, a.Role, r.Data())
-	au := Audit{Action: a.Name, Subject: truncate(subject, 256)}
-	fill(&au, ver)
-	if rerr != nil {
-		au.Code, au.Message = rerr.Code, rerr.Msg
-		key, nonce := "", ""
-		if ver.Cmd != nil {
-			key, nonce = ver.Cmd.Key, ver.Cmd.Nonce
+	if reply := r.Reply(); !s.inboxReply(reply) {
+		// Answering would publish where the sender chose: drop it. No
+		// check ran, so nothing of the request is trusted in the audit.
+		au := Audit{Action: a.Name, Subject: truncate(subject, 256), Reply: truncate(strings.ToValidUTF8(reply, "?"), 256),
+			Code: CodeBadReply, Message: fmt.Sprintf("reply subject %q is not under the inbox prefixes (%s); request dropped unanswered",
+				truncate(strings.ToValidUTF8(reply, "?"), 256), strings.Join(s.o.InboxPrefixes, ", "))}
+		if s.au.refused(au, CodeBadReply, reply, fmt.Sprint(start.UnixNano())) {
+			s.o.Log.Warn("command dropped: reply subject outside the inbox prefixes", "action", a.Name, "reply", au.Reply)
 		}
-		// A reply subject is unique per request, so two refusals of
-		// one replayed message are two facts.
-		s.au.refused(au, key, nonce, rerr.Code, r.Reply())
-		s.o.Log.Warn("command refused", "action", a.Name, "code", rerr.Code, "key", au.Key, "msg", rerr.Msg)
-		s.respondErr(r, a.Name, rerr.Code, rerr.Msg)
+		return
+	}
+	ver, rerr := s.o.Verifier.Check(subject, a.Name, a.Role, r.Data())
+	au := Audit{Action: a.Name, Subject: truncate(subject, 256)}
+	fill(&au, ver, a.Params)
+	if rerr != nil {
+		s.refuse(r, a, au, ver, rerr)
 		return
 	}
 	cmd := ver.Cmd
@@ -272,12 +307,18 @@ func (s *Service) handle(a *Action, r micro.Request) {
 		err = a.Check(args)
 	}
 	if err != nil {
-		// Signed by a trusted key and not a replay: always audited.
+		// Signed by a trusted key within its rate, not a replay: always
+		// audited. The nonce is not consumed: the command did not run.
 		au.OK, au.Phase, au.Code, au.Message = false, PhaseRefused, CodeInvalidArgument, err.Error()
 		if werr := s.au.write(au, idKey, idNonce); werr != nil {
 			s.o.Log.Error("cannot write audit event", "err", werr.Error())
 		}
 		s.respondErr(r, a.Name, CodeInvalidArgument, err.Error())
+		return
+	}
+	// The last check: the nonce, recorded durably before anything runs.
+	if rerr := s.o.Verifier.Consume(ver); rerr != nil {
+		s.refuse(r, a, au, ver, rerr)
 		return
 	}
 	if a.Role == opauth.ReadWrite {
@@ -313,6 +354,24 @@ func (s *Service) handle(a *Action, r micro.Request) {
 		s.o.Log.Info("command run", "action", a.Name, "key", cmd.Key, "name", ver.Key.Name)
 	}
 	s.respond(r, Reply{OK: true, ServerID: s.o.ServerID, Action: a.Name, Result: body})
+}
+
+// refuse audits a refusal of the security layer (rate-limited) and
+// answers it.
+func (s *Service) refuse(r micro.Request, a *Action, au Audit, ver opauth.Verified, rerr *opauth.Error) {
+	au.Code, au.Message = rerr.Code, rerr.Msg
+	key, nonce := "", ""
+	if ver.Cmd != nil {
+		key, nonce = ver.Cmd.Key, ver.Cmd.Nonce
+	}
+	// A reply subject is unique per request, so two refusals of one
+	// replayed message are two facts.
+	if s.au.refused(au, key, nonce, rerr.Code, r.Reply()) {
+		// Logged like it is audited: a flood of refusals must not fill
+		// the journal either.
+		s.o.Log.Warn("command refused", "action", a.Name, "code", rerr.Code, "key", au.Key, "msg", rerr.Msg)
+	}
+	s.respondErr(r, a.Name, rerr.Code, rerr.Msg)
 }
 
 func (s *Service) writeDone(au Audit, key, nonce string) {

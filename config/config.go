@@ -129,11 +129,15 @@ func Default() Config {
 		Policy:           defaultPolicy(),
 		Cmd: Cmd{
 			TrustedKeys:            "/etc/ocserv-telemetry/operators.keys",
-			XKeySeed:               "/etc/ocserv-telemetry/commander.xkey",
+			XKeySeed:               "/var/lib/ocserv-telemetry/commander.xkey",
 			NonceFile:              "/var/lib/ocserv-telemetry/nonces",
 			MaxSkew:                30 * time.Second,
 			MaxValidity:            5 * time.Minute,
 			RefusalAuditsPerMinute: 60,
+			KeyRate:                10,
+			KeyBurst:               20,
+			KeyQuota:               1000,
+			InboxPrefixes:          []string{"_INBOX"},
 		},
 	}
 }
@@ -188,13 +192,15 @@ func Parse(r io.Reader) (Config, []Problem, error) {
 		key, val, ok := strings.Cut(line, "=")
 		key = strings.TrimSpace(key)
 		if !ok || key == "" {
-			probs = append(probs, Problem{Line: n, Key: key, Msg: "not a KEY=VALUE line"})
+			// Never the whole line: it may hold a secret missing its '='
+			// (NATS_URL nats://user:password@host).
+			probs = append(probs, Problem{Line: n, Key: keyLike(line), Msg: "not a KEY=VALUE line"})
 			continue
 		}
 		val = unquote(strings.TrimSpace(val))
 		f, known := fields[key]
 		if !known {
-			probs = append(probs, Problem{Line: n, Key: key, Msg: "unknown key (known: " + knownKeys() + ")"})
+			probs = append(probs, Problem{Line: n, Key: keyLike(key), Msg: "unknown key (known: " + knownKeys() + ")"})
 			continue
 		}
 		if prev, dup := seen[key]; dup {
@@ -209,6 +215,22 @@ func Parse(r io.Reader) (Config, []Problem, error) {
 		return c, probs, err
 	}
 	return c, probs, nil
+}
+
+// keyLike is the first word of a line when it looks like a key (letters,
+// digits, '_'), else "(no key)": a problem never quotes more of a line
+// than a key name, since the line may hold a secret.
+func keyLike(line string) string {
+	f := strings.Fields(line)
+	if len(f) == 0 || len(f[0]) > 64 {
+		return "(no key)"
+	}
+	for _, r := range f[0] {
+		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
+			return "(no key)"
+		}
+	}
+	return f[0]
 }
 
 // maxFile bounds what Load reads; a config file is a few hundred bytes.

@@ -158,3 +158,26 @@ func TestEveryKeyDocumented(t *testing.T) {
 		}
 	}
 }
+
+// The command service's own credentials replace the agent's whole, so the
+// two identities never mix; without them it uses the agent's.
+func TestCommanderNATS(t *testing.T) {
+	c, probs, err := Parse(strings.NewReader("NATS_URL=nats://h:4222\nNATS_USER=shipper\nNATS_PASSWORD=s\nNATS_CA=/ca.pem\n"))
+	if err != nil || len(probs) > 0 {
+		t.Fatal(err, probs)
+	}
+	if n := c.CommanderNATS(); n.User != "shipper" || n.Password != "s" || n.CAFile != "/ca.pem" {
+		t.Fatalf("without CMD_NATS_*: %+v", n)
+	}
+	c, probs, err = Parse(strings.NewReader("NATS_URL=nats://h:4222\nNATS_USER=shipper\nNATS_PASSWORD=s\nNATS_CA=/ca.pem\nCMD_NATS_CREDS=/etc/commander.creds\n"))
+	if err != nil || len(probs) > 0 {
+		t.Fatal(err, probs)
+	}
+	n := c.CommanderNATS()
+	if n.Creds != "/etc/commander.creds" || n.User != "" || n.Password != "" || n.CAFile != "/ca.pem" || n.URLs[0] != "nats://h:4222" {
+		t.Fatalf("with CMD_NATS_CREDS: %+v", n)
+	}
+	if c.NATS.User != "shipper" {
+		t.Fatal("the agent's own credentials changed")
+	}
+}

@@ -90,7 +90,7 @@ var fields = map[string]field{
 		}},
 	"CMD_TRUSTED_KEYS": {"command service: file of trusted operator public keys with a role each (default /etc/ocserv-telemetry/operators.keys)",
 		func(c *Config, v string) error { return setAbsPath(&c.Cmd.TrustedKeys, v) }},
-	"CMD_XKEY_SEED": {"command service: this server's curve key seed file, made at first start; operators seal passwords to it (default /etc/ocserv-telemetry/commander.xkey)",
+	"CMD_XKEY_SEED": {"command service: this server's curve key seed file, made at first start; operators seal passwords to it (default /var/lib/ocserv-telemetry/commander.xkey, in the state directory the command service may write)",
 		func(c *Config, v string) error { return setAbsPath(&c.Cmd.XKeySeed, v) }},
 	"CMD_NONCE_FILE": {"command service: the nonce cache that refuses replays across restarts (default /var/lib/ocserv-telemetry/nonces)",
 		func(c *Config, v string) error { return setAbsPath(&c.Cmd.NonceFile, v) }},
@@ -100,6 +100,24 @@ var fields = map[string]field{
 		func(c *Config, v string) error { return setDuration(&c.Cmd.MaxValidity, v, time.Second, time.Hour) }},
 	"CMD_REFUSAL_AUDITS_PER_MINUTE": {"command service: audit events for refused commands per minute; the rest are counted in the next one (default 60)",
 		func(c *Config, v string) error { return setInt(&c.Cmd.RefusalAuditsPerMinute, v, 1, 100000) }},
+	"CMD_KEY_RATE": {"command service: commands per second one operator key may send, each key its own bucket; more are refused rate_limited (default 10)",
+		func(c *Config, v string) error { return setFloat(&c.Cmd.KeyRate, v, 0.001, 10000) }},
+	"CMD_KEY_BURST": {"command service: commands one operator key may send at once above its rate (default 20)",
+		func(c *Config, v string) error { return setInt(&c.Cmd.KeyBurst, v, 1, 100000) }},
+	"CMD_KEY_QUOTA": {"command service: commands of one operator key the nonce cache holds within their validity; more are refused over_quota (default 1000)",
+		func(c *Config, v string) error { return setInt(&c.Cmd.KeyQuota, v, 1, 1000000) }},
+	"CMD_INBOX_PREFIX": {"command service: subject prefixes replies may go to, comma-separated; a request naming another reply subject is dropped and audited (default _INBOX, as nats.go and ctl use)",
+		func(c *Config, v string) error { return setSubjects(&c.Cmd.InboxPrefixes, v) }},
+	"CMD_NATS_CREDS": {"command service: its own NATS credentials file; any CMD_NATS_* key replaces all of NATS_CREDS, NATS_NKEY_SEED, NATS_USER, NATS_PASSWORD and NATS_TOKEN for the command service, so it can have its own NATS user with the narrow permissions of docs/commands.md",
+		func(c *Config, v string) error { return setOptAbsPath(&c.Cmd.NATS.Creds, v) }},
+	"CMD_NATS_NKEY_SEED": {"command service: path of its own nkey seed file (see CMD_NATS_CREDS)",
+		func(c *Config, v string) error { return setOptAbsPath(&c.Cmd.NATS.NKeySeed, v) }},
+	"CMD_NATS_USER": {"command service: its own NATS user name (see CMD_NATS_CREDS)",
+		func(c *Config, v string) error { c.Cmd.NATS.User = v; return nil }},
+	"CMD_NATS_PASSWORD": {"command service: its own NATS password (see CMD_NATS_CREDS; keep this file root-only)",
+		func(c *Config, v string) error { c.Cmd.NATS.Password = v; return nil }},
+	"CMD_NATS_TOKEN": {"command service: its own NATS token (see CMD_NATS_CREDS; keep this file root-only)",
+		func(c *Config, v string) error { c.Cmd.NATS.Token = v; return nil }},
 	"CMD_OCCTL": {"command service: occtl binary (default occtl from PATH)",
 		func(c *Config, v string) error { return setAbsPath(&c.Cmd.Occtl, v) }},
 	"CMD_OCCTL_SOCKET": {"command service: occtl's socket (-s); empty means occtl's compiled-in default",
@@ -188,14 +206,34 @@ type Cmd struct {
 	MaxSkew                time.Duration
 	MaxValidity            time.Duration
 	RefusalAuditsPerMinute int
-	Occtl                  string // "" means "occtl" from PATH
-	OcctlSocket            string
-	Ocserv                 string // "" means "ocserv" from PATH
-	OcpasswdFile           string // "": user actions not offered
-	Ocpasswd               string // "" means "ocpasswd" from PATH
-	ConfigPerUser          string // "": not managed
-	ConfigPerGroup         string // "": not managed
-	ConfigBackupDir        string
+	KeyRate                float64 // commands per second per operator key
+	KeyBurst               int
+	KeyQuota               int // live nonces per operator key
+	InboxPrefixes          []string
+	// NATS holds the command service's own credentials (CMD_NATS_*);
+	// only the credential fields are used. See CommanderNATS.
+	NATS            NATS
+	Occtl           string // "" means "occtl" from PATH
+	OcctlSocket     string
+	Ocserv          string // "" means "ocserv" from PATH
+	OcpasswdFile    string // "": user actions not offered
+	Ocpasswd        string // "" means "ocpasswd" from PATH
+	ConfigPerUser   string // "": not managed
+	ConfigPerGroup  string // "": not managed
+	ConfigBackupDir string
+}
+
+// CommanderNATS is the command service's connection: the agent's servers,
+// TLS and JetStream settings, with the command service's own credentials
+// when any CMD_NATS_* key is set (then none of the agent's credentials is
+// used, so the two identities never mix).
+func (c Config) CommanderNATS() NATS {
+	n := c.NATS
+	o := c.Cmd.NATS
+	if o.Creds != "" || o.NKeySeed != "" || o.User != "" || o.Password != "" || o.Token != "" {
+		n.Creds, n.NKeySeed, n.User, n.Password, n.Token = o.Creds, o.NKeySeed, o.User, o.Password, o.Token
+	}
+	return n
 }
 
 func setOptAbsPath(dst *string, v string) error {
@@ -271,6 +309,24 @@ func setSubject(dst *string, v string) error {
 	return nil
 }
 
+// ParseSubjects accepts a comma-separated list of subjects of valid
+// tokens (no wildcards), as CMD_INBOX_PREFIX takes.
+func ParseSubjects(dst *[]string, v string) error { return setSubjects(dst, v) }
+
+func setSubjects(dst *[]string, v string) error {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		p = strings.TrimSpace(p)
+		var one string
+		if err := setSubject(&one, p); err != nil {
+			return err
+		}
+		out = append(out, one)
+	}
+	*dst = out
+	return nil
+}
+
 func setAbsPath(dst *string, v string) error {
 	if v == "" || !filepath.IsAbs(v) {
 		return fmt.Errorf("%q is not an absolute path", v)
@@ -313,6 +369,15 @@ func setDuration(dst *time.Duration, v string, min, max time.Duration) error {
 	return nil
 }
 
+func setFloat(dst *float64, v string, min, max float64) error {
+	n, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(n >= min && n <= max) {
+		return fmt.Errorf("%q is not a number in %g..%g", v, min, max)
+	}
+	*dst = n
+	return nil
+}
+
 func setInt(dst *int, v string, min, max int) error {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < min || n > max {
@@ -338,14 +403,15 @@ func setURLs(dst *[]string, v string) error {
 		if s == "" {
 			continue
 		}
+		// Errors quote the URL redacted: it may carry a password.
 		u, err := url.Parse(s)
 		if err != nil || u.Host == "" {
-			return fmt.Errorf("%q is not a URL like nats://host:4222", s)
+			return fmt.Errorf("%q is not a URL like nats://host:4222", RedactURL(s))
 		}
 		switch u.Scheme {
 		case "nats", "tls", "ws", "wss":
 		default:
-			return fmt.Errorf("%q: scheme must be nats, tls, ws or wss", s)
+			return fmt.Errorf("%q: scheme must be nats, tls, ws or wss", RedactURL(s))
 		}
 		out = append(out, s)
 	}

@@ -73,7 +73,7 @@ func startFleet(t *testing.T, srv *server.Server, b *testbed.Bed) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nonces, err := opauth.OpenNonceCache(filepath.Join(dir, "nonces"), 0, time.Now())
+	nonces, err := opauth.OpenNonceCache(filepath.Join(dir, "nonces"), opauth.NonceLimits{}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

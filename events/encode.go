@@ -131,6 +131,13 @@ func (e *Event) appendJSON(b []byte) []byte {
 		if f.Micros != 0 {
 			fo.int("elapsed_us", f.Micros)
 		}
+		if r := f.SupersededBy; r != nil {
+			fo.key("superseded_by")
+			ro := open(fo.b)
+			ro.int("id", int64(r.ID))
+			ro.strOmit("session_uid", r.SessionUID)
+			fo.b = ro.close()
+		}
 		o.b = fo.close()
 	}
 	if e.Admitted != nil {

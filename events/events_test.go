@@ -341,6 +341,9 @@ func FuzzMarshalMatchesEncodingJSON(f *testing.F) {
 		chained := int(mono % 300)
 		ev.Hook = &HookInfo{Version: user, Fallback: adm, LockWaitUS: mono, Chained: &chained}
 		ev.Firewall = &Firewall{Mode: user, Error: agent, Micros: mono}
+		if adm {
+			ev.Firewall.SupersededBy = &SessionRef{ID: int(mono % 100000), SessionUID: user}
+		}
 		ev.Refusal = agent
 		if seq%3 != 0 {
 			ev.Verdict = &Verdict{Mirror: dev, AgeMS: mono, StaleMode: user, Allowed: adm, Reason: agent, Until: dev, Error: agent}

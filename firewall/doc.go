@@ -19,18 +19,25 @@
 // # Backends
 //
 // nftables (the default where the kernel has nf_tables): one table
-// "inet ocserv_telemetry_<device>" per device, a base chain on the forward
+// "inet octel_<device>" per device, a base chain on the forward
 // hook at priority filter - 10 (as in upstream's nftables rewrite of
 // ocserv-fw), the device matched by name (iifname/oifname, exact, so it
 // works before the device exists). Connect deletes any leftover table and
 // builds the new one in one netlink batch: one kernel transaction, no
-// process spawned. Disconnect deletes the table.
+// process spawned. Disconnect deletes the table if it is the session's.
+//
+// Rules carry their owner (Owner: ocserv's ID and the session_uid), and
+// Remove deletes only its owner's, in the same transaction as the check:
+// ocserv can give a device to the next session before the previous one's
+// disconnect runs (docs/firewall.md, "Whose rules").
 //
 // iptables: per device and family, chains "OCTEL-<device>" and
 // "OCTELR-<device>" (its route checks) in the filter table, and two jumps at
-// the top of FORWARD tagged with the comment "ocserv-telemetry". Each family
-// is changed by one "iptables-restore --noflush" (or ip6tables-restore)
-// transaction fed on stdin; the two run in parallel. Both backends render the
+// the top of FORWARD whose comment names the owner
+// ("ocserv-telemetry:id=<ID>:uid=<session_uid>"). Each family is changed by
+// one "iptables-restore --noflush" (or ip6tables-restore) transaction fed
+// on stdin; the two run in parallel. Every helper process runs with a
+// bounded wait (runChild). RemoveAll uses go-iptables. Both backends render the
 // same rule plan, so they give the same verdicts.
 //
 // Connect and Disconnect wrap a backend for the hook: a restricted session
@@ -87,10 +94,13 @@
 //     must for unrestricted users anyway. A host whose FORWARD policy drops
 //     forwarded traffic and relied on ocserv-fw's ACCEPT rules should use
 //     the iptables backend. Rejections are final with both backends.
-//  12. Names differ from ocserv-fw's (table prefix "ocserv_telemetry_",
-//     chains "OCTEL-"/"OCTELR-", comment "ocserv-telemetry") and from
-//     upstream nftables ocserv-fw's ("ocserv_<device>"), so each tool only
-//     ever removes its own rules and they can coexist during a migration.
+//  12. Names differ from every ocserv-fw's (table prefix "octel_", chains
+//     "OCTEL-"/"OCTELR-", comments "ocserv-telemetry…"): the iptables
+//     scripts claim the comment "ocserv-fw" and "*-ocserv-fw*" chains, the
+//     nftables script (1.4.2 to 1.5.0) every "inet ocserv_*" table. Each
+//     tool only ever removes its own rules, and they can coexist during a
+//     migration. Earlier releases' "ocserv_telemetry_" tables are still
+//     removed by ours.
 //  13. Connect for a session with nothing to enforce removes leftovers of an
 //     earlier session on the same device (ocserv does not run ocserv-fw for
 //     such users, so a missed disconnect would have restricted them).

@@ -100,9 +100,9 @@ func (b *iptBackend) RejectAll(ctx context.Context, dev string, owner Owner) err
 }
 
 // Remove removes owner's rules for dev. The two families are separate
-// tables: when one family's rules are owner's and the other's are not
-// (only possible if someone edited them), each family gets its own answer
-// and the NotOwnerError is returned.
+// tables and each is checked on its own; when either is another session's
+// the answer is that NotOwnerError (once, not once per family). A family
+// whose rules were owner's has been cleaned either way.
 func (b *iptBackend) Remove(ctx context.Context, dev string, owner Owner) error {
 	if err := ValidDevice(dev); err != nil {
 		return err
@@ -110,7 +110,12 @@ func (b *iptBackend) Remove(ctx context.Context, dev string, owner Owner) error 
 	if owner.ID <= 0 {
 		return errNoOwner
 	}
-	return b.each(func(f *iptFamily) error { return f.remove(ctx, dev, &owner) })
+	err := b.each(func(f *iptFamily) error { return f.remove(ctx, dev, &owner) })
+	var notOwner *NotOwnerError
+	if errors.As(err, &notOwner) {
+		return notOwner
+	}
+	return err
 }
 
 func (b *iptBackend) Clear(ctx context.Context, dev string) error {

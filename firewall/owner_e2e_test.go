@@ -327,3 +327,60 @@ func oursOnly(t *testing.T, ns *netns) string {
 	}
 	return sb.String()
 }
+
+// TestRemoveAllBothFlavours: --removeall (go-iptables) removes our chains
+// and jumps from both iptables flavours, legacy (x_tables) and nf_tables,
+// in both families: a host that switched the iptables alternative since
+// our rules went in has them in the other one. Others' chains and jumps,
+// in both flavours, stay exactly as they were.
+func TestRemoveAllBothFlavours(t *testing.T) {
+	requireRoot(t)
+	for _, tool := range []string{"iptables-legacy", "iptables-nft", "ip6tables-legacy", "ip6tables-nft"} {
+		if _, err := lookTool(tool); err != nil {
+			t.Fatalf("%s is needed (Debian package iptables): %v", tool, err)
+		}
+	}
+	ns := newNetns(t, "flav")
+	flavours := []string{"iptables-legacy", "iptables-nft", "ip6tables-legacy", "ip6tables-nft"}
+	for i, ipt := range flavours {
+		dev := fmt.Sprintf("vpns%d", i)
+		ns.must(t, ipt, "-N", mainChain(dev))
+		ns.must(t, ipt, "-N", routeChain(dev))
+		ns.must(t, ipt, "-A", mainChain(dev), "-m", "comment", "--comment", Comment, "-j", routeChain(dev))
+		ns.must(t, ipt, "-A", "FORWARD", "-i", dev, "-m", "comment", "--comment", jumpComment(Owner{ID: 10 + i, UID: ownerA.UID}), "-j", mainChain(dev))
+		ns.must(t, ipt, "-A", "FORWARD", "-o", dev, "-m", "comment", "--comment", Comment, "-j", mainChain(dev)) // an earlier release's
+		ns.must(t, ipt, "-N", "ADMIN-"+dev)
+		ns.must(t, ipt, "-A", "FORWARD", "-i", dev, "-j", "ADMIN-"+dev)
+	}
+	save := func() map[string]string {
+		m := map[string]string{}
+		for _, ipt := range flavours {
+			m[ipt] = cleanSave(ns.must(t, ipt+"-save", "-t", "filter"))
+		}
+		return m
+	}
+	before := save()
+	for ipt, s := range before {
+		if !strings.Contains(s, ChainPrefix) {
+			t.Fatalf("%s holds none of ours before --removeall:\n%s", ipt, s)
+		}
+	}
+	b := openIn(t, ns, KindIptables)
+	if err := b.call(func(ctx context.Context, b Backend) error { return b.RemoveAll(ctx) }); err != nil {
+		t.Fatal(err)
+	}
+	for ipt, s := range save() {
+		if strings.Contains(s, ChainPrefix) || strings.Contains(s, RouteChainPrefix) || strings.Contains(s, Comment) {
+			t.Errorf("%s still holds rules of ours:\n%s", ipt, s)
+		}
+		var want strings.Builder
+		for _, line := range strings.Split(before[ipt], "\n") {
+			if line != "" && !strings.Contains(line, ChainPrefix) && !strings.Contains(line, RouteChainPrefix) {
+				want.WriteString(line + "\n")
+			}
+		}
+		if s != want.String() {
+			t.Errorf("%s: others' rules changed:\nwant:\n%s\ngot:\n%s", ipt, want.String(), s)
+		}
+	}
+}

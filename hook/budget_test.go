@@ -117,3 +117,40 @@ func TestPanicIsRecovered(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, stderr.String())
 	}
 }
+
+// A budget that runs out before the event exists (a CPU starved by other
+// processes, say) still ends the run with 0, and the log names the session
+// whose event is lost.
+func TestBudgetBeforeTheEventNamesTheSession(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.env")
+	os.WriteFile(cfg, []byte("SPOOL_DIR="+filepath.Join(dir, "spool")+"\nHOOK_BUDGET=100ms\n"), 0o600)
+	var stderr syncBuffer
+	exited := make(chan int, 1)
+	release, done := make(chan struct{}), make(chan struct{})
+	defer func() { close(release); <-done }()
+	r := &Run{
+		Args:             []string{"--config", cfg},
+		Env:              map[string]string{"REASON": "connect", "ID": "78", "DEVICE": "vpns4", "USERNAME": "erin"},
+		Stderr:           &stderr,
+		Start:            time.Now(),
+		Exit:             func(code int) { exited <- code },
+		stallBeforeEvent: func() { <-release },
+	}
+	go func() { r.Main(); close(done) }()
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Errorf("exit %d, want 0", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the budget timer did not end the run")
+	}
+	if el := time.Since(r.Start); el < 100*time.Millisecond || el > 100*time.Millisecond+hooktest.TimerSlack {
+		t.Errorf("ended after %s; want its 100ms budget, at most %s late", el, hooktest.TimerSlack)
+	}
+	out := stderr.String()
+	if !strings.Contains(out, "time budget spent") || !strings.Contains(out, `it is lost: REASON="connect" USERNAME="erin" ID="78" DEVICE="vpns4"`) {
+		t.Errorf("stderr does not name the session: %q", out)
+	}
+}

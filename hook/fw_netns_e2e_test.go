@@ -615,3 +615,48 @@ func TestFwNotAsFwScriptAddsNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestFwLateDisconnectKeepsNextSession: issue 11 defect 2 through the hook
+// binary, with each backend. Session A (ID 1001) connects on vpns3; ocserv
+// gives vpns3 to session B (ID 2002) before A's disconnect has run; A's
+// late disconnect (its session_uid found in the spool's sessions/ record)
+// must leave B's rules, and its event must name B's session.
+func TestFwLateDisconnectKeepsNextSession(t *testing.T) {
+	for _, backend := range []string{"nftables", "iptables"} {
+		t.Run(backend, func(t *testing.T) {
+			ns := newFwNS(t, "vpns3")
+			sb := fwSandbox(t, backend)
+			env := func(reason, id, route string) map[string]string {
+				e := restrictedEnv(t, reason, ns.dev)
+				e["ID"] = id
+				e["OCSERV_ROUTES4"] = route + " "
+				e["OCSERV_ROUTES"] = route + " "
+				return e
+			}
+			ca := ns.run(t, sb, env("connect", "1001", "10.1.0.0/16"), nil, "--fw").only(t)
+			cb := ns.run(t, sb, env("connect", "2002", "10.2.0.0/16"), nil, "--fw").only(t)
+			wantFirewall(t, cb, "applied", backend)
+			withB := ns.ours(t)
+			if !strings.Contains(withB, "10.2.0.0/16") || strings.Contains(withB, "10.1.0.0/16") {
+				t.Fatalf("B's connect did not take the device over:\n%s", withB)
+			}
+			r := ns.run(t, sb, env("disconnect", "1001", "10.1.0.0/16"), nil, "--fw")
+			da := r.only(t)
+			if da.SessionUID != ca.SessionUID {
+				t.Errorf("A's disconnect has session_uid %s, its connect %s", da.SessionUID, ca.SessionUID)
+			}
+			f := da.Firewall
+			if f == nil || f.Action != "none" || f.SupersededBy == nil || f.SupersededBy.ID != 2002 || f.SupersededBy.SessionUID != cb.SessionUID {
+				t.Errorf("A's late disconnect: firewall = %+v, want none, superseded_by {2002 %s}", f, cb.SessionUID)
+			}
+			if got := ns.ours(t); got != withB {
+				t.Errorf("A's late disconnect changed B's rules:\nbefore:\n%s\nafter:\n%s", withB, got)
+			}
+			db := ns.run(t, sb, env("disconnect", "2002", "10.2.0.0/16"), nil, "--fw").only(t)
+			wantFirewall(t, db, "removed", backend)
+			if left := ns.ours(t); left != "" {
+				t.Errorf("B's disconnect left rules:\n%s", left)
+			}
+		})
+	}
+}

@@ -54,6 +54,7 @@ type Run struct {
 	once    sync.Once
 	errMu   sync.Mutex
 	pending atomic.Pointer[[]byte] // the encoded event, until it is committed
+	drafted atomic.Bool            // an event was encoded (pending set at least once)
 
 	// budget is the configured time budget; paused is time spent in the
 	// operator's OCSERV_NEXT_SCRIPT, which does not count against it.
@@ -74,6 +75,9 @@ type Run struct {
 	// a stand-in for a spool, kick list or session record on a disk that
 	// hangs before the append.
 	stallEarly func()
+	// stallBeforeEvent, when set by a test, runs before the event is made:
+	// a stand-in for a CPU so starved that the budget runs out first.
+	stallBeforeEvent func()
 	// uidKnown: the event's session_uid is the session's own (made at this
 	// connect, or found for this disconnect), not one made up for it.
 	uidKnown bool
@@ -142,6 +146,11 @@ func (r *Run) used() time.Duration { return time.Since(r.Start) - r.paused }
 func (r *Run) dump(why string) {
 	if p := r.pending.Swap(nil); p != nil {
 		r.printf("%s before the event reached the spool; the event follows so it is not lost: %s", why, strings.TrimRight(string(*p), "\n"))
+		return
+	}
+	if !r.drafted.Load() && r.Env["REASON"] != "" && r.Env[chainedEnv] == "" {
+		// Spent before the event existed: say at least whose it was.
+		r.printf("%s before the event was made; it is lost: REASON=%q USERNAME=%q ID=%q DEVICE=%q", why, r.Env["REASON"], r.Env["USERNAME"], r.Env["ID"], r.Env["DEVICE"])
 	}
 }
 
@@ -208,6 +217,9 @@ func (r *Run) run(budget *time.Timer) int {
 		r.printf("%v; nothing recorded", err)
 		return ExitAdmit
 	}
+	if r.stallBeforeEvent != nil {
+		r.stallBeforeEvent()
+	}
 	ev := events.FromEnv(t, r.Env)
 	r.stamp(ev, cfg)
 	for _, p := range ev.Problems {
@@ -225,6 +237,7 @@ func (r *Run) run(budget *time.Timer) int {
 		// Refused before any firewall work or next script: ocserv will not
 		// start the session, so there is nothing to restrict.
 		code = ExitRefuse
+		r.encode(ev) // the refusal, for a budget expiry from here on
 	}
 	// The spool is opened, and the session_uid settled, before any
 	// firewall work: the rules record the session that owns them, and a
@@ -428,6 +441,7 @@ func (r *Run) encode(ev *events.Event) ([]byte, error) {
 		return nil, err
 	}
 	r.pending.Store(&line)
+	r.drafted.Store(true)
 	return line, nil
 }
 

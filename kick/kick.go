@@ -10,6 +10,12 @@
 // open(2) that normally fails with ENOENT, and the command service can add
 // and remove entries without rewriting a shared file. File names are the
 // hex of the user name, so no name can reach outside the directory.
+//
+// No lock, on either side: every change is one rename(2) (Add) or one
+// unlink(2) (Remove) of one user's file, atomic for every reader and
+// writer, and no operation reads an entry to decide what to write. Two
+// writers of one user's entry leave one of their two complete entries; a
+// lock would only order them, which the callers do not need.
 package kick
 
 import (

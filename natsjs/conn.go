@@ -41,6 +41,9 @@ type Conn struct {
 	lastMu  sync.Mutex
 	lastErr string
 	wake    chan struct{}
+	// scrub removes the configuration's secrets from the client's error
+	// text before it is logged or kept for the status file.
+	scrub func(string) string
 }
 
 // Options adds what the configuration file does not hold.
@@ -67,7 +70,7 @@ func Connect(cfg config.NATS, o Options, log *slog.Logger) (*Conn, error) {
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 1024
 	}
-	c := &Conn{log: log, wake: make(chan struct{}, 1)}
+	c := &Conn{log: log, wake: make(chan struct{}, 1), scrub: cfg.Scrub}
 	c.setState(StateConnecting)
 	opts, err := c.options(cfg, o)
 	if err != nil {
@@ -75,7 +78,9 @@ func Connect(cfg config.NATS, o Options, log *slog.Logger) (*Conn, error) {
 	}
 	nc, err := nats.Connect(strings.Join(cfg.URLs, ","), opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS %s: %w", strings.Join(cfg.URLs, ","), err)
+		// The URLs may carry credentials: printed redacted, and the
+		// client's own text scrubbed of every secret.
+		return nil, fmt.Errorf("connect to NATS %s: %w", cfg.RedactedURLs(), cfg.ScrubError(err))
 	}
 	c.NC = nc
 	if nc.IsConnected() {
@@ -102,6 +107,10 @@ func (c *Conn) options(cfg config.NATS, o Options) ([]nats.Option, error) {
 		nats.Name(o.Name),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
+		// nats.go gives up for good when a server refuses the credentials
+		// twice in a row; credentials get fixed (or a server's accounts
+		// reloaded) while the agent runs, so it keeps trying.
+		nats.IgnoreAuthErrorAbort(),
 		nats.ReconnectWait(o.ReconnectWait),
 		nats.ReconnectJitter(o.ReconnectWait, o.ReconnectWait),
 		nats.ConnectHandler(func(nc *nats.Conn) { c.connected(nc, false) }),
@@ -113,8 +122,8 @@ func (c *Conn) options(cfg config.NATS, o Options) ([]nats.Option, error) {
 			c.setState(StateReconnecting)
 			msg := "connection lost"
 			if err != nil {
-				msg = err.Error()
-				c.setErr(err.Error())
+				msg = c.scrub(err.Error())
+				c.setErr(msg)
 			}
 			c.log.Warn("nats disconnected", "url", nc.ConnectedUrlRedacted(), "err", msg)
 		}),
@@ -123,8 +132,18 @@ func (c *Conn) options(cfg config.NATS, o Options) ([]nats.Option, error) {
 			c.log.Info("nats connection closed")
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			c.setErr(err.Error())
-			c.log.Warn("nats error", "err", err.Error())
+			msg := c.scrub(err.Error())
+			c.setErr(msg)
+			c.log.Warn("nats error", "err", msg)
+		}),
+		// A failed (re)connect (server down; the first refusal of the
+		// credentials): logged once per distinct error, not per try.
+		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
+			msg := c.scrub(err.Error())
+			if c.LastError() != msg {
+				c.log.Warn("nats connect failed; retrying", "err", msg)
+			}
+			c.setErr(msg)
 		}),
 	}
 	switch {

@@ -13,7 +13,7 @@
 // can race. An ocpasswd killed between the two steps leaves a .tmp behind
 // and every later run fails. The Passwd type therefore
 //
-//   - serialises its calls with a mutex and an flock(2) on a lock file of
+//   - serialises its calls with a semaphore and an flock(2) (gofrs/flock) on a lock file of
 //     its own (FILE.lock by default), so two calls from one service, or
 //     two processes using this package, never overlap;
 //   - before each run, removes a FILE.tmp older than StaleAfter that no
@@ -51,6 +51,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gofrs/flock"
+	"golang.org/x/sync/semaphore"
 )
 
 // Defaults of Passwd.
@@ -125,7 +128,8 @@ type Passwd struct {
 	// slog.Default().
 	Logger *slog.Logger
 
-	mu sync.Mutex
+	semOnce sync.Once
+	sem     *semaphore.Weighted // one call at a time in this process
 }
 
 func (p *Passwd) file() string {
@@ -326,27 +330,30 @@ func (p *Passwd) locked(ctx context.Context, op, user string, fn func(context.Co
 		return &Error{Op: op, User: user, Err: err}
 	}
 
-	// The mutex first: flock is per open file, so goroutines of one
-	// process would also exclude each other through it, but waiting on a
-	// mutex needs no polling.
-	if !lockCtx(ctx, &p.mu) {
+	// This process's calls queue on a semaphore (waiting needs no
+	// polling); then the file lock excludes other processes. The lock
+	// file is a separate file so ocpasswd's rename never replaces it.
+	p.semOnce.Do(func() { p.sem = semaphore.NewWeighted(1) })
+	if err := p.sem.Acquire(ctx, 1); err != nil {
 		return wrap(fmt.Errorf("waiting for another call: %w", context.Cause(ctx)))
 	}
-	defer p.mu.Unlock()
+	defer p.sem.Release(1)
 
 	lockPath := p.LockFile
 	if lockPath == "" {
 		lockPath = p.file() + ".lock"
 	}
-	lf, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
-	if err != nil {
-		return wrap(fmt.Errorf("lock file: %w", err))
-	}
-	defer lf.Close()
-	if err := flockCtx(ctx, lf); err != nil {
+	fl := flock.New(lockPath, flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(0o600))
+	// flock(2) has no timeout: gofrs/flock tries every 10ms until the
+	// deadline. Another process holds this lock only for one ocpasswd run.
+	locked, err := fl.TryLockContext(ctx, 10*time.Millisecond)
+	if err != nil || !locked {
+		if err == nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			err = fmt.Errorf("held by another process: %w", context.Cause(ctx))
+		}
 		return wrap(fmt.Errorf("lock file %s: %w", lockPath, err))
 	}
-	// Closing the file releases the flock.
+	defer fl.Close() // releases the lock
 
 	if op != "list" && op != "lookup" {
 		if err := p.clearStaleTmp(ctx); err != nil {
@@ -354,36 +361,6 @@ func (p *Passwd) locked(ctx context.Context, op, user string, fn func(context.Co
 		}
 	}
 	return wrap(fn(ctx))
-}
-
-func lockCtx(ctx context.Context, mu *sync.Mutex) bool {
-	for {
-		if mu.TryLock() {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
-
-func flockCtx(ctx context.Context, f *os.File) error {
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("held by another process: %w", context.Cause(ctx))
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
 }
 
 // clearStaleTmp waits for FILE.tmp to go away, or removes it once it is

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gofrs/flock"
 )
 
 // realBinary skips when ocpasswd is not installed (apt-get install ocserv).
@@ -412,5 +414,71 @@ func TestConcurrentCallsSerialised(t *testing.T) {
 	}
 	if len(es) != n {
 		t.Errorf("%d users in the file after %d concurrent adds:\n%s", len(es), n, readFile(t, p1.File))
+	}
+}
+
+// Another process holding the lock file: a call waits for it up to its
+// deadline, then fails naming the lock file; once the lock is free, a
+// waiting call goes on. The other process is flock(1) holding the lock
+// while cat waits on a pipe, so the test releases it exactly when it wants.
+func TestLockHeldByAnotherProcess(t *testing.T) {
+	p, _ := newPasswd(t)
+	flockBin, err := exec.LookPath("flock")
+	if err != nil {
+		t.Skip("flock(1) not installed (util-linux)")
+	}
+	os.WriteFile(p.File, nil, 0o600)
+	lockPath := p.File + ".lock"
+	hold := func() (release func()) {
+		t.Helper()
+		// flock -x LOCK cat: holds the lock until cat's stdin closes.
+		cmd := exec.Command(flockBin, "-x", lockPath, "cat")
+		in, _ := cmd.StdinPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Held once a try of our own fails.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			fl := flock.New(lockPath)
+			ok, err := fl.TryLock()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				break
+			}
+			fl.Close()
+			if time.Now().After(deadline) {
+				t.Fatal("flock(1) did not take the lock in 10s")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return func() { in.Close(); cmd.Wait() }
+	}
+	release := hold()
+	p.Timeout = 300 * time.Millisecond
+	_, err = p.List(context.Background())
+	if err == nil || !strings.Contains(err.Error(), lockPath) || !strings.Contains(err.Error(), "held by another process") {
+		t.Fatalf("list while another process holds the lock: %v", err)
+	}
+	// A call waiting when the lock is released goes on.
+	p.Timeout = 30 * time.Second
+	done := make(chan error, 1)
+	started := make(chan struct{})
+	go func() {
+		close(started)
+		_, err := p.List(context.Background())
+		done <- err
+	}()
+	<-started
+	select {
+	case err := <-done:
+		t.Fatalf("list returned while the lock was held: %v", err)
+	default:
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatalf("list after the lock was released: %v", err)
 	}
 }

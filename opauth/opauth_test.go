@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,50 +67,90 @@ func TestTrustedFileReloadAndMode(t *testing.T) {
 func TestNonceCachePersistsExpiresAndBounds(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "state", "nonces")
 	now := time.Now()
-	c, err := OpenNonceCache(p, 3, now)
+	lim := NonceLimits{PerKey: 3, PerRole: 100}
+	c, err := OpenNonceCache(p, lim, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Use("K", "n1", now.Add(time.Minute), now); err != nil {
+	if err := c.Use("K", "n1", ReadWrite, now.Add(time.Minute), now); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Use("K", "n2", now.Add(time.Second), now); err != nil {
+	if err := c.Use("K", "n2", ReadWrite, now.Add(time.Second), now); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Use("K", "n1", now.Add(time.Minute), now); !errors.Is(err, ErrReplayed) {
+	if err := c.Use("K", "n1", ReadWrite, now.Add(time.Minute), now); !errors.Is(err, ErrReplayed) {
 		t.Fatalf("replay: %v", err)
 	}
+	if !c.Seen("K", "n1", now) || c.Seen("K", "n9", now) || c.Seen("K", "n2", now.Add(2*time.Second)) {
+		t.Fatal("Seen disagrees with Use")
+	}
+	// One process owns the file: a second service on it is refused.
+	if _, err := OpenNonceCache(p, lim, now); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("second open of a held cache: %v", err)
+	}
 	c.Close()
-	// Torn last line, as after a crash mid-write.
+	// Torn last line, as after a crash mid-write; and a line written
+	// before roles were recorded (three fields).
 	f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(strconv.FormatInt(now.Add(time.Minute).UnixMilli(), 10) + " OLD n0\n")
 	f.WriteString("99999999999999 K tor")
 	f.Close()
 
 	later := now.Add(2 * time.Second) // n2 expired
-	c, err = OpenNonceCache(p, 3, later)
+	c, err = OpenNonceCache(p, lim, later)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if c.Len() != 1 {
-		t.Fatalf("%d live entries after reopen, want 1 (n1)", c.Len())
+	if c.Len() != 2 || c.KeyLen("K") != 1 || c.KeyLen("OLD") != 1 {
+		t.Fatalf("%d live entries after reopen (K %d, OLD %d), want n1 and the old line", c.Len(), c.KeyLen("K"), c.KeyLen("OLD"))
 	}
-	if err := c.Use("K", "n1", later.Add(time.Minute), later); !errors.Is(err, ErrReplayed) {
+	if err := c.Use("K", "n1", ReadWrite, later.Add(time.Minute), later); !errors.Is(err, ErrReplayed) {
 		t.Fatalf("replay after restart: %v", err)
 	}
-	if err := c.Use("K", "n2", later.Add(time.Minute), later); err != nil {
+	if err := c.Use("OLD", "n0", ReadWrite, later.Add(time.Minute), later); !errors.Is(err, ErrReplayed) {
+		t.Fatalf("replay of an entry in the old format: %v", err)
+	}
+	if err := c.Use("K", "n2", ReadWrite, later.Add(time.Minute), later); err != nil {
 		t.Fatalf("an expired nonce is forgotten (its command can no longer pass the expiry check): %v", err)
 	}
-	c.Use("K", "n3", later.Add(time.Minute), later)
-	// Full of live entries: refuse rather than forget one.
-	if err := c.Use("K", "n4", later.Add(time.Minute), later); !errors.Is(err, ErrCacheFull) {
-		t.Fatalf("full cache: %v", err)
+	c.Use("K", "n3", ReadWrite, later.Add(time.Minute), later)
+	// K holds its quota of live entries: refuse rather than forget one;
+	// another key is not affected.
+	if err := c.Use("K", "n4", ReadWrite, later.Add(time.Minute), later); !errors.Is(err, ErrKeyQuota) {
+		t.Fatalf("full key: %v", err)
 	}
-	if err := c.Use("K", "n4", later.Add(2*time.Minute), later.Add(90*time.Second)); err != nil {
+	if err := c.Use("L", "n4", ReadWrite, later.Add(time.Minute), later); err != nil {
+		t.Fatalf("another key while K is full: %v", err)
+	}
+	if err := c.Use("K", "n4", ReadWrite, later.Add(2*time.Minute), later.Add(90*time.Second)); err != nil {
 		t.Fatalf("after expiry frees room: %v", err)
 	}
 	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
 		t.Errorf("nonce file mode %v", fi.Mode().Perm())
+	}
+}
+
+// The read-only keys together cannot take the read-write keys' room.
+func TestNonceCacheRolePools(t *testing.T) {
+	now := time.Now()
+	c, err := OpenNonceCache(filepath.Join(t.TempDir(), "nonces"), NonceLimits{PerKey: 1000, PerRole: 10}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < 10; i++ {
+		if err := c.Use("RO"+strconv.Itoa(i%3), "n"+strconv.Itoa(i), ReadOnly, now.Add(time.Hour), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Use("RO9", "x", ReadOnly, now.Add(time.Hour), now); !errors.Is(err, ErrRoleQuota) {
+		t.Fatalf("read-only pool full: %v", err)
+	}
+	for i := 0; i < 10; i++ {
+		if err := c.Use("RW", "n"+strconv.Itoa(i), ReadWrite, now.Add(time.Hour), now); err != nil {
+			t.Fatalf("read-write command %d with the read-only pool full: %v", i, err)
+		}
 	}
 }
 
@@ -148,7 +189,7 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 	kf := filepath.Join(dir, "keys")
 	os.WriteFile(kf, []byte("ro "+pub+" me\n"), 0o600)
 	tr, _ := LoadTrusted(kf)
-	nc, _ := OpenNonceCache(filepath.Join(dir, "n"), 10, time.Now())
+	nc, _ := OpenNonceCache(filepath.Join(dir, "n"), NonceLimits{}, time.Now())
 	defer nc.Close()
 	v := &Verifier{Trusted: tr, Nonces: nc, MaxSkew: time.Second, MaxValidity: time.Minute}
 	body, err := Sign(u, NewCommand("p.cmd.s.users", "users", nil, time.Now(), 30*time.Second))

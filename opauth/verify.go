@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nkeys"
+	"golang.org/x/time/rate"
 )
 
 // Refusal codes. They are stable: ctl maps them to exit codes, and audit
@@ -23,7 +25,9 @@ const (
 	CodeNotYetValid  = "not_yet_valid" // issued in the future (beyond skew)
 	CodeTooLong      = "validity_too_long"
 	CodeReplayed     = "replayed"
-	CodeForbidden    = "forbidden" // the key's role does not allow the action
+	CodeForbidden    = "forbidden"    // the key's role does not allow the action
+	CodeRateLimited  = "rate_limited" // the key sent more commands than its rate allows
+	CodeOverQuota    = "over_quota"   // the key (or its role) holds its quota of live commands
 	CodeUnavailable  = "unavailable"
 )
 
@@ -39,6 +43,12 @@ func refuse(code, format string, a ...any) *Error {
 	return &Error{Code: code, Msg: fmt.Sprintf(format, a...)}
 }
 
+// Default per-key rate: commands per second and burst.
+const (
+	DefaultKeyRate  = 10
+	DefaultKeyBurst = 20
+)
+
 // Verifier checks requests. Safe for concurrent use.
 type Verifier struct {
 	Trusted *Trusted
@@ -47,7 +57,15 @@ type Verifier struct {
 	// server; MaxValidity the longest exp - iat accepted.
 	MaxSkew     time.Duration
 	MaxValidity time.Duration
-	Now         func() time.Time
+	// KeyRate (commands per second) and KeyBurst bound what one trusted
+	// key may send; each key has its own bucket, so one key's flood
+	// never uses another's. Zero means the defaults.
+	KeyRate  float64
+	KeyBurst int
+	Now      func() time.Time
+
+	limMu    sync.Mutex
+	limiters map[string]*rate.Limiter
 }
 
 // Verified is what a refused or accepted request was, as far as it could be
@@ -58,15 +76,34 @@ type Verified struct {
 	Trusted bool // Key came from the trusted file
 }
 
-// Verify checks the request received on subject for action, which needs
-// role need. On success the nonce is recorded (durably) before Verify
-// returns, so the command can run.
+// Verify is Check then Consume, for callers with no checks of their own
+// between them.
 func (v *Verifier) Verify(subject, action string, need Role, body []byte) (Verified, *Error) {
-	var out Verified
-	now := time.Now()
-	if v.Now != nil {
-		now = v.Now()
+	out, err := v.Check(subject, action, need, body)
+	if err != nil {
+		return out, err
 	}
+	return out, v.Consume(out)
+}
+
+func (v *Verifier) now() time.Time {
+	if v.Now != nil {
+		return v.Now()
+	}
+	return time.Now()
+}
+
+// Check runs every check of the request received on subject for action
+// (which needs role need) except the last: recording its nonce. In order:
+// envelope, trusted key, signature, subject and action, validity in time,
+// role, replay (a lookup that records nothing), and the key's rate. Only
+// a request signed by a trusted key and not yet seen is charged to that
+// key's rate, so neither a forger nor a replayer can spend it. The caller
+// checks its own arguments, then calls Consume: a refused command never
+// uses up a nonce or the cache's room.
+func (v *Verifier) Check(subject, action string, need Role, body []byte) (Verified, *Error) {
+	var out Verified
+	now := v.now()
 	if len(body) > MaxBody {
 		return out, refuse(CodeMalformed, "request of %d bytes is larger than %d", len(body), MaxBody)
 	}
@@ -130,17 +167,81 @@ func (v *Verifier) Verify(subject, action string, need Role, body []byte) (Verif
 	if !validNonce(c.Nonce) {
 		return out, refuse(CodeMalformed, "the nonce must be 16 to 64 base64url characters")
 	}
-	if err := v.Nonces.Use(c.Key, c.Nonce, exp.Add(v.MaxSkew), now); err != nil {
-		switch {
-		case errors.Is(err, ErrReplayed):
-			return out, refuse(CodeReplayed, "this command (nonce %s) was already received; a command runs once, sign a new one", c.Nonce)
-		case errors.Is(err, ErrCacheFull):
-			return out, refuse(CodeUnavailable, "too many commands within their validity; try again shortly")
-		default:
-			return out, refuse(CodeUnavailable, "cannot record the nonce (%v); refusing rather than risking a replay", err)
-		}
+	if v.Nonces.Seen(c.Key, c.Nonce, now) {
+		return out, replayed(c.Nonce)
+	}
+	if !v.limiter(c.Key).AllowN(now, 1) {
+		r, b := v.rate()
+		return out, refuse(CodeRateLimited, "key %s (%s) sent more than %g commands per second (burst %d); slow down and send it again", short(c.Key), k.Name, r, b)
 	}
 	return out, nil
+}
+
+// Consume records the nonce of a request Check accepted (durably, before
+// it returns), so the command can run. It is the last step: whatever else
+// refuses the command must come before it.
+func (v *Verifier) Consume(ver Verified) *Error {
+	c := ver.Cmd
+	if c == nil || !ver.Trusted {
+		return refuse(CodeUnavailable, "internal error: consuming an unverified command")
+	}
+	now := v.now()
+	err := v.Nonces.Use(c.Key, c.Nonce, ver.Key.Role, time.UnixMilli(c.Expires).Add(v.MaxSkew), now)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrReplayed):
+		return replayed(c.Nonce)
+	case errors.Is(err, ErrKeyQuota):
+		return refuse(CodeOverQuota, "key %s (%s) already has %d commands within their validity; send it again when some have expired, or sign with shorter validity", short(c.Key), ver.Key.Name, v.Nonces.lim.PerKey)
+	case errors.Is(err, ErrRoleQuota):
+		return refuse(CodeOverQuota, "the %s keys together have %d commands within their validity; send it again when some have expired", ver.Key.Role, v.Nonces.lim.PerRole)
+	default:
+		return refuse(CodeUnavailable, "cannot record the nonce (%v); refusing rather than risking a replay", err)
+	}
+}
+
+func replayed(nonce string) *Error {
+	return refuse(CodeReplayed, "this command (nonce %s) was already received; a command runs once, sign a new one", nonce)
+}
+
+func (v *Verifier) rate() (float64, int) {
+	r, b := v.KeyRate, v.KeyBurst
+	if r <= 0 {
+		r = DefaultKeyRate
+	}
+	if b <= 0 {
+		b = DefaultKeyBurst
+	}
+	return r, b
+}
+
+// maxIdleLimiters bounds the limiters kept: one per trusted key that sent
+// something (the file decides how many there are), and a full bucket is
+// the same as none, so idle ones are dropped past this.
+const maxIdleLimiters = 1024
+
+// limiter is key's token bucket, made at its first command.
+func (v *Verifier) limiter(key string) *rate.Limiter {
+	v.limMu.Lock()
+	defer v.limMu.Unlock()
+	if l, ok := v.limiters[key]; ok {
+		return l
+	}
+	if v.limiters == nil {
+		v.limiters = map[string]*rate.Limiter{}
+	}
+	r, b := v.rate()
+	if len(v.limiters) >= maxIdleLimiters {
+		for k, l := range v.limiters {
+			if l.Tokens() >= float64(l.Burst()) {
+				delete(v.limiters, k)
+			}
+		}
+	}
+	l := rate.NewLimiter(rate.Limit(r), b)
+	v.limiters[key] = l
+	return l
 }
 
 func validNonce(n string) bool {

@@ -18,14 +18,18 @@
 # Everything runs inside a private network namespace with a tun device
 # vpns0 (this kernel has no dummy module); the host's ruleset is read
 # before and after and must not change. Needs root. RUNS (default 100).
-# Goals (DESIGN.md): ocserv-fw / hook-nft >= 30x, ocserv-fw / hook-ipt >= 8x.
+# Goals (docs/design.md): ocserv-fw / hook-nft >= 30x, ocserv-fw / hook-ipt
+# >= 8x. Writes bench/results/hook-firewall.json (every round),
+# hook-firewall.md (the block of docs/benchmarks.md) and
+# hook-firewall-summary.md (the README's).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-[ "$(id -u)" = 0 ] || { echo "needs root (network namespace, firewall rules)" >&2; exit 1; }
+. scripts/benchlib.sh
+bench_needs_root "a network namespace and firewall rules"
 runs=${RUNS:-100}
-out=${OUT:-$root/bench/results}
-mkdir -p "$out"
+out=$(bench_results)
+run_line=$(bench_run_line)
 ns="octb-$$-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
 # The spool on the repository's disk, as for the hook benchmark: the hook's
 # fsync is part of the work measured.
@@ -38,7 +42,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-[ -x bin/hook ] || make build >/dev/null
+make -s build >/dev/null
 go build -o "$work/procbench" ./bench/procbench
 
 ip netns add "$ns"
@@ -96,6 +100,14 @@ check_connect() {
 	env -i "${benv[@]}" REASON=disconnect ip netns exec "$ns" "$@"
 }
 check_connect ocserv-fw "ocserv-fw" /usr/bin/ocserv-fw
+# How many iptables and ip6tables commands ocserv-fw runs for this user
+# (sh -x traces every command, those inside $(...) and eval included).
+fw_cmds() {
+	env -i "${benv[@]}" REASON="$1" ip netns exec "$ns" sh -x /usr/bin/ocserv-fw 2>&1 >/dev/null |
+		grep -cE '^\++ (iptables|ip6tables)( |$)' || true
+}
+fw_connect_cmds=$(fw_cmds connect)
+fw_disconnect_cmds=$(fw_cmds disconnect)
 check_connect hook-nft "octel_vpns0" "$root/bin/hook" --fw --config "$work/agent-nft.env"
 check_connect hook-ipt "OCTEL-vpns0" "$root/bin/hook" --fw --config "$work/agent-ipt.env"
 if ns_rules | grep -E 'octel_|ocserv_telemetry_|OCTEL|ocserv-telemetry|--comment ocserv-fw'; then
@@ -123,17 +135,23 @@ actions=$(spooled nft | jq -r '"\(.type) \(.firewall.action) \(.admitted // "-")
 host_after=$(host_rules | sed 's/\[[0-9:]*\]//')
 [ "$host_before" = "$host_after" ] || { echo "the host ruleset changed during the benchmark" >&2; exit 1; }
 
+# The firewall's own time inside the hook, from the events it wrote.
+fw_elapsed() { # backend type
+	spooled "$1" | jq -s -r --arg t "$2" '[.[] | select(.type == $t) | .firewall.elapsed_us] | sort |
+		if length == 0 then "-" else (.[length / 2 | floor] / 1000 * 100 | round / 100 | tostring) end'
+}
 median() { jq -r --arg n "$1" '.results[] | select(.name == $n) | .median' "$out/hook-firewall.json"; }
 step() { jq -r --arg n "$1" --argjson s "$2" '.results[] | select(.name == $n) | .steps[$s].median' "$out/hook-firewall.json"; }
 fw=$(median ocserv-fw) hn=$(median hook-nft) hi=$(median hook-ipt)
 {
-	echo "## Hook as ocserv's fw script: connect+disconnect cycle of a restricted user ($runs interleaved rounds, $(nproc) cores, $(date -u +%F))"
+	echo "$run_line"
+	echo "$runs interleaved rounds (\`RUNS\`) after 10 warm-up rounds; every round's time of every command and step is in \`bench/results/hook-firewall.json\`."
 	echo
 	cat "$out/hook-firewall-table.md"
 	echo
 	awk -v f="$fw" -v n="$hn" -v i="$hi" 'BEGIN {
-		printf "- cycle, ocserv-fw / hook-nft: %.1fx (goal >= 30x)\n", f/n
-		printf "- cycle, ocserv-fw / hook-ipt: %.1fx (goal >= 8x)\n", f/i
+		printf "- cycle, ocserv-fw / hook-nft: **%.1fx** (goal ≥ 30x)\n", f/n
+		printf "- cycle, ocserv-fw / hook-ipt: **%.1fx** (goal ≥ 8x)\n", f/i
 	}'
 	awk -v f="$(step ocserv-fw 0)" -v n="$(step hook-nft 0)" -v i="$(step hook-ipt 0)" 'BEGIN {
 		printf "- connect alone (what a login waits for): ocserv-fw %.2f ms, hook-nft %.2f ms (%.1fx), hook-ipt %.2f ms (%.1fx)\n", f*1e3, n*1e3, f/n, i*1e3, f/i
@@ -141,5 +159,11 @@ fw=$(median ocserv-fw) hn=$(median hook-nft) hi=$(median hook-ipt)
 	awk -v f="$(step ocserv-fw 1)" -v n="$(step hook-nft 1)" -v i="$(step hook-ipt 1)" 'BEGIN {
 		printf "- disconnect alone: ocserv-fw %.2f ms, hook-nft %.2f ms, hook-ipt %.2f ms\n", f*1e3, n*1e3, i*1e3
 	}'
-	echo "- events hook-nft wrote in this run (sanity cycle and warm-up included): $ev_nft (type, firewall.action, admitted:$actions)"
-} | tee "$out/hook-firewall.md"
+	echo "- iptables and ip6tables commands ocserv-fw ran for this user (\`sh -x\`): $fw_connect_cmds on connect, $fw_disconnect_cmds on disconnect; the hook: one netlink transaction (nftables) or one \`iptables-restore\` per family"
+	echo "- the hook's own \`firewall.elapsed_us\`, median of this run's events: hook-nft $(fw_elapsed nft connect) ms on connect, $(fw_elapsed nft disconnect) ms on disconnect; hook-ipt $(fw_elapsed ipt connect) ms and $(fw_elapsed ipt disconnect) ms"
+	echo "- events hook-nft wrote in this run (sanity cycle and warm-up included): $ev_nft (type, firewall.action, admitted: $actions)"
+} >"$out/hook-firewall.md"
+awk -v f="$fw" -v n="$hn" -v i="$hi" -v fc="$(step ocserv-fw 0)" -v nc="$(step hook-nft 0)" -v d="$(date -u +%F)" -v r="$runs" 'BEGIN {
+	printf "Measured by `scripts/bench-hook-firewall.sh` (%s, %d interleaved rounds, [docs/benchmarks.md](docs/benchmarks.md#firewall-the-hook-as-ocservs-fw-script)): a connect+disconnect cycle of a restricted user (routes, no-routes, DNS and allowed ports in both families) took ocserv-fw %.0f ms; `hook --fw` was **%.1fx** faster with nftables (goal ≥ 30x) and **%.1fx** with iptables (goal ≥ 8x). The connect alone, what a login waits for: %.1f ms against ocserv-fw'"'"'s %.1f ms.\n", d, r, f*1e3, f/n, f/i, nc*1e3, fc*1e3
+}' >"$out/hook-firewall-summary.md"
+cat "$out/hook-firewall.md" "$out/hook-firewall-summary.md"

@@ -5,24 +5,28 @@
 # sync, and one doing the hook's job the way the seed's bash writer does
 # (seq file, uuid, date, printf, sync). Interleaved rounds (bench/procbench)
 # because these machines are noisy; only ratios mean anything.
-# Goals (DESIGN.md): hook <= 1.3x floor; shell >= 4x hook.
+# Goals (docs/design.md): hook <= 1.3x floor; shell >= 4x hook.
+# Writes bench/results/hook.json (every round), hook.md (the block of
+# docs/benchmarks.md) and hook-summary.md (the README's). RUNS rounds
+# (default 500).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+. scripts/benchlib.sh
 runs=${RUNS:-500}
-out=${OUT:-$root/bench/results}
-mkdir -p "$out"
+out=$(bench_results)
+run_line=$(bench_run_line) # now: the connect environment below replaces PATH
 # On the repository's disk, not a tmpfs: fsync must reach a real device.
 work=$(mktemp -d "$out/hook-work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/floor" ./bench/floor
 go build -o "$work/procbench" ./bench/procbench
-[ -x bin/hook ] || make build >/dev/null
+make -s build >/dev/null
 mkdir -m 0750 "$work/spool" "$work/shell" "$work/seed" "$work/floorq"
-printf 'SERVER_ID=bench\nSPOOL_DIR=%s/spool\nSPOOL_FSYNC=on\n' "$work" > "$work/agent.env"
+printf 'SERVER_ID=bench\nSPOOL_DIR=%s/spool\nSPOOL_FSYNC=on\n' "$work" >"$work/agent.env"
 
 # ocserv's environment for a connect, as the hook sees it.
-while IFS= read -r kv; do [ -n "$kv" ] && export "${kv?}"; done < testdata/ocserv-hook-env/connect.env
+while IFS= read -r kv; do [ -n "$kv" ] && export "${kv?}"; done <testdata/ocserv-hook-env/connect.env
 bin/hook --config "$work/agent.env"
 line=$(head -n1 "$work/spool/queue.ndjson") # the same bytes for the floor and the bare shell
 
@@ -30,20 +34,26 @@ line=$(head -n1 "$work/spool/queue.ndjson") # the same bytes for the floor and t
 	floor "$work/floor" "$work/floorq/queue.ndjson" "$line" :: \
 	hook "$root/bin/hook" --config "$work/agent.env" :: \
 	shell-bare /bin/sh "$root/bench/shell-writer.sh" "$work/shell" "$line" :: \
-	shell-seed /bin/bash "$root/bench/shell-writer-seed.sh" "$work/seed" alice >"$out/hook-table.md"
+	shell-seed /bin/bash "$root/bench/shell-writer-seed.sh" "$work/seed" alice >"$work/table.md"
 
 median() { jq -r --arg n "$1" '.results[] | select(.name == $n) | .median' "$out/hook.json"; }
 f=$(median floor) h=$(median hook) s=$(median shell-bare) b=$(median shell-seed)
 events=$(wc -l <"$work/spool/queue.ndjson")
 {
-	echo "## Hook: one connect event, fsync on ($runs interleaved rounds, $(nproc) cores, $(date -u +%F))"
+	echo "$run_line"
+	echo "$runs interleaved rounds (\`RUNS\`), $((runs + 30)) with the warm-up; every round's time of every command is in \`bench/results/hook.json\`."
 	echo
-	cat "$out/hook-table.md"
+	cat "$work/table.md"
 	echo
 	awk -v f="$f" -v h="$h" -v s="$s" -v b="$b" 'BEGIN {
-		printf "- hook / floor: %.2fx (goal <= 1.3x)\n", h/f
-		printf "- bare shell (flock + printf + sync) / hook: %.2fx (goal >= 4x)\n", s/h
-		printf "- seed-style shell writer (seq, uuid, date, printf, sync) / hook: %.2fx\n", b/h
+		printf "- hook / floor: **%.2fx** (goal ≤ 1.3x)\n", h/f
+		printf "- seed-style shell writer (seq, uuid, date, printf, sync) / hook: **%.2fx** (goal ≥ 4x)\n", b/h
+		printf "- bare shell writer (flock + printf + sync, none of the hook'"'"'s work) / hook: %.2fx\n", s/h
+		printf "- bare shell writer / floor: %.2fx\n", s/f
 	}'
 	echo "- hook binary: $(stat -c %s bin/hook) bytes (stripped, static); events the hook wrote in this run: $events"
-} | tee "$out/hook.md"
+} >"$out/hook.md"
+awk -v f="$f" -v h="$h" -v b="$b" -v d="$(date -u +%F)" -v r="$runs" 'BEGIN {
+	printf "Measured by `scripts/bench-hook.sh` (%s, %d interleaved rounds, [docs/benchmarks.md](docs/benchmarks.md#hook-one-connect-event-fsync-on)): one connect event, fsync on, whole process: the hook took **%.2fx** the time of a minimal Go program that appends the same line and fsyncs it (goal ≤ 1.3x); a shell writer doing its job the seed'"'"'s way took **%.1fx** the hook'"'"'s (goal ≥ 4x).\n", d, r, h/f, b/h
+}' >"$out/hook-summary.md"
+cat "$out/hook.md" "$out/hook-summary.md"

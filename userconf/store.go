@@ -22,6 +22,7 @@ package userconf
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gofrs/flock"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/ocpasswd"
 )
@@ -69,8 +72,8 @@ var (
 
 // Store edits the files of one ocserv. Set the fields before the first
 // call; the methods are safe for concurrent use and serialise changes
-// (with a mutex, and with an flock in the backup directory against other
-// processes using this package).
+// (with a mutex, and with a lock file in the backup directory, gofrs/flock,
+// against other processes using this package).
 type Store struct {
 	// UserDir and GroupDir are ocserv's config-per-user and
 	// config-per-group; "" means that kind is not managed.
@@ -85,6 +88,9 @@ type Store struct {
 	Keep int
 	// Logger records every change; nil means slog.Default().
 	Logger *slog.Logger
+	// LockWait bounds the wait for another process's lock on a backup
+	// directory; 0 means DefaultLockWait.
+	LockWait time.Duration
 
 	mu sync.Mutex
 	// Test hooks: fail a step of a write.
@@ -413,36 +419,39 @@ func readFile(p string) (content string, exists bool, mode os.FileMode, err erro
 	return string(b), true, fi.Mode().Perm(), nil
 }
 
-// lock takes the mutex and an flock on the backup directory's lock file.
+// DefaultLockWait is Store.LockWait's default: another process holds the
+// lock for one file's change.
+const DefaultLockWait = 30 * time.Second
+
+// lock takes the mutex and an exclusive lock (gofrs/flock) on the backup
+// directory's lock file, waiting at most LockWait for another process.
 func (s *Store) lock(kind Kind) (func(), error) {
 	s.mu.Lock()
 	bd, err := s.backupDir(kind)
 	if err == nil {
 		err = os.MkdirAll(bd, 0o700)
 	}
-	var f *os.File
-	if err == nil {
-		f, err = os.OpenFile(filepath.Join(bd, ".lock"), os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
-	}
-	if err == nil {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-			if err == nil || !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		if err != nil {
-			f.Close()
-			err = fmt.Errorf("lock %s: %w", f.Name(), err)
-		}
-	}
 	if err != nil {
 		s.mu.Unlock()
 		return nil, err
 	}
-	return func() { f.Close(); s.mu.Unlock() }, nil
+	p := filepath.Join(bd, ".lock")
+	fl := flock.New(p, flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(0o600))
+	wait := s.LockWait
+	if wait <= 0 {
+		wait = DefaultLockWait
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	locked, err := fl.TryLockContext(ctx, 10*time.Millisecond)
+	if err != nil || !locked {
+		s.mu.Unlock()
+		if err == nil || errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("held by another process for %s", wait)
+		}
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	return func() { fl.Close(); s.mu.Unlock() }, nil
 }
 
 // backup writes content to the backup directory and prunes old copies.

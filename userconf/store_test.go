@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/gofrs/flock"
 )
 
 func newStore(t *testing.T) *Store {
@@ -387,5 +391,65 @@ func TestConcurrentSets(t *testing.T) {
 		if v := c.Values(k); !slices.Equal(v, []string{fmt.Sprint(600 + i)}) {
 			t.Errorf("%s = %q after concurrent sets (lost update)", k, v)
 		}
+	}
+}
+
+// Another process holding the backup directory's lock: a change waits for
+// it up to LockWait and then fails naming the lock file, writing nothing;
+// once the lock is free, a waiting change goes through.
+func TestLockHeldByAnotherProcess(t *testing.T) {
+	flockBin, err := exec.LookPath("flock")
+	if err != nil {
+		t.Skip("flock(1) not installed (util-linux)")
+	}
+	s := newStore(t)
+	bd, _ := s.backupDir(User)
+	os.MkdirAll(bd, 0o700)
+	lockPath := filepath.Join(bd, ".lock")
+	cmd := exec.Command(flockBin, "-x", lockPath, "cat") // holds it until stdin closes
+	in, _ := cmd.StdinPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	release := func() {
+		if !released {
+			in.Close()
+			cmd.Wait()
+			released = true
+		}
+	}
+	defer release()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		fl := flock.New(lockPath)
+		ok, err := fl.TryLock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break // flock(1) has it
+		}
+		fl.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("flock(1) did not take the lock in 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.LockWait = 200 * time.Millisecond
+	if _, err := s.Set(User, "erin", "mtu", []string{"1400"}); err == nil || !strings.Contains(err.Error(), lockPath) || !strings.Contains(err.Error(), "held by another process") {
+		t.Fatalf("set while another process holds the lock: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.UserDir, "erin")); !os.IsNotExist(err) {
+		t.Fatalf("a file was written without the lock: %v", err)
+	}
+	s.LockWait = 30 * time.Second
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Set(User, "erin", "mtu", []string{"1400"})
+		done <- err
+	}()
+	release()
+	if err := <-done; err != nil {
+		t.Fatalf("set after the lock was released: %v", err)
 	}
 }

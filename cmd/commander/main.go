@@ -111,7 +111,7 @@ func Build(cfg config.Config, log *slog.Logger) (*cmdsvc.Service, func(), error)
 	if err != nil {
 		return fail(fmt.Errorf("CMD_XKEY_SEED: %w", err))
 	}
-	nonces, err := opauth.OpenNonceCache(cfg.Cmd.NonceFile, 0, time.Now())
+	nonces, err := opauth.OpenNonceCache(cfg.Cmd.NonceFile, opauth.NonceLimits{PerKey: cfg.Cmd.KeyQuota}, time.Now())
 	if err != nil {
 		return fail(fmt.Errorf("CMD_NONCE_FILE: %w", err))
 	}
@@ -121,7 +121,7 @@ func Build(cfg config.Config, log *slog.Logger) (*cmdsvc.Service, func(), error)
 		return fail(err)
 	}
 	closers = append(closers, func() { sp.Close() })
-	conn, err := natsjs.Connect(cfg.NATS, natsjs.Options{Name: "ocserv-telemetry-commander " + cfg.ServerID}, log)
+	conn, err := natsjs.Connect(cfg.CommanderNATS(), natsjs.Options{Name: "ocserv-telemetry-commander " + cfg.ServerID}, log)
 	if err != nil {
 		return fail(err)
 	}
@@ -156,12 +156,14 @@ func Build(cfg config.Config, log *slog.Logger) (*cmdsvc.Service, func(), error)
 	}
 	svc, err := cmdsvc.Start(cmdsvc.Options{
 		NC: conn.NC, Prefix: cfg.SubjectPrefix, ServerID: cfg.ServerID,
-		Verifier:   &opauth.Verifier{Trusted: trusted, Nonces: nonces, MaxSkew: cfg.Cmd.MaxSkew, MaxValidity: cfg.Cmd.MaxValidity},
+		Verifier: &opauth.Verifier{Trusted: trusted, Nonces: nonces, MaxSkew: cfg.Cmd.MaxSkew, MaxValidity: cfg.Cmd.MaxValidity,
+			KeyRate: cfg.Cmd.KeyRate, KeyBurst: cfg.Cmd.KeyBurst},
 		XKey:       xkp,
 		Occtl:      &ocserv.Occtl{Path: cfg.Cmd.Occtl, Socket: cfg.Cmd.OcctlSocket},
 		OcservPath: cfg.Cmd.Ocserv,
 		Spool:      sp, RefusalAuditsPerMinute: cfg.Cmd.RefusalAuditsPerMinute,
-		Log: log, Build: hook.Version, Extra: extra, Policy: pst,
+		InboxPrefixes: cfg.Cmd.InboxPrefixes,
+		Log:           log, Build: hook.Version, Extra: extra, Policy: pst,
 	})
 	if err != nil {
 		return fail(err)

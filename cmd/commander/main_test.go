@@ -1,15 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
@@ -69,5 +72,65 @@ func TestBuildFromAgentConfig(t *testing.T) {
 	cfg.Cmd.TrustedKeys = filepath.Join(dir, "missing")
 	if _, _, err := Build(cfg, log); err == nil || !strings.Contains(err.Error(), "CMD_TRUSTED_KEYS") {
 		t.Fatalf("missing trusted keys: %v", err)
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// The commander's log never holds the NATS credentials: a password the
+// server refuses, in the URL, and a malformed second NATS_URL line (a
+// configuration problem) with another secret in it.
+func TestCommanderNeverLogsNATSSecrets(t *testing.T) {
+	const pw, pw2 = "Pl4ntedPassw0rd", "Pl4ntedOther"
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		Users: []*server.User{{Username: "commander", Password: "right"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("not ready")
+	}
+	defer srv.Shutdown()
+	dir := t.TempDir()
+	op, _ := nkeys.CreateUser()
+	pub, _ := op.PublicKey()
+	os.WriteFile(filepath.Join(dir, "keys"), []byte("ro "+pub+" t\n"), 0o644)
+	url := strings.Replace(srv.ClientURL(), "nats://", "nats://commander:"+pw+"@", 1)
+	cfg := filepath.Join(dir, "agent.env")
+	os.WriteFile(cfg, []byte(strings.Join([]string{
+		"SERVER_ID=vpn7", "SPOOL_DIR=" + filepath.Join(dir, "spool"),
+		"NATS_URL nats://commander:" + pw2 + "@host:4222",     // a line without '='
+		"CMD_NATS_URL=nats://commander:" + pw2 + "@host:4222", // a key that does not exist
+		"NATS_URL=" + url,
+		"CMD_TRUSTED_KEYS=" + filepath.Join(dir, "keys"), "CMD_XKEY_SEED=" + filepath.Join(dir, "xkey"),
+		"CMD_NONCE_FILE=" + filepath.Join(dir, "nonces"),
+	}, "\n")+"\n"), 0o600)
+	var log syncBuf
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"--config", cfg}, func(string) string { return "" }, &log) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(log.String(), "Authorization Violation") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	out := log.String()
+	if !strings.Contains(out, "Authorization Violation") || !strings.Contains(out, "not a KEY=VALUE line") {
+		t.Fatalf("the refusal and the configuration problem are not in the log:\n%s", out)
+	}
+	for _, sec := range []string{pw, pw2} {
+		if strings.Contains(out, sec) {
+			t.Errorf("the log holds %s:\n%s", sec, out)
+		}
 	}
 }

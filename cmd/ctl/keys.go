@@ -102,7 +102,7 @@ func serversCmd(g *globals) *cobra.Command {
 				tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "SERVER\tBUILD\tAPI\tACTIONS\tXKEY")
 				for _, f := range found {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", f.ServerID, dash(f.Build), f.Version, len(f.Endpoints), f.XKey)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", clean(f.ServerID), dash(clean(f.Build)), clean(f.Version), len(f.Endpoints), clean(f.XKey))
 				}
 				tw.Flush()
 			}

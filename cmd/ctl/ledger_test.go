@@ -41,7 +41,7 @@ func newLedgerBed(t *testing.T, trust bool) (*ctlBed, time.Time) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nonces, _ := opauth.OpenNonceCache(filepath.Join(dir, "nonces"), 0, time.Now())
+	nonces, _ := opauth.OpenNonceCache(filepath.Join(dir, "nonces"), opauth.NonceLimits{}, time.Now())
 	t.Cleanup(func() { nonces.Close() })
 	ctx := context.Background()
 	path := filepath.Join(dir, "ledger.db")

@@ -49,10 +49,13 @@ type globals struct {
 	timeout string
 	force   bool
 
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
-	getenv func(string) string
+	stdin io.Reader
+	// stdout escapes control characters (safeWriter) unless --json,
+	// when it is rawStdout; stderr always escapes them.
+	stdout    io.Writer
+	rawStdout io.Writer
+	stderr    io.Writer
+	getenv    func(string) string
 	// isTerminal reports whether stdin is a terminal (tests replace it).
 	isTerminal func() bool
 }
@@ -66,11 +69,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func runWith(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string, isTerm func() bool) int {
-	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, isTerminal: isTerm}
+	safeOut, safeErr := &safeWriter{w: stdout}, &safeWriter{w: stderr}
+	defer safeOut.flush()
+	defer safeErr.flush()
+	stderr = safeErr
+	g := &globals{stdin: stdin, stdout: safeOut, rawStdout: stdout, stderr: stderr, getenv: getenv, isTerminal: isTerm}
 	root := newRoot(g)
 	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetOut(safeOut)
+	root.SetErr(safeErr)
 	err := root.Execute()
 	if err == nil {
 		return exitOK
@@ -124,6 +131,12 @@ Exit codes: 0 ok; 1 a command failed; 2 bad usage; 3 some servers did not answer
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	// --json is the data, exactly: no escaping layer in its way.
+	root.PersistentPreRun = func(*cobra.Command, []string) {
+		if g.json {
+			g.stdout = g.rawStdout
+		}
+	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.config, "config", "", "ctl configuration file, or the agent's (default $"+ctlConfigEnv+", ~/.config/ocserv-telemetry/ctl.env, else the agent's file)")
 	pf.BoolVar(&g.json, "json", false, "print JSON")

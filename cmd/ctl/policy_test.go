@@ -60,7 +60,7 @@ func newPolicyBed(t *testing.T) *policyBed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nonces, _ := opauth.OpenNonceCache(filepath.Join(dir, "nonces"), 0, time.Now())
+	nonces, _ := opauth.OpenNonceCache(filepath.Join(dir, "nonces"), opauth.NonceLimits{}, time.Now())
 	t.Cleanup(func() { nonces.Close() })
 	ctx := context.Background()
 	path := filepath.Join(dir, "ledger.db")

@@ -104,7 +104,7 @@ type result struct {
 var securityCodes = map[string]bool{
 	opauth.CodeMalformed: true, opauth.CodeUnsigned: true, opauth.CodeUnknownKey: true, opauth.CodeBadSignature: true,
 	opauth.CodeWrongSubject: true, opauth.CodeExpired: true, opauth.CodeNotYetValid: true, opauth.CodeTooLong: true,
-	opauth.CodeReplayed: true, opauth.CodeForbidden: true,
+	opauth.CodeReplayed: true, opauth.CodeForbidden: true, opauth.CodeRateLimited: true, opauth.CodeOverQuota: true,
 }
 
 // scatter sends action to every target at once and waits for all answers
@@ -217,10 +217,10 @@ func (g *globals) report(rs []result, print func(io.Writer, result) error) error
 			if i > 0 {
 				fmt.Fprintln(g.stdout)
 			}
-			fmt.Fprintf(g.stdout, "== %s ==\n", r.ServerID)
+			fmt.Fprintf(g.stdout, "== %s ==\n", clean(r.ServerID))
 		}
 		if !r.OK {
-			fmt.Fprintf(g.stdout, "error %s: %s\n", r.Error.Code, r.Error.Message)
+			fmt.Fprintf(g.stdout, "error %s: %s\n", clean(r.Error.Code), clean(r.Error.Message))
 			continue
 		}
 		if err := print(g.stdout, r); err != nil {
@@ -235,6 +235,8 @@ func printJSONResult(w io.Writer, r result) error {
 	if err := json.Unmarshal(r.Result, &v); err != nil {
 		return err
 	}
+	// JSON escapes C0 controls; the writer (safeWriter) escapes what
+	// JSON leaves raw (DEL, C1, bidi controls).
 	b, _ := json.MarshalIndent(v, "", "  ")
 	_, err := fmt.Fprintf(w, "%s\n", b)
 	return err
@@ -248,8 +250,8 @@ func printUsers(w io.Writer, r result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tUSER\tGROUP\tSTATE\tREMOTE IP\tTUNNEL IP\tDEVICE\tRX\tTX")
 	for _, u := range users {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", u.ID, dash(u.Username), dash(u.Groupname), u.State,
-			addr(u.RemoteIP.String()), addr(u.IPv4.String()), dash(u.Device), u.RX, u.TX)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", u.ID, dash(clean(u.Username)), dash(clean(u.Groupname)), clean(u.State),
+			addr(u.RemoteIP.String()), addr(u.IPv4.String()), dash(clean(u.Device)), u.RX, u.TX)
 	}
 	return tw.Flush()
 }
@@ -266,7 +268,7 @@ func printBans(w io.Writer, r result) error {
 		if !b.Since.IsZero() {
 			until = b.Since.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\n", b.IP, b.Score, until)
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", clean(b.IP.String()), b.Score, until)
 	}
 	return tw.Flush()
 }

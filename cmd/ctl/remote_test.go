@@ -32,12 +32,13 @@ type ctlBed struct {
 	spool  string
 	role   string
 	keyOut string
+	url    string // the NATS server's
 }
 
 func newCtlBed(t *testing.T, role string) *ctlBed {
 	srv := natstest.Run(t)
 	dir := t.TempDir()
-	b := &ctlBed{t: t, cfg: filepath.Join(dir, "ctl.env"), spool: filepath.Join(dir, "spool"), role: role, keyOut: filepath.Join(dir, "op.nk")}
+	b := &ctlBed{t: t, cfg: filepath.Join(dir, "ctl.env"), spool: filepath.Join(dir, "spool"), role: role, keyOut: filepath.Join(dir, "op.nk"), url: srv.ClientURL()}
 	os.WriteFile(b.cfg, []byte("NATS_URL="+srv.ClientURL()+"\nOPERATOR_KEY="+b.keyOut+"\nCTL_TIMEOUT=3s\n"), 0o600)
 	out, errs, code := b.run("", "keygen", "--name", "tester", "--role", role)
 	if code != 0 || !strings.HasPrefix(out, role+" U") {
@@ -55,7 +56,7 @@ func newCtlBed(t *testing.T, role string) *ctlBed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nonces, _ := opauth.OpenNonceCache(filepath.Join(dir, "nonces"), 0, time.Now())
+	nonces, _ := opauth.OpenNonceCache(filepath.Join(dir, "nonces"), opauth.NonceLimits{}, time.Now())
 	t.Cleanup(func() { nonces.Close() })
 	sp, err := spool.Open(b.spool, spool.Options{Create: true})
 	if err != nil {

@@ -32,6 +32,8 @@ const (
 var ctlKeys = map[string]string{
 	"OPERATOR_KEY": "path of the operator's nkey seed file (ctl keygen makes one)",
 	"CTL_TIMEOUT":  "how long to wait for servers' answers (default 5s)",
+	"CTL_INBOX_PREFIX": "subject prefix of ctl's reply inboxes (default _INBOX); servers answer only under their CMD_INBOX_PREFIX, " +
+		"so a per-operator prefix (with NATS permissions to match) keeps operators from reading each other's answers",
 }
 
 // agentKeys are the agent keys ctl uses.
@@ -43,6 +45,7 @@ type settings struct {
 	Agent       config.Config
 	OperatorKey string
 	Timeout     time.Duration
+	InboxPrefix string // "": nats.go's _INBOX
 }
 
 func defaultCtlConfig(getenv func(string) string) string {
@@ -157,6 +160,12 @@ func (st *settings) setCtl(k, v string) error {
 			return fmt.Errorf("%q is not a positive duration", v)
 		}
 		st.Timeout = d
+	case "CTL_INBOX_PREFIX":
+		var p []string
+		if err := config.ParseSubjects(&p, v); err != nil || len(p) != 1 {
+			return fmt.Errorf("%q is not one subject prefix like _INBOX_alice", v)
+		}
+		st.InboxPrefix = p[0]
 	default:
 		return errNotCtlKey
 	}
@@ -199,6 +208,9 @@ func orDefault(s, d string) string {
 func (st *settings) connect(timeout time.Duration) (*nats.Conn, error) {
 	c := st.Agent.NATS
 	opts := []nats.Option{nats.Name("ocserv-telemetry-ctl"), nats.Timeout(timeout), nats.MaxReconnects(0)}
+	if st.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(st.InboxPrefix))
+	}
 	switch {
 	case c.Creds != "":
 		opts = append(opts, nats.UserCredentials(c.Creds))
@@ -223,7 +235,9 @@ func (st *settings) connect(timeout time.Duration) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(strings.Join(c.URLs, ","), opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS %s: %w", strings.Join(c.URLs, ","), err)
+		// The URLs may carry credentials: printed redacted, and the
+		// client's own text scrubbed of every secret.
+		return nil, fmt.Errorf("connect to NATS %s: %w", c.RedactedURLs(), c.ScrubError(err))
 	}
 	return nc, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -55,7 +56,7 @@ func (g *globals) localStatus() error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)
 	}
-	fmt.Fprintf(out, "spool       %s (id %s)\n", st.SpoolDir, orNone(st.SpoolID))
+	fmt.Fprintf(out, "spool       %s (id %s)\n", clean(st.SpoolDir), clean(orNone(st.SpoolID)))
 	fmt.Fprintf(out, "backlog     %d bytes in %d file(s)", st.BacklogBytes, st.Chunks)
 	if st.OldestPending != nil {
 		fmt.Fprintf(out, ", oldest written %s ago", time.Since(*st.OldestPending).Round(time.Second))
@@ -64,9 +65,14 @@ func (g *globals) localStatus() error {
 	fmt.Fprintf(out, "fallback    %d file(s) waiting to be numbered\n", st.Fallback)
 	fmt.Fprintf(out, "quarantine  %d file(s)\n", st.Quarantined)
 	if st.Shipper != nil {
-		fmt.Fprintf(out, "shipper     %s\n", st.Shipper)
+		var one bytes.Buffer // one line: the file is indented
+		if json.Compact(&one, st.Shipper) != nil {
+			one.Reset()
+			one.Write(st.Shipper)
+		}
+		fmt.Fprintf(out, "shipper     %s\n", clean(one.String()))
 	} else {
-		fmt.Fprintf(out, "shipper     no status file (%s)\n", st.ShipperError)
+		fmt.Fprintf(out, "shipper     no status file (%s)\n", clean(st.ShipperError))
 	}
 	if p := st.Policy; p != nil {
 		fmt.Fprintf(out, "policy      verdicts mirror %s", p.State)

@@ -92,18 +92,8 @@ func tailCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("tail: %w", err)
 				}
-				var ev events.Event
-				if json.Unmarshal(m.Data(), &ev) != nil {
-					fmt.Fprintf(g.stderr, "ctl: %s: not an event\n", m.Subject())
+				if !g.printEvent(m.Subject(), m.Data(), user) {
 					continue
-				}
-				if user != "" && eventUser(&ev) != user {
-					continue
-				}
-				if g.json {
-					fmt.Fprintf(g.stdout, "%s\n", m.Data())
-				} else {
-					fmt.Fprintln(g.stdout, eventLine(&ev))
 				}
 				if n++; max > 0 && n >= max {
 					return nil
@@ -116,6 +106,26 @@ func tailCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&since, "since", "", "start this long ago (10m) or at this time (RFC 3339) instead of now")
 	c.Flags().IntVarP(&max, "count", "n", 0, "stop after this many events (0: until interrupted)")
 	return c
+}
+
+// printEvent prints one message of the stream: with --json its bytes
+// exactly, else one line with every field escaped. It reports whether the
+// event was printed (not filtered out by user, and an event at all).
+func (g *globals) printEvent(subject string, data []byte, user string) bool {
+	var ev events.Event
+	if json.Unmarshal(data, &ev) != nil {
+		fmt.Fprintf(g.stderr, "ctl: %s: not an event\n", clean(subject))
+		return false
+	}
+	if user != "" && eventUser(&ev) != user {
+		return false
+	}
+	if g.json {
+		g.stdout.Write(append(data[:len(data):len(data)], '\n'))
+	} else {
+		fmt.Fprintln(g.stdout, eventLine(&ev))
+	}
+	return true
 }
 
 func validType(t string) bool {
@@ -161,31 +171,33 @@ func eventUser(ev *events.Event) string {
 	return ""
 }
 
+// eventLine is one line about an event. Every field is remote data (an
+// audit's arguments are whatever a refused request's sender chose), so
+// each is escaped (clean): the line never carries a control character.
 func eventLine(ev *events.Event) string {
 	b := &strings.Builder{}
-	fmt.Fprintf(b, "%s %s %-11s", ev.Time, ev.ServerID, ev.Type)
+	fmt.Fprintf(b, "%s %s %-11s", clean(ev.Time), clean(ev.ServerID), clean(string(ev.Type)))
 	if ev.Session != nil {
-		fmt.Fprintf(b, " user=%s id=%d ip=%s", dash(ev.Session.Username), ev.Session.ID, dash(ev.Session.IPReal))
+		fmt.Fprintf(b, " user=%s id=%d ip=%s", dash(clean(ev.Session.Username)), ev.Session.ID, dash(clean(ev.Session.IPReal)))
 	}
 	if ev.Admitted != nil && !*ev.Admitted {
-		fmt.Fprintf(b, " refused=%q", ev.Refusal)
+		fmt.Fprintf(b, " refused=%q", ev.Refusal) // %q escapes every non-printable rune
 	}
 	if ev.Audit != nil {
 		var a struct {
-			Phase, Action, KeyName, Code string
-			Args                         map[string]string
+			Phase   string            `json:"phase"`
+			Action  string            `json:"action"`
+			KeyName string            `json:"key_name"`
+			Code    string            `json:"code"`
+			Args    map[string]string `json:"args"`
 		}
 		json.Unmarshal(*ev.Audit, &a)
-		var a2 struct {
-			KeyName string `json:"key_name"`
-		}
-		json.Unmarshal(*ev.Audit, &a2)
-		fmt.Fprintf(b, " %s %s by=%s", a.Phase, a.Action, dash(a2.KeyName))
+		fmt.Fprintf(b, " %s %s by=%s", clean(a.Phase), clean(a.Action), dash(clean(a.KeyName)))
 		if a.Code != "" {
-			fmt.Fprintf(b, " code=%s", a.Code)
+			fmt.Fprintf(b, " code=%s", clean(a.Code))
 		}
 		if u := a.Args["user"]; u != "" {
-			fmt.Fprintf(b, " user=%s", u)
+			fmt.Fprintf(b, " user=%s", clean(u))
 		}
 	}
 	return b.String()

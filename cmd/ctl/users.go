@@ -137,7 +137,7 @@ func printAccounts(w io.Writer, r result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "USER\tGROUPS\tLOCKED")
 	for _, e := range l {
-		fmt.Fprintf(tw, "%s\t%s\t%v\n", e.User, dash(strings.Join(e.Groups, ",")), e.Locked)
+		fmt.Fprintf(tw, "%s\t%s\t%v\n", clean(e.User), dash(clean(strings.Join(e.Groups, ","))), e.Locked)
 	}
 	return tw.Flush()
 }

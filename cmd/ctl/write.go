@@ -32,7 +32,7 @@ func (g *globals) confirm(what string, targets []cmdsvc.ServerInfo) error {
 	for _, t := range targets {
 		ids = append(ids, t.ServerID)
 	}
-	fmt.Fprintf(g.stderr, "%s on %s? [y/N] ", what, strings.Join(ids, ", "))
+	fmt.Fprintf(g.stderr, "%s on %s? [y/N] ", clean(what), clean(strings.Join(ids, ", ")))
 	line, _ := bufio.NewReader(g.stdin).ReadString('\n')
 	switch strings.ToLower(strings.TrimSpace(line)) {
 	case "y", "yes":
@@ -58,7 +58,7 @@ func (g *globals) write(what, action string, args map[string]string, secret *sea
 	}
 	rs := s.scatter(targets, action, args, secret)
 	return g.report(rs, func(w io.Writer, r result) error {
-		_, err := fmt.Fprintf(w, "%s: %s: %s\n", r.ServerID, action, r.Result)
+		_, err := fmt.Fprintf(w, "%s: %s: %s\n", clean(r.ServerID), action, clean(string(r.Result)))
 		return err
 	})
 }

@@ -52,7 +52,7 @@ func (c *serveCmd) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("LEDGER_TRUSTED_KEYS: %w", err)
 	}
-	nonces, err := opauth.OpenNonceCache(st.NonceFile, 0, time.Now())
+	nonces, err := opauth.OpenNonceCache(st.NonceFile, opauth.NonceLimits{}, time.Now())
 	if err != nil {
 		return fmt.Errorf("LEDGER_NONCE_FILE: %w", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -122,7 +121,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	log.Info("shipper started", "spool", cfg.SpoolDir, "nats", strings.Join(cfg.NATS.URLs, ","),
+	log.Info("shipper started", "spool", cfg.SpoolDir, "nats", cfg.NATS.RedactedURLs(),
 		"stream", cfg.NATS.StreamName, "server_id", cfg.ServerID, "version", hook.Version)
 	sd.notify("READY=1")
 	err = sh.Run(ctx)

@@ -66,7 +66,7 @@ func setup(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nonces, err := opauth.OpenNonceCache(filepath.Join(dir, "nonces"), 0, time.Now())
+	nonces, err := opauth.OpenNonceCache(filepath.Join(dir, "nonces"), opauth.NonceLimits{}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
