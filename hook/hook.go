@@ -233,7 +233,7 @@ func (r *Run) run(budget *time.Timer) int {
 		r.stallEarly()
 	}
 	code := ExitAdmit
-	if t == events.Connect && (r.kicked(cfg, ev) || cfg.Policy.Enabled && r.limited(cfg, ev)) {
+	if t == events.Connect && r.refused(cfg, ev) {
 		// Refused before any firewall work or next script: ocserv will not
 		// start the session, so there is nothing to restrict.
 		code = ExitRefuse

@@ -16,12 +16,24 @@ const (
 	ReasonStale        = "stale"
 )
 
+// refused runs the connect's deliberate refusal checks: the kick list,
+// then fleet policy. A kicked user's event still records what the
+// verdicts mirror says (the policy's own kicks come with a verdict).
+func (r *Run) refused(cfg config.Config, ev *events.Event) bool {
+	k := r.kicked(cfg, ev)
+	if !cfg.Policy.Enabled {
+		return k
+	}
+	return r.limited(cfg, ev, k) || k
+}
+
 // limited applies the ledger's verdict from the local mirror (DESIGN.md's
 // fourth deliberate refusal, docs/policy.md): a denied user, or a login
 // past a session limit that refuses the excess, is refused. It never
 // waits on the network: a mirror older than POLICY_MAX_AGE decides
 // nothing and POLICY_STALE applies (admit and flag, or refuse).
-func (r *Run) limited(cfg config.Config, ev *events.Event) bool {
+// When decided (already refused by a kick) it only records the verdict.
+func (r *Run) limited(cfg config.Config, ev *events.Event, decided bool) bool {
 	now := time.Now()
 	user := r.Env["USERNAME"]
 	res := mirror.Lookup(cfg.SpoolDir, user, now, cfg.Policy.MaxAge)
@@ -36,7 +48,7 @@ func (r *Run) limited(cfg config.Config, ev *events.Event) bool {
 	}
 	if !res.Usable() {
 		info.StaleMode = cfg.Policy.Stale
-		if cfg.Policy.Stale != mirror.StaleRefuse {
+		if cfg.Policy.Stale != mirror.StaleRefuse || decided {
 			return false
 		}
 		info.Allowed, info.Reason = false, ReasonStale
@@ -48,6 +60,16 @@ func (r *Run) limited(cfg config.Config, ev *events.Event) bool {
 		return true
 	}
 	v := res.Verdict
+	if decided {
+		// Already refused (kicked): record what the mirror says, once.
+		if v.Denies(now) {
+			info.Allowed, info.Reason = false, v.Reason
+			if v.Until != nil {
+				info.Until = v.Until.UTC().Format(time.RFC3339)
+			}
+		}
+		return false
+	}
 	switch {
 	case v.Denies(now):
 		info.Allowed, info.Reason = false, v.Reason

@@ -147,7 +147,9 @@ func startPolicy(st settings, db *store, conn *natsjs.Conn, active func() bool, 
 		if !nkeys.IsValidPublicUserKey(pub) {
 			return nil, errors.New("LEDGER_POLICY_KEY must hold a user nkey seed (SU…; ctl keygen makes one)")
 		}
-		enf = &engine.CommandEnforcer{Client: &cmdsvc.Client{NC: conn.NC, Prefix: st.Agent.SubjectPrefix, Key: kp}}
+		// Short validity: each command holds a nonce on the host until it
+		// expires, and the hosts bound the live nonces per key.
+		enf = &engine.CommandEnforcer{Client: &cmdsvc.Client{NC: conn.NC, Prefix: st.Agent.SubjectPrefix, Key: kp, TTL: 15 * time.Second}}
 		log.Info("policy: ending sessions with the policy key; trust it on every host with role policy", "key", pub)
 	} else {
 		log.Warn("policy: LEDGER_POLICY_KEY is not set: verdicts are published and hosts refuse denied logins, but no session is ended mid-way")
