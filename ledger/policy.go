@@ -44,6 +44,11 @@ type PolicyStore interface {
 	// (inclusive; zero: every day kept) to now, across servers; nil users
 	// means every user.
 	UsageSince(ctx context.Context, from time.Time, users []string) (map[string]policy.Usage, error)
+	// UsageDays is each user's usage per UTC day from the day of from on
+	// (across servers), oldest first; nil users means every user. The
+	// engine sums it over each user's own window: one read for users
+	// whose periods start on different days.
+	UsageDays(ctx context.Context, from time.Time, users []string) (map[string][]DayUsage, error)
 	// OpenSessions lists the open sessions of those users (nil: all).
 	OpenSessions(ctx context.Context, users []string) (map[string][]policy.OpenSession, error)
 	// RefusedSince lists logins the hooks refused for the session limit
@@ -81,6 +86,12 @@ type PolicyStore interface {
 	PutPolicyKick(ctx context.Context, k PolicyKick) error
 	DeletePolicyKick(ctx context.Context, user, server string) error
 	PolicyKicks(ctx context.Context, user string) ([]PolicyKick, error)
+}
+
+// DayUsage is one user's usage on one UTC day, across servers.
+type DayUsage struct {
+	Day   time.Time // 00:00 UTC
+	Usage policy.Usage
 }
 
 // PolicyQuery filters policies; every field is optional.

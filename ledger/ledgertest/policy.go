@@ -226,6 +226,23 @@ func testPolicyUsage(t *testing.T, open Opener) {
 	if u, _ := s.UsageSince(ctx, time.Time{}, []string{"alice", "bob"}); u["alice"].In != wantIn || len(u) != 1 {
 		t.Errorf("lifetime: %+v", u)
 	}
+	days, err := s.UsageDays(ctx, t0.AddDate(0, 0, -1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum policy.Usage
+	for i, d := range days["alice"] {
+		if i > 0 && !d.Day.After(days["alice"][i-1].Day) || d.Day.Hour() != 0 || d.Day.Location() != time.UTC {
+			t.Errorf("days out of order or not UTC midnights: %+v", days["alice"])
+		}
+		sum.In, sum.Out, sum.Seconds = sum.In+d.Usage.In, sum.Out+d.Usage.Out, sum.Seconds+d.Usage.Seconds
+	}
+	if sum.In != wantIn || sum.Out != wantOut || sum.Seconds != 720 || len(days) != 1 {
+		t.Errorf("usage by day sums to %+v, want the same as UsageSince", sum)
+	}
+	if d, _ := s.UsageDays(ctx, t0.AddDate(0, 0, 1), []string{"alice"}); len(d["alice"]) != 0 {
+		t.Errorf("by day from the next day: %+v", d)
+	}
 }
 
 func testPolicyOpen(t *testing.T, open Opener) {

@@ -226,6 +226,30 @@ func (s *Store) UsageSince(ctx context.Context, from time.Time, users []string) 
 	return out, wrap("postgres ledger: usage since", rows.Err())
 }
 
+// UsageDays is usage per user per day (ledger.PolicyStore).
+func (s *Store) UsageDays(ctx context.Context, from time.Time, users []string) (map[string][]ledger.DayUsage, error) {
+	var w where
+	w.add(`day >= ?::date`, ledger.Day(from))
+	userFilter(&w, "username", users)
+	rows, err := s.pool.Query(ctx, `SELECT username, day, sum(bytes_in)::bigint, sum(bytes_out)::bigint, sum(seconds)::bigint FROM usage_daily`+
+		w.String()+` GROUP BY day, username ORDER BY day, username`, w.args...)
+	if err != nil {
+		return nil, wrap("postgres ledger: usage days", err)
+	}
+	defer rows.Close()
+	out := map[string][]ledger.DayUsage{}
+	for rows.Next() {
+		var u string
+		var d ledger.DayUsage
+		if err := rows.Scan(&u, &d.Day, &d.Usage.In, &d.Usage.Out, &d.Usage.Seconds); err != nil {
+			return nil, wrap("postgres ledger: usage days", err)
+		}
+		d.Day = d.Day.UTC()
+		out[u] = append(out[u], d)
+	}
+	return out, wrap("postgres ledger: usage days", rows.Err())
+}
+
 // OpenSessions lists open sessions per user (ledger.PolicyStore).
 func (s *Store) OpenSessions(ctx context.Context, users []string) (map[string][]policy.OpenSession, error) {
 	var w where

@@ -274,6 +274,35 @@ func (s *Store) UsageSince(ctx context.Context, from time.Time, users []string) 
 	return out, wrap("sqlite ledger: usage since", err)
 }
 
+// UsageDays is usage per user per day (ledger.PolicyStore).
+func (s *Store) UsageDays(ctx context.Context, from time.Time, users []string) (map[string][]ledger.DayUsage, error) {
+	out := map[string][]ledger.DayUsage{}
+	err := names(users, func(cond string, args []any) error {
+		args = append([]any{ledger.Day(from)}, args...)
+		// Grouped in the primary key's order (day, username, server_id):
+		// one pass over the range, no sort.
+		rows, err := s.r.QueryContext(ctx, `SELECT username, day, sum(bytes_in), sum(bytes_out), sum(seconds) FROM usage_daily`+
+			and(" WHERE day >= ?", cond)+` GROUP BY day, username ORDER BY day, username`, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var u, day string
+			var d ledger.DayUsage
+			if err := rows.Scan(&u, &day, &d.Usage.In, &d.Usage.Out, &d.Usage.Seconds); err != nil {
+				return err
+			}
+			if d.Day, err = time.Parse(time.DateOnly, day); err != nil {
+				return err
+			}
+			out[u] = append(out[u], d)
+		}
+		return rows.Err()
+	})
+	return out, wrap("sqlite ledger: usage days", err)
+}
+
 // OpenSessions lists open sessions per user (ledger.PolicyStore).
 func (s *Store) OpenSessions(ctx context.Context, users []string) (map[string][]policy.OpenSession, error) {
 	out := map[string][]policy.OpenSession{}

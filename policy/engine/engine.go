@@ -477,9 +477,23 @@ func (e *Engine) round(ctx context.Context, users []string) error {
 }
 
 // says reports whether a verdict is worth publishing: a denial, or the
-// session counts a host needs to apply a limit. Any other user is
-// allowed, which no key says as well.
-func says(v *policy.Verdict) bool { return !v.Allowed || v.Sessions != nil }
+// session counts of a user at a limit that refuses the excess (only then
+// can a host refuse a login for it). Any other user is allowed, which no
+// key says as well, so the bucket holds only the users that matter.
+func says(v *policy.Verdict) bool {
+	if !v.Allowed {
+		return true
+	}
+	s := v.Sessions
+	if s == nil || s.OnExcess != policy.ExcessRefuse {
+		return false
+	}
+	held := 0
+	for _, n := range s.Held {
+		held += n
+	}
+	return held >= s.Max
+}
 
 // publish puts the verdict in the bucket when it differs from what is
 // there, or deletes the key when the verdict is the default.

@@ -111,55 +111,67 @@ func Gather(ctx context.Context, st ledger.PolicyStore, pols *policies, users []
 	if err != nil {
 		return nil, fmt.Errorf("read resets: %w", err)
 	}
-	// Usage, once per distinct window start.
-	type need struct {
-		users map[string]bool
-	}
-	starts := map[time.Time]*need{}
-	want := func(start time.Time, u string) {
-		n := starts[start]
-		if n == nil {
-			n = &need{users: map[string]bool{}}
-			starts[start] = n
-		}
-		n.users[u] = true
-	}
+	// Usage: lifetime windows in one sum; dated ones from one read per
+	// user and day since the earliest window start, summed per window.
+	windows := map[string][2]time.Time{} // user → quota's and time's window start
+	var lifetime, dated []string
+	var earliest time.Time
 	for u, f := range out {
-		if q := f.Effective.Quota; q != nil {
-			s, _ := q.Period.Window(now)
-			want(s, u)
+		var w [2]time.Time
+		life, date := false, false
+		for i, per := range []*policy.Period{periodOf(f.Effective.Quota), timePeriodOf(f.Effective.Time)} {
+			if per == nil {
+				continue
+			}
+			w[i], _ = per.Window(now)
+			if w[i].IsZero() {
+				life = true
+				continue
+			}
+			date = true
+			if earliest.IsZero() || w[i].Before(earliest) {
+				earliest = w[i]
+			}
 		}
-		if t := f.Effective.Time; t != nil {
-			s, _ := t.Period.Window(now)
-			want(s, u)
+		windows[u] = w
+		if life {
+			lifetime = append(lifetime, u)
+		}
+		if date {
+			dated = append(dated, u)
 		}
 	}
-	for start, n := range starts {
-		var list []string
-		if filter != nil {
-			list = make([]string, 0, len(n.users))
-			for u := range n.users {
-				list = append(list, u)
-			}
-			slices.Sort(list)
-		}
-		usage, err := st.UsageSince(ctx, start, list)
-		if err != nil {
+	var whole map[string]policy.Usage
+	if len(lifetime) > 0 {
+		if whole, err = st.UsageSince(ctx, time.Time{}, listOrNil(filter, lifetime)); err != nil {
 			return nil, fmt.Errorf("read usage: %w", err)
 		}
-		for u := range n.users {
-			f := out[u]
-			used := usage[u]
-			if q := f.Effective.Quota; q != nil {
-				if s, _ := q.Period.Window(now); s.Equal(start) {
-					f.Inputs.QuotaUsed, f.Resets.Quota = afterReset(used, resets[u], policy.KindQuota, start)
-				}
+	}
+	var days map[string][]ledger.DayUsage
+	if len(dated) > 0 {
+		if days, err = st.UsageDays(ctx, earliest, listOrNil(filter, dated)); err != nil {
+			return nil, fmt.Errorf("read usage: %w", err)
+		}
+	}
+	sum := func(u string, start time.Time) policy.Usage {
+		if start.IsZero() {
+			return whole[u]
+		}
+		var t policy.Usage
+		for _, d := range days[u] {
+			if !d.Day.Before(start) {
+				t.In, t.Out, t.Seconds = t.In+d.Usage.In, t.Out+d.Usage.Out, t.Seconds+d.Usage.Seconds
 			}
-			if t := f.Effective.Time; t != nil {
-				if s, _ := t.Period.Window(now); s.Equal(start) {
-					f.Inputs.TimeUsed, f.Resets.Time = afterReset(used, resets[u], policy.KindTime, start)
-				}
-			}
+		}
+		return t
+	}
+	for u, f := range out {
+		w := windows[u]
+		if f.Effective.Quota != nil {
+			f.Inputs.QuotaUsed, f.Resets.Quota = afterReset(sum(u, w[0]), resets[u], policy.KindQuota, w[0])
+		}
+		if f.Effective.Time != nil {
+			f.Inputs.TimeUsed, f.Resets.Time = afterReset(sum(u, w[1]), resets[u], policy.KindTime, w[1])
 		}
 	}
 	open, err := st.OpenSessions(ctx, filter)
@@ -203,4 +215,28 @@ func afterReset(used policy.Usage, rs []ledger.UsageReset, kind string, start ti
 		}
 	}
 	return used, time.Time{}
+}
+
+func periodOf(q *policy.Quota) *policy.Period {
+	if q == nil {
+		return nil
+	}
+	return &q.Period
+}
+
+func timePeriodOf(t *policy.TimeLimit) *policy.Period {
+	if t == nil {
+		return nil
+	}
+	return &t.Period
+}
+
+// listOrNil is nil on a sweep (every user: no filter), else the sorted
+// list.
+func listOrNil(filter, list []string) []string {
+	if filter == nil {
+		return nil
+	}
+	slices.Sort(list)
+	return list
 }

@@ -1,0 +1,270 @@
+package engine
+
+// The policy evaluation benchmark (scripts/bench-policy.sh, docs/policy.md):
+// run with POLICY_BENCH=1; it writes its Markdown to POLICY_BENCH_OUT.
+// Nothing here asserts a threshold: the figures are for people.
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ledgertest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/sqlite"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy/bucket"
+)
+
+func benchEnv(t *testing.T) {
+	if os.Getenv("POLICY_BENCH") == "" {
+		t.Skip("set POLICY_BENCH=1 (scripts/bench-policy.sh) to run the policy evaluation benchmark")
+	}
+}
+
+func benchN(name string, def int) int {
+	var n int
+	if _, err := fmt.Sscan(os.Getenv(name), &n); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// seed fills a migrated SQLite ledger with users users, a policy each
+// (half their own, half through one of 20 groups), 30 days of usage on 4
+// servers, and an open session for every tenth user (real connect events
+// through Apply); about 5% of the users are over their quota.
+func seed(t *testing.T, path string, users int, now time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r := rand.New(rand.NewPCG(1, 2))
+	name := func(i int) string { return fmt.Sprintf("user%06d", i) }
+	for g := range 20 {
+		p := policy.Policy{Scope: policy.ScopeGroup, Name: fmt.Sprintf("group%02d", g),
+			Quota:    &policy.Quota{Bytes: int64(20+g) << 30, Direction: policy.DirTotal, Period: policy.Period{Kind: policy.Monthly, Day: 1}},
+			Expiry:   &policy.Expiry{At: now.AddDate(1, 0, 0)},
+			Sessions: &policy.SessionLimit{Max: 2, OnExcess: policy.ExcessRefuse}}
+		if g%4 == 0 {
+			p.Sessions = nil
+		}
+		if err := st.PutPolicy(ctx, p, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < users; i += 2 {
+		p := policy.Policy{Scope: policy.ScopeUser, Name: name(i),
+			Quota: &policy.Quota{Bytes: int64(10+i%40) << 30, Direction: policy.DirTotal, Period: policy.Period{Kind: policy.Monthly, Day: 1 + i%28}}}
+		if i%10 == 0 {
+			p.Sessions = &policy.SessionLimit{Max: 1, OnExcess: policy.ExcessNewest}
+		}
+		if i%6 == 0 {
+			p.Time = &policy.TimeLimit{Seconds: 200 * 3600, Period: policy.Period{Kind: policy.Monthly, Day: 1}}
+		}
+		if err := st.PutPolicy(ctx, p, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pu, _ := tx.Prepare(`INSERT INTO policy_users (username, groupname, first_use, last_connect) VALUES (?, ?, ?, ?)`)
+	ud, _ := tx.Prepare(`INSERT INTO usage_daily (day, username, server_id, bytes_in, bytes_out, seconds, sessions) VALUES (?, ?, ?, ?, ?, ?, 1)`)
+	for i := range users {
+		first := now.AddDate(0, -3, 0).Add(time.Duration(i) * time.Second)
+		if _, err := pu.Exec(name(i), fmt.Sprintf("group%02d", i%20), first.UnixMicro(), now.UnixMicro()); err != nil {
+			t.Fatal(err)
+		}
+		// A month's total of about 0..40 GiB, 5% well over any quota.
+		total := r.Int64N(40 << 30)
+		if r.IntN(20) == 0 {
+			total = 200 << 30
+		}
+		for d := range 30 {
+			day := ledger.Day(now.AddDate(0, 0, -d))
+			per := total / 30
+			if _, err := ud.Exec(day, name(i), fmt.Sprintf("vpn%d", d%4), per/4, per-per/4, 3600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	// Open sessions, as the ledger makes them from connect events.
+	seq := &ledgertest.Seq{}
+	gens := []*ledgertest.Gen{ledgertest.NewGen("vpn0", seq), ledgertest.NewGen("vpn1", seq)}
+	var batch []ledger.Message
+	for i := 0; i < users; i += 10 {
+		g := gens[i%2]
+		batch = append(batch, g.Connect(ledgertest.UID(), ledgertest.Conn{User: name(i), Group: fmt.Sprintf("group%02d", i%20), Worker: 1000 + i%60000}, now.Add(-time.Hour)))
+		if len(batch) == 500 {
+			if _, err := st.Apply(ctx, batch); err != nil {
+				t.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if _, err := st.Apply(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// TestBenchEvaluation: a full sweep of POLICY_BENCH_USERS (default
+// 100,000) users against their usage, the verdicts it publishes, a sweep
+// with nothing to publish, a round of 1,000 touched users, each against
+// the baseline of the store's own set-based reads a sweep needs.
+func TestBenchEvaluation(t *testing.T) {
+	benchEnv(t)
+	users := benchN("POLICY_BENCH_USERS", 100_000)
+	runs := benchN("POLICY_BENCH_RUNS", 5)
+	dir := os.Getenv("POLICY_BENCH_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	dir, err := os.MkdirTemp(dir, "policy-bench-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "ledger.db")
+	ctx := context.Background()
+	if _, err := sqlite.Migrate(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	t0 := time.Now()
+	seed(t, path, users, now)
+	seeded := time.Since(t0)
+	st, err := sqlite.Open(ctx, path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+
+	// Baseline: the set-based reads a sweep makes, straight from the store.
+	var base []time.Duration
+	for range runs {
+		s := time.Now()
+		if _, err := st.PolicyUsers(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []int{1, 2, 3} { // a few distinct window starts, as the seeded policies have
+			start, _ := policy.Period{Kind: policy.Monthly, Day: d}.Window(now)
+			if _, err := st.UsageSince(ctx, start, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := st.OpenSessions(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		base = append(base, time.Since(s))
+	}
+
+	srv, err := natstest.Start(natstest.Options{StoreDir: filepath.Join(dir, "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv, _, err := bucket.Ensure(ctx, js, bucket.DefaultName, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := &bucket.Publisher{KV: kv}
+	e := New(Options{Store: st, Publisher: pub, Sweep: time.Hour, Heartbeat: time.Hour,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { e.Run(rctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitStats := func(ok func(Stats) bool) Stats {
+		for {
+			s := e.Stats()
+			if ok(s) {
+				return s
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	first := waitStats(func(s Stats) bool { return s.Sweeps >= 1 })
+	var sweeps []time.Duration
+	for i := range runs {
+		e.SweepSoon()
+		s := waitStats(func(s Stats) bool { return s.Sweeps >= int64(2+i) })
+		sweeps = append(sweeps, time.Duration(s.SweepSeconds*float64(time.Second)))
+	}
+	steady := e.Stats()
+	// A round of 1,000 touched users.
+	var touched []time.Duration
+	for range runs {
+		var some []string
+		for k := range 1000 {
+			some = append(some, fmt.Sprintf("user%06d", (k*97)%users))
+		}
+		s := time.Now()
+		e.Touch(some...)
+		c, cc := context.WithTimeout(ctx, time.Minute)
+		e.Settle(c)
+		cc()
+		touched = append(touched, time.Since(s))
+	}
+
+	firstDur := time.Duration(first.SweepSeconds * float64(time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "Policy evaluation, SQLite, %d users (half with a policy of their own, half through 20 groups; quotas, expiries, session limits, connected time), 30 days of usage on 4 servers (%d rows), an open session for every tenth user; seeded in %s. Medians of %d runs.\n\n",
+		users, users*30, seeded.Round(time.Second), runs)
+	fmt.Fprintln(&b, "| what | time | users/s | baseline (the store's reads a sweep makes) | ratio |")
+	fmt.Fprintln(&b, "|---|---|---|---|---|")
+	row := func(what string, d time.Duration, n int) {
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %.2fx |\n", what, d.Round(time.Millisecond), float64(n)/d.Seconds(),
+			median(base).Round(time.Millisecond), float64(d)/float64(median(base)))
+	}
+	row("first sweep (publishes every verdict)", firstDur, users)
+	row("sweep, nothing changed", median(sweeps), users)
+	fmt.Fprintf(&b, "| round of 1,000 touched users | %s | %.0f | | |\n\n", median(touched).Round(time.Millisecond), 1000/median(touched).Seconds())
+	fmt.Fprintf(&b, "Published to the bucket by the first sweep: %d verdicts (%d denied, the rest under a session limit), %d puts, %.1f KiB; by the later sweeps and rounds: %d puts more.\n",
+		first.Published, first.Denied, first.Puts, float64(first.PublishBytes)/1024, e.Stats().Puts-first.Puts)
+	_ = steady
+	out := b.String()
+	t.Log("\n" + out)
+	if p := os.Getenv("POLICY_BENCH_OUT"); p != "" {
+		if err := os.WriteFile(p, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
