@@ -174,13 +174,11 @@ func TestPolicyFleet(t *testing.T) {
 	// admitted and the event flagged; refuse (B): everyone is refused.
 	// Back: fresh again.
 	t.Run("StaleMirror", func(t *testing.T) {
-		f.ctlOK("expire", "carol", "2020-01-01")
-		for _, bed := range []*testbed.Bed{a, b} {
-			waitCond(t, "carol denied in "+bed.ServerID()+"'s mirror", 30*time.Second, func() bool {
-				v := mirrorOf(bed, "carol").Verdict
-				return v != nil && !v.Allowed
-			})
-		}
+		f.ctlOK("expire", "bob", "2020-01-01")
+		waitCond(t, "bob denied in A's mirror", 30*time.Second, func() bool {
+			v := mirrorOf(a, "bob").Verdict
+			return v != nil && !v.Allowed
+		})
 		env, err := os.ReadFile(b.ConfigPath())
 		if err != nil {
 			t.Fatal(err)
@@ -188,20 +186,20 @@ func TestPolicyFleet(t *testing.T) {
 		write(t, b.ConfigPath(), string(env)+"POLICY_STALE=refuse\n", 0o600)
 		f.ledger.stop(t)
 		f.waitMirror(a, mirror.StateStale)
-		c, err := a.Connect("carol", a.Password("carol"))
+		c, err := a.Connect("bob", a.Password("bob"))
 		if err != nil {
 			t.Fatalf("stale mirror, admit mode: the login must go ahead: %v", err)
 		}
-		cs := connects(a, "carol")
+		cs := connects(a, "bob")
 		last := cs[len(cs)-1]
 		if last.Verdict == nil || last.Verdict.Mirror != mirror.StateStale || last.Verdict.StaleMode != "admit" || !*last.Admitted {
 			t.Errorf("admit mode event: %+v admitted %v", last.Verdict, *last.Admitted)
 		}
 		c.Disconnect()
-		if _, err := b.Connect("bob", b.Password("bob"), testbed.ConnectOptions{Timeout: 20 * time.Second}); err == nil {
+		if _, err := b.Connect("alice", b.Password("alice"), testbed.ConnectOptions{Timeout: 20 * time.Second}); err == nil {
 			t.Fatal("stale mirror, refuse mode: a login was admitted")
 		}
-		ev := refusedLogin(t, b, "bob", policy.RefusalStale)
+		ev := refusedLogin(t, b, "alice", policy.RefusalStale)
 		if ev.Verdict == nil || ev.Verdict.Mirror != mirror.StateStale || ev.Verdict.StaleMode != "refuse" {
 			t.Errorf("refuse mode event: %+v", ev.Verdict)
 		}
@@ -213,12 +211,12 @@ func TestPolicyFleet(t *testing.T) {
 		}
 		f.startLedger()
 		f.waitMirror(b, mirror.StateFresh)
-		c, err = b.Connect("bob", b.Password("bob"))
+		c, err = b.Connect("alice", b.Password("alice"))
 		if err != nil {
 			t.Fatalf("a fresh mirror again: %v", err)
 		}
 		c.Disconnect()
-		f.ctlOK("expire", "carol", "none")
+		f.ctlOK("expire", "bob", "none")
 	})
 
 	// Every command the ledger sent was audited by the servers, with its

@@ -206,6 +206,7 @@ func TestQuotaAcrossServers(t *testing.T) {
 	}
 	b.apply(b.gen("b").Accounting(ub, ledgertest.Acct{Slot: 1, In: 1000, Out: 4000, Connected: now.Add(-time.Minute)}, now))
 	b.until("the kicks on both servers", func() bool { return b.has("a kick alice for 10m0s") && b.has("b kick alice for 10m0s") })
+	b.settle()
 	v := b.verdict("alice")
 	if v == nil || v.Allowed || v.Reason != policy.ReasonQuota || v.Until == nil {
 		t.Fatalf("verdict %+v, want denied for the quota until the month's end", v)
