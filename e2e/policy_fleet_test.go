@@ -111,7 +111,7 @@ func (l *eventLog) all() []events.Event {
 	return append([]events.Event(nil), l.evs...)
 }
 
-func newPolicyFleet(t *testing.T, servers int) *policyFleet {
+func newPolicyFleet(t *testing.T, servers int, acct time.Duration) *policyFleet {
 	t.Helper()
 	testbed.RequireRoot(t)
 	hook, err := testbed.HookBinary()
@@ -155,7 +155,7 @@ func newPolicyFleet(t *testing.T, servers int) *policyFleet {
 		b := testbed.New(t, testbed.Options{VPNCScript: true, ServerID: fmt.Sprintf("pol%c-%d", 'a'+i, os.Getpid()%10000),
 			AgentEnv: []string{"POLICY=on", "POLICY_MAX_AGE=5s"}})
 		f.beds = append(f.beds, b)
-		cfg := liveConfig(t, b, url, "ACCOUNTING_INTERVAL="+policyAcctInterval.String(),
+		cfg := liveConfig(t, b, url, "ACCOUNTING_INTERVAL="+acct.String(),
 			"CMD_TRUSTED_KEYS="+trusted, "CMD_XKEY_SEED="+filepath.Join(f.dir, b.ServerID()+".xkey"),
 			"CMD_NONCE_FILE="+filepath.Join(f.dir, b.ServerID()+".nonces"), "CMD_OCPASSWD_FILE="+b.PasswdFile())
 		startDaemon(t, "shipper "+b.ServerID(), filepath.Join(bin, "shipper"), "--config", cfg)

@@ -21,7 +21,7 @@ func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 // the ledger (docs/policy.md). One fleet of two servers for every case, in
 // order; each case leaves the users it used allowed again.
 func TestPolicyFleet(t *testing.T) {
-	f := newPolicyFleet(t, 2)
+	f := newPolicyFleet(t, 2, policyAcctInterval)
 	a, b := f.beds[0], f.beds[1]
 
 	// A quota of 4 MiB crossed by traffic on two servers: both sessions

@@ -1,0 +1,133 @@
+//go:build e2e
+
+package e2e
+
+// The enforcement latency benchmark (scripts/bench-policy.sh,
+// docs/policy.md): run with POLICY_BENCH=1; it writes its Markdown to
+// POLICY_BENCH_OUT. Nothing here asserts a threshold: the figures are for
+// people.
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/events"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/testbed"
+)
+
+func pct(d []time.Duration, p float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(p * float64(len(s)-1))
+	return s[i]
+}
+
+func eventTime(e events.Event) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, e.Time)
+	return t
+}
+
+// TestBenchPolicyEnforcement measures, in a bed with real ocserv,
+// openconnect, shipper, commander and ledger (accounting every second),
+// the time from the accounting event that crosses a user's quota to the
+// disconnect event of the session it ends, and, as the baseline in the
+// same bed, from an operator's signed kick to the disconnect event.
+func TestBenchPolicyEnforcement(t *testing.T) {
+	if os.Getenv("POLICY_BENCH") == "" {
+		t.Skip("set POLICY_BENCH=1 (scripts/bench-policy.sh) to run the enforcement benchmark")
+	}
+	runs := 20
+	if n, err := strconv.Atoi(os.Getenv("POLICY_BENCH_RUNS")); err == nil && n > 0 {
+		runs = n
+	}
+	const acct = time.Second
+	const quota = 2 << 20
+	f := newPolicyFleet(t, 1, acct)
+	b := f.beds[0]
+	f.ctlOK("quota", "alice", strconv.Itoa(quota))
+	session := func() events.Event {
+		cs := connects(b, "alice")
+		return cs[len(cs)-1]
+	}
+	disconnectOf := func(uid string) (events.Event, bool) {
+		for _, e := range f.events.all() {
+			if e.Type == events.Disconnect && e.SessionUID == uid {
+				return e, true
+			}
+		}
+		return events.Event{}, false
+	}
+	var crossToEnd, trafficToEnd, kickToEnd []time.Duration
+	for i := range runs {
+		c, err := b.Connect("alice", b.Password("alice"), testbed.ConnectOptions{VPNCScript: true})
+		if err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		uid := session().SessionUID
+		if err := c.SendTraffic(quota + quota/2); err != nil {
+			t.Fatal(err)
+		}
+		sent := time.Now()
+		var disc events.Event
+		waitCond(t, "the session's end", 60*time.Second, func() bool { var ok bool; disc, ok = disconnectOf(uid); return ok })
+		var cross time.Time
+		for _, e := range f.events.all() {
+			if e.Type != events.Accounting || e.SessionUID != uid || e.Accounting == nil {
+				continue
+			}
+			var a struct {
+				In  int64 `json:"bytes_in"`
+				Out int64 `json:"bytes_out"`
+			}
+			json.Unmarshal(*e.Accounting, &a)
+			if at := eventTime(e); a.In+a.Out >= quota && (cross.IsZero() || at.Before(cross)) {
+				cross = at
+			}
+		}
+		if cross.IsZero() {
+			t.Fatalf("run %d: no accounting event crossed the quota before the disconnect", i)
+		}
+		crossToEnd = append(crossToEnd, eventTime(disc).Sub(cross))
+		trafficToEnd = append(trafficToEnd, eventTime(disc).Sub(sent))
+
+		f.ctlOK("quota", "reset", "alice")
+		waitCond(t, "alice allowed again", 30*time.Second, func() bool { return mirrorOf(b, "alice").Verdict == nil })
+
+		// The baseline: an operator's kick of a connected user.
+		if _, err := b.Connect("bob", b.Password("bob")); err != nil {
+			t.Fatal(err)
+		}
+		cs := connects(b, "bob")
+		kuid := cs[len(cs)-1].SessionUID
+		start := time.Now()
+		f.ctlOK("kick", "bob", "-s", b.ServerID(), "--force", "--reason", "bench")
+		waitCond(t, "bob's end", 60*time.Second, func() bool { var ok bool; disc, ok = disconnectOf(kuid); return ok })
+		kickToEnd = append(kickToEnd, eventTime(disc).Sub(start))
+
+		f.ctlOK("unkick", "bob", "-s", b.ServerID(), "--force")
+	}
+	var out strings.Builder
+	fmt.Fprintf(&out, "Enforcement in the bed: real ocserv 1.1.6, openconnect, shipper (accounting every %s), commander and ledger (SQLite) on one machine, %d crossings of a %d MiB quota.\n\n", acct, runs, quota>>20)
+	fmt.Fprintln(&out, "| from → to | p50 | p99 | max |")
+	fmt.Fprintln(&out, "|---|---|---|---|")
+	row := func(what string, d []time.Duration) {
+		fmt.Fprintf(&out, "| %s | %s | %s | %s |\n", what, pct(d, 0.5).Round(time.Millisecond), pct(d, 0.99).Round(time.Millisecond), pct(d, 1).Round(time.Millisecond))
+	}
+	row("the accounting event that crosses the quota → the session's disconnect event", crossToEnd)
+	row("the end of the traffic → the disconnect event (includes waiting for the next accounting reading)", trafficToEnd)
+	row("baseline: an operator's `ctl kick` → the disconnect event", kickToEnd)
+	fmt.Fprintf(&out, "\nMedian crossing → end / median kick → end: %.2fx. The promise (DESIGN.md): within one accounting interval + 5 s of the traffic.\n",
+		float64(pct(crossToEnd, 0.5))/float64(pct(kickToEnd, 0.5)))
+	t.Log("\n" + out.String())
+	if p := os.Getenv("POLICY_BENCH_OUT"); p != "" {
+		if err := os.WriteFile(p, []byte(out.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Fleet policy benchmarks (docs/policy.md), each against a baseline taken
+# in the same run:
+#  - policy-hook: the hook's cost of the verdicts check at connect, whole
+#    process, fsync on, interleaved rounds (bench/procbench) against the
+#    floor (a minimal Go program appending one line) and the hook with
+#    POLICY=off; with POLICY=on and no verdict for the user (the common
+#    case) and with one (read and decoded);
+#  - policy-evaluation: a full sweep of POLICY_BENCH_USERS (default
+#    100,000) users with a month of usage, against the store's own reads;
+#    the bucket's publish volume;
+#  - policy-enforcement (root: real ocserv in network namespaces): the
+#    accounting event that crosses a quota → the session's disconnect
+#    event, p50/p99, against an operator's kick in the same bed.
+# Writes bench/results/policy-{hook,evaluation,enforcement}.md (the blocks
+# of docs/policy.md).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+. scripts/benchlib.sh
+out=$(bench_results)
+run_line=$(bench_run_line)
+runs=${RUNS:-300}
+work=$(mktemp -d "$out/policy-work.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+make -s build >/dev/null
+
+# --- the hook's check ------------------------------------------------------
+CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/floor" ./bench/floor
+go build -o "$work/procbench" ./bench/procbench
+mkdir -m 0750 "$work/off" "$work/on" "$work/onv" "$work/floorq"
+printf 'SERVER_ID=bench\nSPOOL_DIR=%s/off\nSPOOL_FSYNC=on\n' "$work" >"$work/off.env"
+printf 'SERVER_ID=bench\nSPOOL_DIR=%s/on\nSPOOL_FSYNC=on\nPOLICY=on\nPOLICY_MAX_AGE=7d\n' "$work" >"$work/on.env"
+printf 'SERVER_ID=bench\nSPOOL_DIR=%s/onv\nSPOOL_FSYNC=on\nPOLICY=on\nPOLICY_MAX_AGE=7d\n' "$work" >"$work/onv.env"
+for d in on onv; do
+	mkdir -m 0750 "$work/$d/verdicts"
+	install -m 0640 /dev/null "$work/$d/verdicts/.fresh"
+done
+# alice (the captured environment's user) under a session limit she has
+# not reached: the hook reads and decodes her verdict, then admits her.
+install -m 0640 /dev/null "$work/onv/verdicts/$(printf alice | od -An -tx1 | tr -d ' \n')"
+printf '{"v":1,"user":"alice","allowed":true,"sessions":{"max":2,"on_excess":"refuse","held":{"vpn2":1}},"decided":"%s"}' \
+	"$(date -u +%FT%TZ)" >"$work/onv/verdicts/$(printf alice | od -An -tx1 | tr -d ' \n')"
+(
+	while IFS= read -r kv; do [ -n "$kv" ] && export "${kv?}"; done <testdata/ocserv-hook-env/connect.env
+	bin/hook --config "$work/off.env"
+	line=$(head -n1 "$work/off/queue.ndjson")
+	"$work/procbench" -runs "$runs" -warmup 30 -json "$work/hook.json" -- \
+		floor "$work/floor" "$work/floorq/queue.ndjson" "$line" :: \
+		hook "$root/bin/hook" --config "$work/off.env" :: \
+		hook-policy "$root/bin/hook" --config "$work/on.env" :: \
+		hook-policy-verdict "$root/bin/hook" --config "$work/onv.env" >"$work/hook-table.md"
+)
+grep -q '"verdict":{"mirror":"fresh"' "$work/on/queue.ndjson" || { echo "bench-policy: the hook with POLICY=on did not check a fresh mirror" >&2; exit 1; }
+median() { jq -r --arg n "$1" '.results[] | select(.name == $n) | .median' "$work/hook.json"; }
+f=$(median floor) h=$(median hook) p=$(median hook-policy) v=$(median hook-policy-verdict)
+{
+	echo "$run_line"
+	echo "$runs interleaved rounds, whole process, one connect event, fsync on."
+	echo
+	cat "$work/hook-table.md"
+	echo
+	awk -v f="$f" -v h="$h" -v p="$p" -v v="$v" 'BEGIN {
+		printf "- hook, POLICY=off / floor: %.2fx; POLICY=on, no verdict for the user / floor: **%.2fx**; with a verdict read / floor: %.2fx (goal for the hook: ≤ 1.3x)\n", h/f, p/f, v/f
+		printf "- the check itself: POLICY=on / POLICY=off: %.3fx (no verdict), %.3fx (a verdict read)\n", p/h, v/h
+	}'
+} >"$out/policy-hook.md"
+cat "$out/policy-hook.md"
+
+# --- evaluation at scale ---------------------------------------------------
+{
+	echo "$run_line"
+	echo
+} >"$work/eval.md"
+POLICY_BENCH=1 POLICY_BENCH_OUT="$work/eval-body.md" POLICY_BENCH_DIR="$work" \
+	POLICY_BENCH_USERS=${POLICY_BENCH_USERS:-100000} POLICY_BENCH_RUNS=${POLICY_BENCH_RUNS:-5} \
+	go test -count=1 -timeout 60m -run 'TestBenchEvaluation$' ./policy/engine
+cat "$work/eval-body.md" >>"$work/eval.md"
+mv "$work/eval.md" "$out/policy-evaluation.md"
+cat "$out/policy-evaluation.md"
+
+# --- enforcement in the bed ------------------------------------------------
+bench_needs_root "network namespaces, real ocserv"
+{
+	echo "$run_line"
+	echo
+} >"$work/enf.md"
+POLICY_BENCH=1 POLICY_BENCH_OUT="$work/enf-body.md" POLICY_BENCH_RUNS=${POLICY_BENCH_ENFORCE_RUNS:-20} \
+	go test -tags e2e -count=1 -timeout 30m -run 'TestBenchPolicyEnforcement$' ./e2e
+cat "$work/enf-body.md" >>"$work/enf.md"
+mv "$work/enf.md" "$out/policy-enforcement.md"
+cat "$out/policy-enforcement.md"
