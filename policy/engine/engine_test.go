@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -22,6 +25,7 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/sqlite"
 	"github.com/ocserv-telemetry/ocserv-telemetry/policy"
 	"github.com/ocserv-telemetry/ocserv-telemetry/policy/bucket"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy/webhook"
 )
 
 // recorder is an Enforcer that records the commands (the real command
@@ -406,4 +410,69 @@ func TestUnreachableServerRetried(t *testing.T) {
 	b.rec.fail["b"] = false
 	b.rec.mu.Unlock()
 	b.until("the kick on b once it answers", func() bool { return b.has("b kick ivy for 10m0s") })
+}
+
+// The engine's notices reach a real HTTP receiver through the webhook
+// sink, signed, each once, after the receiver failed at first.
+func TestNoticesToWebhook(t *testing.T) {
+	secret := []byte("s3cret")
+	var mu sync.Mutex
+	got := map[string]int{}
+	fails := 2
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := webhook.Verify(secret, r.Header.Get(webhook.HeaderTimestamp), r.Header.Get(webhook.HeaderSignature), body, time.Now(), time.Minute); err != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if fails > 0 {
+			fails--
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		var n policy.Notice
+		json.Unmarshal(body, &n)
+		got[fmt.Sprintf("%s %d", n.Kind, n.Percent)]++
+	}))
+	defer srv.Close()
+	wake := make(chan struct{}, 1)
+	b := newBed(t, func(o *Options) {
+		o.Webhook = true
+		o.OnNotice = func() {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+	})
+	sink := &webhook.Sink{URL: srv.URL, Secret: secret, Store: b.st, Log: b.opts.Log, Retry: func() backoff.BackOff {
+		bo := backoff.NewExponentialBackOff()
+		bo.InitialInterval, bo.MaxElapsedTime = time.Millisecond, 5*time.Second
+		return bo
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sink.Run(ctx, wake); close(done) }()
+	defer func() { cancel(); <-done }()
+	b.put(quota("jo", 1000))
+	now := time.Now().UTC()
+	u := ledgertest.UID()
+	b.apply(b.gen("a").Connect(u, ledgertest.Conn{User: "jo", Worker: 99}, now),
+		b.gen("a").Accounting(u, ledgertest.Acct{Slot: 1, In: 850, Connected: now}, now))
+	b.apply(b.gen("a").Accounting(u, ledgertest.Acct{Slot: 2, In: 1200, Connected: now}, now.Add(time.Second)))
+	b.until("both notices delivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return got["quota 80"] == 1 && got["quota 100"] == 1
+	})
+	b.eng.SweepSoon()
+	b.settle()
+	sink.Pass(context.Background())
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || got["quota 80"] != 1 || got["quota 100"] != 1 {
+		t.Fatalf("deliveries %v, want each notice once", got)
+	}
 }
