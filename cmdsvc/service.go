@@ -243,10 +243,15 @@ const DefaultInboxPrefix = "_INBOX"
 // prefixes. Such a request gets no answer; the code is in its audit.
 const CodeBadReply = "bad_reply_subject"
 
-// inboxReply reports whether reply is under one of the inbox prefixes: the
-// prefix's tokens, then at least one more.
-func (s *Service) inboxReply(reply string) bool {
-	for _, p := range s.o.InboxPrefixes {
+// inboxReply reports whether reply is under one of the inbox prefixes.
+func (s *Service) inboxReply(reply string) bool { return InboxReply(reply, s.o.InboxPrefixes) }
+
+// InboxReply reports whether reply is under one of prefixes: a prefix's
+// tokens, then at least one more. Every service answering signed requests
+// (this one, the ledger's queries) drops a request whose reply subject is
+// not, so nobody can make it publish where they choose.
+func InboxReply(reply string, prefixes []string) bool {
+	for _, p := range prefixes {
 		if len(reply) > len(p)+1 && strings.HasPrefix(reply, p) && reply[len(p)] == '.' {
 			return true
 		}

@@ -47,7 +47,7 @@ func ApplyTx(ctx context.Context, tx IngestTx, msgs []Message, o ApplyOptions) (
 		inBatch  = map[string]bool{}
 	)
 	for _, m := range msgs {
-		ev, err := Decode(m)
+		ev, err := m.decode()
 		if err != nil {
 			rejected = append(rejected, reject(m, err.Error()))
 			continue

@@ -76,11 +76,15 @@ func SessionRow(s *Session) []any {
 		s.AcctIn, s.AcctOut}
 }
 
-// ChecksumTables are the tables Checksum digests: every projection table
-// and the applied and rejected events (not ingest_state, whose counters
-// say how often events were seen, not what they mean).
+// ChecksumTables are what Checksum digests: every projection table (a
+// session's row joined with its counters, as "sessions") and the applied
+// and rejected events (not ingest_state, whose counters say how often
+// events were seen, not what they mean).
 var ChecksumTables = []string{"sessions", "session_links", "samples", "usage_daily", "audit", "spool_notices",
 	"servers", "applied_events", "rejected_events"}
+
+// Tables are every data table (Reset empties them).
+var Tables = append([]string{"session_counters"}, ChecksumTables...)
 
 // AuditRow is an audit entry's values in checksum order.
 func AuditRow(a *AuditEntry) []any {

@@ -493,6 +493,10 @@ func canonIP(name, s string, v4, v6 bool) (string, error) {
 // clean caps a text value at maxText bytes (on a rune boundary) and
 // replaces NUL, which PostgreSQL's text cannot hold.
 func clean(s string) string {
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
+	}
+	s = strings.ToValidUTF8(s, "\uFFFD")
 	if len(s) > maxText {
 		cut := maxText
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
@@ -500,10 +504,7 @@ func clean(s string) string {
 		}
 		s = s[:cut]
 	}
-	if strings.IndexByte(s, 0) >= 0 {
-		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
-	}
-	return strings.ToValidUTF8(s, "\uFFFD")
+	return s
 }
 
 func compactJSON(b json.RawMessage) json.RawMessage {

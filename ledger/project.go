@@ -12,7 +12,11 @@ import (
 // stored; the rest are inserts that keep an existing row (ON CONFLICT DO
 // NOTHING).
 type Changes struct {
+	// Sessions are rows whose identity, times or state changed (the
+	// sessions table); Counters are rows whose counters changed (the
+	// narrow session_counters table, which most events touch alone).
 	Sessions []*Session
+	Counters []*Session
 	Links    map[string]string // session_uid → logical_uid
 	Samples  []Sample
 	Usage    []UsageDelta
@@ -40,7 +44,8 @@ type ServerDelta struct {
 // and the increments it accumulated.
 type projection struct {
 	sessions map[string]*Session
-	links    map[string]string // stored links (loaded) and new ones
+	orig     map[string]Session // the rows as loaded
+	links    map[string]string  // stored links (loaded) and new ones
 	newLinks map[string]string
 	touched  map[string]bool
 	usage    map[usageKey]*UsageDelta
@@ -57,7 +62,11 @@ func newProjection(sessions map[string]*Session, links map[string]string) *proje
 	if links == nil {
 		links = map[string]string{}
 	}
-	return &projection{sessions: sessions, links: links, newLinks: map[string]string{}, touched: map[string]bool{},
+	orig := make(map[string]Session, len(sessions))
+	for uid, x := range sessions {
+		orig[uid] = *x
+	}
+	return &projection{sessions: sessions, orig: orig, links: links, newLinks: map[string]string{}, touched: map[string]bool{},
 		usage: map[usageKey]*UsageDelta{}, servers: map[string]*ServerDelta{}}
 }
 
@@ -81,7 +90,14 @@ func (p *projection) finish() *Changes {
 	}
 	sort.Strings(uids)
 	for _, uid := range uids {
-		p.c.Sessions = append(p.c.Sessions, p.sessions[uid])
+		cur := p.sessions[uid]
+		o, loaded := p.orig[uid]
+		if !loaded || !sameIdentity(&o, cur) {
+			p.c.Sessions = append(p.c.Sessions, cur)
+		}
+		if !loaded || !sameCounters(&o, cur) {
+			p.c.Counters = append(p.c.Counters, cur)
+		}
 	}
 	if len(p.newLinks) > 0 {
 		p.c.Links = p.newLinks
@@ -390,4 +406,23 @@ func fill(v, old string) string {
 		return old
 	}
 	return v
+}
+
+// sameCounters compares the columns of session_counters.
+func sameCounters(a, b *Session) bool {
+	return a.BytesIn == b.BytesIn && a.BytesOut == b.BytesOut && a.Seconds == b.Seconds && a.Samples == b.Samples &&
+		a.LastSampleAt.Equal(b.LastSampleAt) && a.Settled == b.Settled && a.AcctIn == b.AcctIn && a.AcctOut == b.AcctOut
+}
+
+// sameIdentity compares the columns of sessions (everything else).
+func sameIdentity(a, b *Session) bool {
+	x, y := *a, *b
+	for _, s := range []*Session{&x, &y} {
+		s.BytesIn, s.BytesOut, s.Seconds, s.Samples, s.LastSampleAt, s.Settled, s.AcctIn, s.AcctOut = 0, 0, 0, 0, time.Time{}, false, 0, 0
+	}
+	if !x.ConnectedAt.Equal(y.ConnectedAt) || !x.EndedAt.Equal(y.EndedAt) {
+		return false
+	}
+	x.ConnectedAt, y.ConnectedAt, x.EndedAt, y.EndedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	return x == y
 }

@@ -6,7 +6,8 @@
 # `systemd-analyze security --offline=true` exposure must stay at or below
 # MAX_EXPOSURE (default 3.0) for the shipper, COMMANDER_MAX_EXPOSURE
 # (default 4.0) for the command service and LEDGER_MAX_EXPOSURE (default
-# 2.0) for the ledger. docs/install.md quotes the figures. Needs make build.
+# 2.0) for the ledger. docs/install.md quotes the figures.
+# Needs make build.
 set -eu
 cd "$(dirname "$0")/.."
 MAX_EXPOSURE=${MAX_EXPOSURE:-3.0}

@@ -111,7 +111,7 @@ func TestHandOver(t *testing.T) {
 	s := b.open()
 	b.publish(msgs[:1000])
 	b.waitApplied(s, b.lastSeq(), time.Minute, a)
-	standby := b.serve("")
+	standby := b.serveConfig(b.second(), "")
 	waitFor(t, "the second instance stands by", 30*time.Second, func() bool { return strings.Contains(standby.out.String(), "standing by") }, standby.out.String)
 	if !strings.Contains(a.out.String(), "now the active one") {
 		t.Fatalf("the first instance never became active:\n%s", a.out.String())

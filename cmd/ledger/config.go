@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -41,23 +41,25 @@ type settings struct {
 	Batch         int
 	MetricsListen string
 	StandbyPoll   time.Duration
+	InboxPrefixes []string
 	Policy        policySettings
 }
 
 func defaultSettings() settings {
 	return settings{
-		Agent:       config.Default(),
-		Database:    "/var/lib/ocserv-telemetry-ledger/ledger.db",
-		Consumer:    "ocserv_ledger",
-		TrustedKeys: "/etc/ocserv-telemetry/operators.keys",
-		NonceFile:   "/var/lib/ocserv-telemetry-ledger/nonces",
-		MaxSkew:     30 * time.Second,
-		MaxValidity: 5 * time.Minute,
-		Retention:   ledger.DefaultRetention,
-		PruneEvery:  time.Hour,
-		Batch:       500,
-		StandbyPoll: 2 * time.Second,
-		Policy:      defaultPolicySettings(),
+		Agent:         config.Default(),
+		Database:      "/var/lib/ocserv-telemetry-ledger/ledger.db",
+		Consumer:      "ocserv_ledger",
+		TrustedKeys:   "/etc/ocserv-telemetry/operators.keys",
+		NonceFile:     "/var/lib/ocserv-telemetry-ledger/nonces",
+		MaxSkew:       30 * time.Second,
+		MaxValidity:   5 * time.Minute,
+		Retention:     ledger.DefaultRetention,
+		PruneEvery:    time.Hour,
+		Batch:         5000,
+		StandbyPoll:   2 * time.Second,
+		InboxPrefixes: []string{"_INBOX"},
+		Policy:        defaultPolicySettings(),
 	}
 }
 
@@ -106,7 +108,7 @@ var ledgerKeys = map[string]ledgerKey{
 		}},
 	"LEDGER_PRUNE_INTERVAL": {"how often retention runs in the background (default 1h)",
 		func(s *settings, v string) error { return duration(&s.PruneEvery, v, time.Minute, 7*24*time.Hour) }},
-	"LEDGER_BATCH": {"events applied per database transaction at most (default 500)",
+	"LEDGER_BATCH": {"events applied per database transaction at most (default 5000; a backlog drains faster in large transactions)",
 		func(s *settings, v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 10000 {
@@ -116,7 +118,30 @@ var ledgerKeys = map[string]ledgerKey{
 			return nil
 		}},
 	"LEDGER_METRICS_LISTEN": {"host:port of the Prometheus /metrics endpoint; empty (the default) means off",
-		func(s *settings, v string) error { s.MetricsListen = v; return nil }},
+		func(s *settings, v string) error {
+			if v != "" {
+				if _, _, err := net.SplitHostPort(v); err != nil {
+					return fmt.Errorf("%q is not host:port", v)
+				}
+			}
+			s.MetricsListen = v
+			return nil
+		}},
+	"LEDGER_INBOX_PREFIXES": {"subject prefixes a query's reply may go to, comma-separated (default _INBOX, nats.go's); other requests are dropped unanswered",
+		func(s *settings, v string) error {
+			var out []string
+			for _, p := range strings.Split(v, ",") {
+				p = strings.TrimSpace(p)
+				for _, tok := range strings.Split(p, ".") {
+					if !events.IsToken(tok, 128) {
+						return fmt.Errorf("%q is not a subject prefix", p)
+					}
+				}
+				out = append(out, p)
+			}
+			s.InboxPrefixes = out
+			return nil
+		}},
 	"LEDGER_STANDBY_POLL": {"how often a standby instance tries to become the active one (default 2s)",
 		func(s *settings, v string) error {
 			return duration(&s.StandbyPoll, v, 100*time.Millisecond, time.Minute)
@@ -230,14 +255,4 @@ func unquote(v string) string {
 		return v[1 : len(v)-1]
 	}
 	return v
-}
-
-// keyDocs lists the ledger's keys, sorted (docs/configuration.md).
-func keyDocs() []string {
-	var out []string
-	for k, v := range ledgerKeys {
-		out = append(out, k+": "+v.doc)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -152,9 +152,29 @@ func (l *lockedBuf) String() string {
 }
 
 // serve starts the service; crash arms a crash point.
-func (b *bed) serve(crash string) *proc {
+func (b *bed) serve(crash string) *proc { return b.serveConfig(b.cfg, crash) }
+
+// second writes the configuration of another instance on the same
+// database: its own nonce cache (a cache belongs to one process).
+func (b *bed) second() string {
+	old := b.cfg
+	b.extra = maps.Clone(b.extra)
+	if b.extra == nil {
+		b.extra = map[string]string{}
+	}
+	b.extra["LEDGER_NONCE_FILE"] = filepath.Join(b.dir, "nonces-2")
+	b.writeConfig()
+	second := b.cfg + ".2"
+	os.Rename(b.cfg, second)
+	b.cfg = old
+	b.extra["LEDGER_NONCE_FILE"] = filepath.Join(b.dir, "nonces")
+	b.writeConfig()
+	return second
+}
+
+func (b *bed) serveConfig(cfg, crash string) *proc {
 	b.t.Helper()
-	cmd := exec.Command(ledgerBin, "serve", "--config", b.cfg)
+	cmd := exec.Command(ledgerBin, "serve", "--config", cfg)
 	p := &proc{cmd: cmd, out: &lockedBuf{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	cmd.Env = append(os.Environ(), "OCSERV_TELEMETRY_CRASHPOINT="+crash)
@@ -196,7 +216,6 @@ func (p *proc) killedBySignal() bool {
 // event_id).
 func (b *bed) publish(msgs []ledger.Message) {
 	b.t.Helper()
-	ctx := context.Background()
 	for _, m := range msgs {
 		nm := nats.NewMsg(m.Subject)
 		nm.Data = m.Data
@@ -215,7 +234,6 @@ func (b *bed) publish(msgs []ledger.Message) {
 	case <-time.After(30 * time.Second):
 		b.t.Fatal("publishes not acknowledged in 30s")
 	}
-	_ = ctx
 }
 
 func (b *bed) lastSeq() uint64 {

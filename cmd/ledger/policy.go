@@ -44,7 +44,7 @@ func defaultPolicySettings() policySettings {
 
 func init() {
 	for k, v := range map[string]ledgerKey{
-		"LEDGER_POLICY": {"fleet policy: evaluate policies, publish verdicts to the bucket, end sessions over a limit: on|off (default off)",
+		"LEDGER_POLICY": {"fleet policy: evaluate policies, publish verdicts to the bucket, end sessions over a limit: on or off (default off)",
 			func(s *settings, v string) error {
 				switch v {
 				case "on", "true", "yes", "1":

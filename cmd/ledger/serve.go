@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -23,6 +24,10 @@ import (
 )
 
 type serveCmd struct{ env }
+
+// defaultMemoryLimit is the garbage collector's soft limit (GOMEMLIMIT
+// overrides it): below the 128 MiB the design allows the service.
+const defaultMemoryLimit = 96 << 20
 
 // drainTimeout bounds the first SIGTERM's drain (the batch in flight);
 // a second signal aborts at once.
@@ -40,6 +45,12 @@ func (c *serveCmd) Run(ctx context.Context, args []string) error {
 		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// A soft memory limit for the garbage collector (unless GOMEMLIMIT
+	// sets one): a backlog drains in large batches, and the collector's
+	// default pacing would let the heap grow to twice what is live.
+	if c.getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 	path := configPath(*cfgPath, c.getenv)
 	st, probs, err := loadSettings(path)
 	if err != nil {
@@ -107,7 +118,7 @@ func (c *serveCmd) Run(ctx context.Context, args []string) error {
 	})
 	m.status = cons.Status
 	ao := api.Options{
-		NC: conn.NC, Prefix: st.Agent.SubjectPrefix, Store: db,
+		NC: conn.NC, Prefix: st.Agent.SubjectPrefix, Store: db, InboxPrefixes: st.InboxPrefixes,
 		Verifier: &opauth.Verifier{Trusted: trusted, Nonces: nonces, MaxSkew: st.MaxSkew, MaxValidity: st.MaxValidity},
 		Status:   func() any { return cons.Status() }, Log: log, Build: hook.Version, OnRequest: m.request,
 	}

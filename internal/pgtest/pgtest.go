@@ -69,7 +69,7 @@ func Available() string {
 	return ""
 }
 
-// Start initialises and starts a cluster.
+// Start initialises and starts a cluster in a new temporary directory.
 func Start(o Options) (*Cluster, error) {
 	if why := Available(); why != "" {
 		return nil, errors.New(why)
@@ -79,6 +79,58 @@ func Start(o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	return start(dir, o)
+}
+
+// StartAt starts a cluster kept in dir across runs (benchmark data that
+// is slow to generate): initialised when dir is new, started on its data
+// otherwise. Stop it with StopKeep to keep the data.
+func StartAt(dir string, o Options) (*Cluster, error) {
+	if why := Available(); why != "" {
+		return nil, errors.New(why)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "PG_VERSION")); err != nil {
+		os.RemoveAll(dir)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		return start(dir, o)
+	}
+	c := &Cluster{Dir: dir, Socket: filepath.Join(dir, "sock")}
+	if os.Geteuid() == 0 {
+		c.owner, _ = user.Lookup("postgres")
+	}
+	c.opts = settingsOpts(c.Socket, o)
+	// A previous run killed before StopKeep leaves a server behind.
+	c.run("pg_ctl", "-D", filepath.Join(dir, "data"), "-m", "fast", "-w", "-t", "60", "stop")
+	if err := c.Restart(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// StopKeep stops the server and keeps its directory (StartAt).
+func (c *Cluster) StopKeep() error {
+	_, err := c.run("pg_ctl", "-D", filepath.Join(c.Dir, "data"), "-m", "fast", "-w", "-t", "120", "stop")
+	return err
+}
+
+func settingsOpts(sock string, o Options) string {
+	settings := []string{"listen_addresses=", "unix_socket_directories=" + sock, "max_connections=200",
+		"shared_buffers=256MB", "logging_collector=off"}
+	if !o.Durable {
+		settings = append(settings, "fsync=off", "synchronous_commit=off", "full_page_writes=off")
+	}
+	settings = append(settings, o.Settings...)
+	var opts []string
+	for _, s := range settings {
+		k, v, _ := strings.Cut(s, "=")
+		opts = append(opts, "-c", k+"='"+v+"'")
+	}
+	return strings.Join(opts, " ")
+}
+
+func start(dir string, o Options) (*Cluster, error) {
 	c := &Cluster{Dir: dir, Socket: filepath.Join(dir, "sock")}
 	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return nil, err
@@ -101,18 +153,7 @@ func Start(o Options) (*Cluster, error) {
 		c.remove()
 		return nil, fmt.Errorf("initdb: %v: %s", err, out)
 	}
-	settings := []string{"listen_addresses=", "unix_socket_directories=" + c.Socket, "max_connections=200",
-		"shared_buffers=256MB", "logging_collector=off"}
-	if !o.Durable {
-		settings = append(settings, "fsync=off", "synchronous_commit=off", "full_page_writes=off")
-	}
-	settings = append(settings, o.Settings...)
-	var opts []string
-	for _, s := range settings {
-		k, v, _ := strings.Cut(s, "=")
-		opts = append(opts, "-c", k+"='"+v+"'")
-	}
-	c.opts = strings.Join(opts, " ")
+	c.opts = settingsOpts(c.Socket, o)
 	if out, err := c.run("pg_ctl", "-D", filepath.Join(dir, "data"), "-l", filepath.Join(dir, "server.log"), "-w", "-t", "60",
 		"-o", c.opts, "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "server.log"))

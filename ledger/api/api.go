@@ -48,6 +48,10 @@ type Options struct {
 	Prefix   string
 	Store    ledger.Store
 	Verifier *opauth.Verifier
+	// InboxPrefixes are the subject prefixes a reply may go to (default
+	// "_INBOX"): a request naming any other is dropped unanswered, as the
+	// command service does (cmdsvc.InboxReply).
+	InboxPrefixes []string
 	// Status reports the ingest side (the status action).
 	Status  func() any
 	Timeout time.Duration // one query's bound (default 10s)
@@ -78,6 +82,9 @@ func Start(o Options) (*Service, error) {
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
+	}
+	if len(o.InboxPrefixes) == 0 {
+		o.InboxPrefixes = []string{cmdsvc.DefaultInboxPrefix}
 	}
 	s := &Service{o: o, logLim: rate.NewLimiter(rate.Every(time.Second), 5)}
 	svc, err := micro.AddService(o.NC, micro.Config{
@@ -129,12 +136,39 @@ func (s *Service) handle(action string, r micro.Request) {
 			s.o.OnRequest(action, code, time.Since(start))
 		}
 	}()
+	if !cmdsvc.InboxReply(r.Reply(), s.o.InboxPrefixes) {
+		code = cmdsvc.CodeBadReply
+		s.logRefusal(action, opauth.Verified{}, &opauth.Error{Code: code,
+			Msg: fmt.Sprintf("reply subject %q is not under the inbox prefixes (%s); request dropped unanswered",
+				strings.ToValidUTF8(r.Reply(), "?"), strings.Join(s.o.InboxPrefixes, ", "))})
+		return
+	}
 	need, isPolicy := PolicyActions[action]
-	if !isPolicy {
+	if !isPolicy || s.o.Policy == nil {
 		need = opauth.ReadOnly
 	}
-	ver, rerr := s.o.Verifier.Verify(r.Subject(), action, need, r.Data())
+	ver, rerr := s.o.Verifier.Check(r.Subject(), action, need, r.Data())
 	if rerr != nil {
+		code = rerr.Code
+		s.logRefusal(action, ver, rerr)
+		s.respondErr(r, action, rerr.Code, rerr.Msg)
+		return
+	}
+	// The arguments are checked before the nonce is recorded: a refused
+	// request never uses up the key's room in the nonce cache.
+	var query func(context.Context) (any, error)
+	var err error
+	if isPolicy && s.o.Policy != nil {
+		query, err = s.preparePolicy(action, ver.Cmd.Args, keyLabel(ver.Key))
+	} else {
+		query, err = s.prepare(action, ver.Cmd.Args)
+	}
+	if err != nil {
+		code = ledger.ErrorCode(err)
+		s.respondErr(r, action, code, err.Error())
+		return
+	}
+	if rerr := s.o.Verifier.Consume(ver); rerr != nil {
 		code = rerr.Code
 		s.logRefusal(action, ver, rerr)
 		s.respondErr(r, action, rerr.Code, rerr.Msg)
@@ -142,13 +176,7 @@ func (s *Service) handle(action string, r micro.Request) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
 	defer cancel()
-	var res any
-	var err error
-	if isPolicy {
-		res, err = s.runPolicy(ctx, action, ver.Cmd.Args, keyLabel(ver.Key))
-	} else {
-		res, err = s.run(ctx, action, ver.Cmd.Args)
-	}
+	res, err := query(ctx)
 	if err != nil {
 		code = ledger.ErrorCode(err)
 		msg := err.Error()
@@ -303,7 +331,8 @@ func first(errs ...error) error {
 	return nil
 }
 
-func (s *Service) run(ctx context.Context, action string, m map[string]string) (any, error) {
+// prepare checks a request's arguments and returns the query to run.
+func (s *Service) prepare(action string, m map[string]string) (func(context.Context) (any, error), error) {
 	a := &args{m: m}
 	st := s.o.Store
 	switch action {
@@ -322,14 +351,21 @@ func (s *Service) run(ctx context.Context, action string, m map[string]string) (
 		q.OpenOnly, e[6] = a.bool("open")
 		q.Limit, e[7] = a.int("limit")
 		q.Cursor, e[8] = a.str("cursor", 256)
-		if err := first(e[:]...); err != nil {
+		if err := first(append(e[:], q.Check())...); err != nil {
 			return nil, err
 		}
-		p, err := st.History(ctx, q)
-		if err != nil {
-			return nil, err
+		if q.Cursor != "" {
+			if _, err := ledger.DecodeCursor(q.Cursor); err != nil {
+				return nil, err
+			}
 		}
-		return HistoryResult{Sessions: nonNil(p.Items), NextCursor: p.NextCursor}, nil
+		return func(ctx context.Context) (any, error) {
+			p, err := st.History(ctx, q)
+			if err != nil {
+				return nil, err
+			}
+			return HistoryResult{Sessions: nonNil(p.Items), NextCursor: p.NextCursor}, nil
+		}, nil
 	case "who":
 		if err := a.known("ip", "at", "kind"); err != nil {
 			return nil, err
@@ -339,14 +375,16 @@ func (s *Service) run(ctx context.Context, action string, m map[string]string) (
 		q.IP, e[0] = a.str("ip", 64)
 		q.At, e[1] = a.time("at")
 		q.Kind, e[2] = a.str("kind", 16)
-		if err := first(e[:]...); err != nil {
+		if err := first(append(e[:], q.Check())...); err != nil {
 			return nil, err
 		}
-		l, err := st.Who(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		return WhoResult{IP: q.IP, At: q.At, Sessions: nonNil(l)}, nil
+		return func(ctx context.Context) (any, error) {
+			l, err := st.Who(ctx, q)
+			if err != nil {
+				return nil, err
+			}
+			return WhoResult{IP: q.IP, At: q.At, Sessions: nonNil(l)}, nil
+		}, nil
 	case "usage":
 		if err := a.known("from", "to", "by", "user", "server", "per_server", "top"); err != nil {
 			return nil, err
@@ -360,23 +398,22 @@ func (s *Service) run(ctx context.Context, action string, m map[string]string) (
 		q.Server, e[4] = a.str("server", 128)
 		q.PerServer, e[5] = a.bool("per_server")
 		q.Top, e[6] = a.int("top")
-		if err := first(e[:]...); err != nil {
+		if err := first(append(e[:], q.Check(time.Now()))...); err != nil {
 			return nil, err
 		}
-		rows, err := st.Usage(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		if err := q.Check(time.Now()); err != nil {
-			return nil, err
-		}
-		out := UsageResult{From: ledger.Day(q.From), To: ledger.Day(q.To), By: q.By, Rows: nonNil(rows)}
-		if s.o.Policy != nil {
-			if out.Limits, err = s.limitsOf(ctx, rows); err != nil {
+		return func(ctx context.Context) (any, error) {
+			rows, err := st.Usage(ctx, q)
+			if err != nil {
 				return nil, err
 			}
-		}
-		return out, nil
+			out := UsageResult{From: ledger.Day(q.From), To: ledger.Day(q.To), By: q.By, Rows: nonNil(rows)}
+			if s.o.Policy != nil {
+				if out.Limits, err = s.limitsOf(ctx, rows); err != nil {
+					return nil, err
+				}
+			}
+			return out, nil
+		}, nil
 	case "audit":
 		if err := a.known("server", "action", "key", "refused", "from", "to", "limit", "cursor"); err != nil {
 			return nil, err
@@ -391,50 +428,62 @@ func (s *Service) run(ctx context.Context, action string, m map[string]string) (
 		q.To, e[5] = a.time("to")
 		q.Limit, e[6] = a.int("limit")
 		q.Cursor, e[7] = a.str("cursor", 256)
-		if err := first(e[:]...); err != nil {
+		if err := first(append(e[:], q.Check())...); err != nil {
 			return nil, err
 		}
-		p, err := st.Audit(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		return AuditResult{Entries: nonNil(p.Items), NextCursor: p.NextCursor}, nil
+		return func(ctx context.Context) (any, error) {
+			p, err := st.Audit(ctx, q)
+			if err != nil {
+				return nil, err
+			}
+			return AuditResult{Entries: nonNil(p.Items), NextCursor: p.NextCursor}, nil
+		}, nil
 	case "servers":
 		if err := a.known(); err != nil {
 			return nil, err
 		}
-		l, err := st.Servers(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return ServersResult{Servers: nonNil(l)}, nil
+		return func(ctx context.Context) (any, error) {
+			l, err := st.Servers(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return ServersResult{Servers: nonNil(l)}, nil
+		}, nil
 	case "session":
 		if err := a.known("uid"); err != nil {
 			return nil, err
 		}
-		x, samples, err := st.Session(ctx, a.m["uid"])
+		uid, err := ledger.CheckUID("uid", a.m["uid"])
 		if err != nil {
 			return nil, err
 		}
-		return SessionResult{Session: x, Samples: nonNil(samples)}, nil
+		return func(ctx context.Context) (any, error) {
+			x, samples, err := st.Session(ctx, uid)
+			if err != nil {
+				return nil, err
+			}
+			return SessionResult{Session: x, Samples: nonNil(samples)}, nil
+		}, nil
 	case "status":
 		if err := a.known(); err != nil {
 			return nil, err
 		}
-		out := map[string]any{"engine": st.Engine()}
-		if s.o.Status != nil {
-			out["ingest"] = s.o.Status()
-		}
-		if p := s.o.Policy; p != nil && p.Stats != nil {
-			out["policy"] = p.Stats()
-		}
-		if p, err := st.Position(ctx); err == nil {
-			out["position"] = p
-			out["database"] = "up"
-		} else {
-			out["database"] = "down: " + err.Error()
-		}
-		return out, nil
+		return func(ctx context.Context) (any, error) {
+			out := map[string]any{"engine": st.Engine()}
+			if s.o.Status != nil {
+				out["ingest"] = s.o.Status()
+			}
+			if p := s.o.Policy; p != nil && p.Stats != nil {
+				out["policy"] = p.Stats()
+			}
+			if p, err := st.Position(ctx); err == nil {
+				out["position"] = p
+				out["database"] = "up"
+			} else {
+				out["database"] = "down: " + err.Error()
+			}
+			return out, nil
+		}, nil
 	}
 	return nil, ledger.Errorf(ledger.ECodeNotFound, "unknown action %s", action)
 }

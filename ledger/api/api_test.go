@@ -188,3 +188,27 @@ func TestRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestBadReplySubject: a request whose reply subject is not an inbox gets
+// no answer at all (nobody can make the ledger publish where they choose).
+func TestBadReplySubject(t *testing.T) {
+	f := setup(t)
+	sub, err := f.nc.SubscribeSync("ocserv.events.victim.connect")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hist := api.Subject("ocserv", "history")
+	body, _ := opauth.Sign(f.ro, opauth.NewCommand(hist, "history", nil, time.Now(), time.Minute))
+	if err := f.nc.PublishRequest(hist, "ocserv.events.victim.connect", body); err != nil {
+		t.Fatal(err)
+	}
+	// A good request after it is answered, so the bad one was handled
+	// (the endpoint serves requests in order).
+	var h api.HistoryResult
+	if rep, err := f.client(f.ro).Query(ctx, "history", nil, &h); err != nil || !rep.OK {
+		t.Fatalf("a good request: %+v %v", rep, err)
+	}
+	if m, err := sub.NextMsg(200 * time.Millisecond); err == nil {
+		t.Fatalf("the ledger answered onto %s: %s", m.Subject, m.Data)
+	}
+}

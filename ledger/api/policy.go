@@ -111,6 +111,44 @@ func scopeName(a *args) (policy.Scope, string, error) {
 	return sc, name, nil
 }
 
+// preparePolicy checks a policy action's arguments as far as they can be
+// checked without the database (names, scope, the arguments known), so a
+// refused request does not use up a nonce; the query does the rest.
+func (s *Service) preparePolicy(action string, m map[string]string, by string) (func(context.Context) (any, error), error) {
+	a := &args{m: m}
+	var err error
+	switch action {
+	case "policy-set":
+		if err = a.known(policy.SetArgs...); err == nil {
+			_, _, err = scopeName(a)
+		}
+	case "policy-delete", "policy-get":
+		if err = a.known("scope", "name"); err == nil {
+			_, _, err = scopeName(a)
+		}
+	case "policy-reset", "policy-status":
+		known := []string{"user"}
+		if action == "policy-reset" {
+			known = append(known, "kind")
+		}
+		if err = a.known(known...); err == nil {
+			if e := policy.ValidName(m["user"]); e != nil {
+				err = ledger.Errorf(ledger.ECodeInvalid, "user: %v", e)
+			}
+		}
+	case "policy-list":
+		err = a.known("scope", "limit", "cursor")
+	case "policy-notices":
+		err = a.known("user", "kind", "limit", "cursor")
+	default:
+		err = ledger.Errorf(ledger.ECodeNotFound, "unknown action %s", action)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) (any, error) { return s.runPolicy(ctx, action, m, by) }, nil
+}
+
 // runPolicy answers the policy actions; by names the key that asked.
 func (s *Service) runPolicy(ctx context.Context, action string, m map[string]string, by string) (any, error) {
 	a := &args{m: m}

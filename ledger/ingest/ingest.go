@@ -51,7 +51,7 @@ type Options struct {
 	// lock (several instances on one database).
 	Leader      ledger.Leader
 	StandbyPoll time.Duration // default 2s
-	Batch       int           // default 500
+	Batch       int           // default 5000
 	MaxWait     time.Duration // default 100ms: how long a fetch waits to fill a batch
 	// AckWait is the consumer's ack wait (default 60s): a batch held
 	// longer (the database is away) is kept from redelivery with
@@ -67,7 +67,7 @@ func (o *Options) defaults() {
 		o.StandbyPoll = 2 * time.Second
 	}
 	if o.Batch <= 0 {
-		o.Batch = 500
+		o.Batch = 5000
 	}
 	if o.MaxWait <= 0 {
 		o.MaxWait = 100 * time.Millisecond
@@ -305,46 +305,79 @@ func (c *Consumer) consume(ctx context.Context) error {
 	c.setState(StateRunning, nil)
 	bo.Reset()
 	go c.watchLag(ctx, cons)
+	// The next batch is fetched while this one is applied and
+	// committed (the commit's fsync is the longest wait), in order.
+	fctx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+	batches := make(chan batch, 1)
+	go c.fetch(fctx, cons, batches)
+	for {
+		var b batch
+		select {
+		case <-ctx.Done():
+			return nil
+		case b = <-batches:
+		}
+		if !c.applyBatch(ctx, b) {
+			return nil
+		}
+	}
+}
+
+// batch is one fetch: the messages to acknowledge and their decoded form.
+type batch struct {
+	msgs []jetstream.Msg
+	lm   []ledger.Message
+}
+
+// fetch pulls batches in stream order and hands them over one at a time.
+func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer, out chan<- batch) {
+	bo := newBackoff()
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(c.o.Batch, jetstream.FetchMaxWait(c.o.MaxWait))
+		fb, err := cons.Fetch(c.o.Batch, jetstream.FetchMaxWait(c.o.MaxWait))
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
 			c.countError("nats")
 			c.setState(StateNATSDown, err)
 			if !sleep(ctx, bo.NextBackOff()) {
-				return nil
+				return
 			}
 			continue
 		}
 		var msgs []jetstream.Msg
-		for m := range batch.Messages() {
+		for m := range fb.Messages() {
 			msgs = append(msgs, m)
 		}
-		if err := batch.Error(); err != nil && len(msgs) == 0 && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+		if err := fb.Error(); err != nil && len(msgs) == 0 && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
 			c.countError("nats")
 			c.setState(StateNATSDown, err)
 			if !sleep(ctx, bo.NextBackOff()) {
-				return nil
+				return
 			}
 			continue
 		}
+		bo.Reset()
 		if len(msgs) == 0 {
 			if c.Status().State == StateNATSDown {
 				c.setState(StateRunning, nil)
 			}
 			continue
 		}
-		if !c.applyBatch(ctx, msgs) {
-			return nil
+		lm := toMessages(msgs)
+		for i := range lm {
+			lm[i].Predecode()
 		}
-		bo.Reset()
+		select {
+		case out <- batch{msgs: msgs, lm: lm}:
+		case <-ctx.Done():
+			return
+		}
 	}
-	return nil
 }
 
 func toMessages(msgs []jetstream.Msg) []ledger.Message {
@@ -362,8 +395,8 @@ func toMessages(msgs []jetstream.Msg) []ledger.Message {
 // applyBatch commits the batch (retrying while the database is away, the
 // messages held and kept from redelivery) and then acknowledges it. It
 // returns false when ctx ended first.
-func (c *Consumer) applyBatch(ctx context.Context, msgs []jetstream.Msg) bool {
-	lm := toMessages(msgs)
+func (c *Consumer) applyBatch(ctx context.Context, b batch) bool {
+	msgs, lm := b.msgs, b.lm
 	bo := newBackoff()
 	lastProgress := time.Now()
 	for {

@@ -3,9 +3,11 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
 )
@@ -49,48 +51,94 @@ func readPosition(ctx context.Context, q rowQuerier) (ledger.Position, error) {
 
 type ingestTx struct{ tx pgx.Tx }
 
+// Claim inserts the batch's event ids. The common case, ids never seen,
+// takes the fast path: one COPY, inside a savepoint. When an id is
+// already there (a redelivery, a replay) the COPY fails on the primary key
+// and the savepoint is rolled back: the ids are then inserted ON CONFLICT
+// DO NOTHING, which reports which were new. Either way the primary key
+// decides; the fast path only saves the per-row statement.
 func (t *ingestTx) Claim(ctx context.Context, claims []ledger.Claim) ([]bool, error) {
+	out := make([]bool, len(claims))
+	rows := make([][]any, len(claims))
+	for i, c := range claims {
+		rows[i] = []any{c.EventID, int64(c.StreamSeq), c.Time}
+	}
+	ok, err := t.copyOrConflict(ctx, "applied_events", []string{"event_id", "stream_seq", "event_time"}, rows)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		for i := range out {
+			out[i] = true
+		}
+		return out, nil
+	}
 	ids := make([]string, len(claims))
 	seqs := make([]int64, len(claims))
 	times := make([]time.Time, len(claims))
 	for i, c := range claims {
 		ids[i], seqs[i], times[i] = c.EventID, int64(c.StreamSeq), c.Time
 	}
-	rows, err := t.tx.Query(ctx, `INSERT INTO applied_events (event_id, stream_seq, event_time)
+	res, err := t.tx.Query(ctx, `INSERT INTO applied_events (event_id, stream_seq, event_time)
 		SELECT * FROM unnest($1::text[]::uuid[], $2::bigint[], $3::timestamptz[])
 		ON CONFLICT DO NOTHING RETURNING event_id::text`, ids, seqs, times)
 	if err != nil {
 		return nil, err
 	}
 	fresh := map[string]bool{}
-	for rows.Next() {
+	for res.Next() {
 		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
+		if err := res.Scan(&id); err != nil {
+			res.Close()
 			return nil, err
 		}
 		fresh[id] = true
 	}
-	if err := rows.Err(); err != nil {
+	if err := res.Err(); err != nil {
 		return nil, err
 	}
-	out := make([]bool, len(claims))
 	for i, c := range claims {
 		out[i] = fresh[c.EventID]
 	}
 	return out, nil
 }
 
-const sessionCols = `session_uid, logical_uid, server_id, spool_id, username, groupname, vhost, worker_id, device,
+// copyOrConflict COPYs rows into table inside a savepoint; false (and
+// nothing written) when a row's key is already there.
+func (t *ingestTx) copyOrConflict(ctx context.Context, table string, cols []string, rows [][]any) (bool, error) {
+	sp, err := t.tx.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	_, err = sp.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows))
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
+		return false, sp.Rollback(ctx)
+	}
+	if err != nil {
+		sp.Rollback(ctx)
+		return false, err
+	}
+	return true, sp.Commit(ctx)
+}
+
+// identityCols are the sessions table's; counterCols session_counters'.
+const identityCols = `session_uid, logical_uid, server_id, spool_id, username, groupname, vhost, worker_id, device,
 	ip_real, ip_real_local, vpn_ipv4, vpn_ipv4_local, vpn_ipv6, vpn_ipv6_local, hostname, user_agent,
 	device_type, device_platform, cookie_id, connected_at, connected_coarse, ended_at, ended_coarse,
-	state, end_reason, origin, bytes_in, bytes_out, seconds, samples, last_sample_at, settled, acct_in, acct_out`
+	state, end_reason, origin`
 
-// selectSessionCols reads uuids as text, so rows scan into strings.
+const counterCols = `bytes_in, bytes_out, seconds, samples, last_sample_at, settled, acct_in, acct_out`
+
+// selectSessionCols reads a whole session from sessionsFrom, uuids as
+// text so rows scan into strings.
 const selectSessionCols = `session_uid::text, logical_uid::text, server_id, spool_id, username, groupname, vhost, worker_id, device,
 	ip_real, ip_real_local, vpn_ipv4, vpn_ipv4_local, vpn_ipv6, vpn_ipv6_local, hostname, user_agent,
 	device_type, device_platform, cookie_id, connected_at, connected_coarse, ended_at, ended_coarse,
-	state, end_reason, origin, bytes_in, bytes_out, seconds, samples, last_sample_at, settled, acct_in, acct_out`
+	state, end_reason, origin, ` + counterCols
+
+// sessionsFrom joins a session's row with its counters.
+const sessionsFrom = ` FROM sessions JOIN session_counters USING (session_uid)`
 
 func scanSession(r pgx.Row) (*ledger.Session, error) {
 	var s ledger.Session
@@ -109,7 +157,7 @@ func scanSession(r pgx.Row) (*ledger.Session, error) {
 }
 
 func (t *ingestTx) LoadSessions(ctx context.Context, uids []string) (map[string]*ledger.Session, error) {
-	rows, err := t.tx.Query(ctx, `SELECT `+selectSessionCols+` FROM sessions WHERE session_uid = ANY($1::text[]::uuid[])`, uids)
+	rows, err := t.tx.Query(ctx, `SELECT `+selectSessionCols+sessionsFrom+` WHERE session_uid = ANY($1::text[]::uuid[])`, uids)
 	if err != nil {
 		return nil, err
 	}
@@ -155,31 +203,43 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 			uid, logical, server, spool, user, group, vhost, device = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 			ipr, iprl, v4, v4l, v6, v6l                             = make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
 			host, ua, dtype, dplat, cookie, state, reason, origin   = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-			worker, bin, bout, secs, samples, ain, aout             = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+			worker                                                  = make([]int64, n)
 			conn                                                    = make([]time.Time, n)
-			ended, last                                             = make([]*time.Time, n), make([]*time.Time, n)
-			ccoarse, ecoarse, settled                               = make([]bool, n), make([]bool, n), make([]bool, n)
+			ended                                                   = make([]*time.Time, n)
+			ccoarse, ecoarse                                        = make([]bool, n), make([]bool, n)
 		)
 		for i, s := range c.Sessions {
 			uid[i], logical[i], server[i], spool[i], user[i], group[i], vhost[i], device[i] = s.UID, s.LogicalUID, s.ServerID, s.SpoolID, s.Username, s.Groupname, s.VHost, s.Device
 			ipr[i], iprl[i], v4[i], v4l[i], v6[i], v6l[i] = np(s.IPReal), np(s.IPRealLocal), np(s.VPNIPv4), np(s.VPNIPv4Local), np(s.VPNIPv6), np(s.VPNIPv6Local)
 			host[i], ua[i], dtype[i], dplat[i], cookie[i], state[i], reason[i], origin[i] = s.Hostname, s.UserAgent, s.DeviceType, s.DevicePlatform, s.CookieID, s.State, s.EndReason, s.Origin
-			worker[i], bin[i], bout[i], secs[i], samples[i], ain[i], aout[i] = s.WorkerID, s.BytesIn, s.BytesOut, s.Seconds, s.Samples, s.AcctIn, s.AcctOut
-			conn[i], ended[i], last[i] = s.ConnectedAt, tp(s.EndedAt), tp(s.LastSampleAt)
-			ccoarse[i], ecoarse[i], settled[i] = s.ConnectedCoarse, s.EndedCoarse, s.Settled
+			worker[i], conn[i], ended[i], ccoarse[i], ecoarse[i] = s.WorkerID, s.ConnectedAt, tp(s.EndedAt), s.ConnectedCoarse, s.EndedCoarse
 		}
-		b.Queue(`INSERT INTO sessions (`+sessionCols+`)
+		b.Queue(`INSERT INTO sessions (`+identityCols+`)
 			SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[],
 				$10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
 				$18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::boolean[], $23::timestamptz[], $24::boolean[],
-				$25::text[], $26::text[], $27::text[], $28::bigint[], $29::bigint[], $30::bigint[], $31::bigint[], $32::timestamptz[], $33::boolean[], $34::bigint[], $35::bigint[])
-			ON CONFLICT (session_uid) DO UPDATE SET (`+sessionCols+`) = (
+				$25::text[], $26::text[], $27::text[])
+			ON CONFLICT (session_uid) DO UPDATE SET (`+identityCols+`) = (
 				excluded.session_uid, excluded.logical_uid, excluded.server_id, excluded.spool_id, excluded.username, excluded.groupname, excluded.vhost, excluded.worker_id, excluded.device,
 				excluded.ip_real, excluded.ip_real_local, excluded.vpn_ipv4, excluded.vpn_ipv4_local, excluded.vpn_ipv6, excluded.vpn_ipv6_local, excluded.hostname, excluded.user_agent,
 				excluded.device_type, excluded.device_platform, excluded.cookie_id, excluded.connected_at, excluded.connected_coarse, excluded.ended_at, excluded.ended_coarse,
-				excluded.state, excluded.end_reason, excluded.origin, excluded.bytes_in, excluded.bytes_out, excluded.seconds, excluded.samples, excluded.last_sample_at, excluded.settled, excluded.acct_in, excluded.acct_out)`,
+				excluded.state, excluded.end_reason, excluded.origin)`,
 			uid, logical, server, spool, user, group, vhost, worker, device, ipr, iprl, v4, v4l, v6, v6l, host, ua,
-			dtype, dplat, cookie, conn, ccoarse, ended, ecoarse, state, reason, origin, bin, bout, secs, samples, last, settled, ain, aout)
+			dtype, dplat, cookie, conn, ccoarse, ended, ecoarse, state, reason, origin)
+	}
+	if n := len(c.Counters); n > 0 {
+		uid := make([]string, n)
+		bin, bout, secs, samples, ain, aout := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		last := make([]*time.Time, n)
+		settled := make([]bool, n)
+		for i, s := range c.Counters {
+			uid[i], bin[i], bout[i], secs[i], samples[i], last[i], settled[i], ain[i], aout[i] = s.UID, s.BytesIn, s.BytesOut, s.Seconds, s.Samples, tp(s.LastSampleAt), s.Settled, s.AcctIn, s.AcctOut
+		}
+		b.Queue(`INSERT INTO session_counters (session_uid, `+counterCols+`)
+			SELECT * FROM unnest($1::text[]::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::timestamptz[], $7::boolean[], $8::bigint[], $9::bigint[])
+			ON CONFLICT (session_uid) DO UPDATE SET (`+counterCols+`) = (excluded.bytes_in, excluded.bytes_out, excluded.seconds,
+				excluded.samples, excluded.last_sample_at, excluded.settled, excluded.acct_in, excluded.acct_out)`,
+			uid, bin, bout, secs, samples, last, settled, ain, aout)
 	}
 	if len(c.Links) > 0 {
 		var u, l []string
@@ -190,16 +250,29 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 			ON CONFLICT (session_uid) DO UPDATE SET logical_uid = excluded.logical_uid`, u, l)
 	}
 	if n := len(c.Samples); n > 0 {
-		uid, server := make([]string, n), make([]string, n)
-		at := make([]time.Time, n)
-		slot, bin, bout, din, dout, dur := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		rows := make([][]any, n)
 		for i, x := range c.Samples {
-			uid[i], server[i], at[i] = x.SessionUID, x.ServerID, x.ObservedAt
-			slot[i], bin[i], bout[i], din[i], dout[i], dur[i] = x.Slot, x.BytesIn, x.BytesOut, x.DeltaIn, x.DeltaOut, x.DurationS
+			rows[i] = []any{x.SessionUID, x.Slot, x.ServerID, x.ObservedAt, x.BytesIn, x.BytesOut, x.DeltaIn, x.DeltaOut, x.DurationS}
 		}
-		b.Queue(`INSERT INTO samples (session_uid, slot, server_id, observed_at, bytes_in, bytes_out, delta_in, delta_out, duration_s)
-			SELECT * FROM unnest($1::text[]::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
-			ON CONFLICT DO NOTHING`, uid, slot, server, at, bin, bout, din, dout, dur)
+		ok, err := t.copyOrConflict(ctx, "samples", []string{"session_uid", "slot", "server_id", "observed_at", "bytes_in", "bytes_out",
+			"delta_in", "delta_out", "duration_s"}, rows)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			// A sample already stored under another event id: keep
+			// the first, as on SQLite.
+			uid, server := make([]string, n), make([]string, n)
+			at := make([]time.Time, n)
+			slot, bin, bout, din, dout, dur := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+			for i, x := range c.Samples {
+				uid[i], server[i], at[i] = x.SessionUID, x.ServerID, x.ObservedAt
+				slot[i], bin[i], bout[i], din[i], dout[i], dur[i] = x.Slot, x.BytesIn, x.BytesOut, x.DeltaIn, x.DeltaOut, x.DurationS
+			}
+			b.Queue(`INSERT INTO samples (session_uid, slot, server_id, observed_at, bytes_in, bytes_out, delta_in, delta_out, duration_s)
+				SELECT * FROM unnest($1::text[]::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+				ON CONFLICT DO NOTHING`, uid, slot, server, at, bin, bout, din, dout, dur)
+		}
 	}
 	if n := len(c.Usage); n > 0 {
 		day, user, server := make([]string, n), make([]string, n), make([]string, n)
@@ -213,25 +286,41 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 				bytes_out = u.bytes_out + excluded.bytes_out, seconds = u.seconds + excluded.seconds, sessions = u.sessions + excluded.sessions`,
 			day, user, server, bin, bout, secs, sess)
 	}
-	for _, a := range c.Audit {
+	if n := len(c.Audit); n > 0 {
+		id, server, phase, action, subject, key, keyName, role, code, msg, args := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		at := make([]time.Time, n)
+		ok := make([]bool, n)
+		elapsed, supp := make([]int64, n), make([]int64, n)
+		for i, a := range c.Audit {
+			id[i], server[i], at[i], phase[i], action[i], subject[i], key[i], keyName[i], role[i] = a.EventID, a.ServerID, a.Time, a.Phase, a.Action, a.Subject, a.Key, a.KeyName, a.Role
+			ok[i], code[i], msg[i], args[i], elapsed[i], supp[i] = a.OK, a.Code, a.Message, argsJSON(a.Args), a.ElapsedMS, a.Suppressed
+		}
 		b.Queue(`INSERT INTO audit (event_id, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args, elapsed_ms, suppressed)
-			VALUES ($1::text::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14, $15) ON CONFLICT DO NOTHING`,
-			a.EventID, a.ServerID, a.Time, a.Phase, a.Action, a.Subject, a.Key, a.KeyName, a.Role, a.OK, a.Code, a.Message, argsJSON(a.Args), a.ElapsedMS, a.Suppressed)
+			SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+				$10::boolean[], $11::text[], $12::text[], $13::text[]::jsonb[], $14::bigint[], $15::bigint[]) ON CONFLICT DO NOTHING`,
+			id, server, at, phase, action, subject, key, keyName, role, ok, code, msg, args, elapsed, supp)
 	}
 	for _, n := range c.Notices {
 		b.Queue(`INSERT INTO spool_notices (event_id, server_id, type, time, reason, events, bytes, seq_ranges)
 			VALUES ($1::text::uuid, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
 			n.EventID, n.ServerID, n.Type, n.Time, n.Reason, n.Events, n.Bytes, string(n.SeqRanges))
 	}
-	for _, v := range c.Servers {
+	if n := len(c.Servers); n > 0 {
+		id, spool, typ := make([]string, n), make([]string, n), make([]string, n)
+		first, last := make([]time.Time, n), make([]time.Time, n)
+		evs, dropped := make([]int64, n), make([]int64, n)
+		for i, v := range c.Servers {
+			id[i], spool[i], first[i], last[i], typ[i], evs[i], dropped[i] = v.ServerID, v.SpoolID, v.FirstSeen, v.LastSeen, v.LastType, v.Events, v.Dropped
+		}
 		b.Queue(`INSERT INTO servers AS s (server_id, spool_id, first_seen, last_seen, last_type, events, dropped_events)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (server_id) DO UPDATE SET
+			SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::bigint[], $7::bigint[])
+			ON CONFLICT (server_id) DO UPDATE SET
 			first_seen = least(s.first_seen, excluded.first_seen),
 			spool_id = CASE WHEN excluded.last_seen >= s.last_seen THEN excluded.spool_id ELSE s.spool_id END,
 			last_type = CASE WHEN excluded.last_seen >= s.last_seen THEN excluded.last_type ELSE s.last_type END,
 			last_seen = greatest(s.last_seen, excluded.last_seen),
 			events = s.events + excluded.events, dropped_events = s.dropped_events + excluded.dropped_events`,
-			v.ServerID, v.SpoolID, v.FirstSeen, v.LastSeen, v.LastType, v.Events, v.Dropped)
+			id, spool, first, last, typ, evs, dropped)
 	}
 	for _, r := range c.Rejected {
 		b.Queue(`INSERT INTO rejected_events (stream_seq, subject, event_id, reason, payload, received)

@@ -40,6 +40,8 @@ func (s *Store) Prune(ctx context.Context, r ledger.Retention, now time.Time) (l
 			args []any
 		}{
 			{&p.Sessions, `DELETE FROM sessions WHERE session_uid IN (SELECT session_uid FROM sessions WHERE ended_at < $1 LIMIT $2)`, []any{cut}},
+			{new(int64), `DELETE FROM session_counters WHERE session_uid IN (SELECT k.session_uid FROM session_counters k
+				WHERE NOT EXISTS (SELECT 1 FROM sessions x WHERE x.session_uid = k.session_uid) LIMIT $1)`, nil},
 			{&p.Samples, `DELETE FROM samples WHERE (session_uid, slot) IN (SELECT s.session_uid, s.slot FROM samples s
 				WHERE s.observed_at < $1 AND NOT EXISTS (SELECT 1 FROM sessions x WHERE x.session_uid = s.session_uid) LIMIT $2)`, []any{cut}},
 			{&p.Applied, `DELETE FROM applied_events WHERE event_id IN (SELECT event_id FROM applied_events WHERE event_time < $1 LIMIT $2)`, []any{cut}},
@@ -66,7 +68,7 @@ func (s *Store) Reset(ctx context.Context) error {
 		return wrap("postgres ledger: reset", err)
 	}
 	defer tx.Rollback(ctx)
-	for _, t := range ledger.ChecksumTables {
+	for _, t := range ledger.Tables {
 		if _, err := tx.Exec(ctx, `TRUNCATE `+t); err != nil {
 			return wrap("postgres ledger: reset "+t, err)
 		}
@@ -91,7 +93,7 @@ func (s *Store) Checksum(ctx context.Context) (map[string]string, error) {
 		table, q string
 		row      func(pgx.Rows, *ledger.Checksummer) error
 	}{
-		{"sessions", `SELECT ` + selectSessionCols + ` FROM sessions ORDER BY session_uid`, func(r pgx.Rows, c *ledger.Checksummer) error {
+		{"sessions", `SELECT ` + selectSessionCols + sessionsFrom + ` ORDER BY session_uid`, func(r pgx.Rows, c *ledger.Checksummer) error {
 			x, err := scanSession(r)
 			if err == nil {
 				c.Row(ledger.SessionRow(x)...)

@@ -94,7 +94,7 @@ func (s *Store) History(ctx context.Context, q ledger.HistoryQuery) (ledger.Page
 		w.add("(connected_at, session_uid) < (?, ?::uuid)", c.Time, c.ID)
 	}
 	lim := w.arg(q.Limit + 1)
-	list, err := s.sessions(ctx, `SELECT `+selectSessionCols+` FROM sessions`+w.String()+
+	list, err := s.sessions(ctx, `SELECT `+selectSessionCols+sessionsFrom+w.String()+
 		` ORDER BY connected_at DESC, session_uid DESC LIMIT `+lim, w.args...)
 	if err != nil {
 		return page, wrap("postgres ledger: history", err)
@@ -114,7 +114,7 @@ func (s *Store) Session(ctx context.Context, uid string) (ledger.Session, []ledg
 	if err != nil {
 		return ledger.Session{}, nil, err
 	}
-	list, err := s.sessions(ctx, `SELECT `+selectSessionCols+` FROM sessions WHERE session_uid = $1::uuid`, u)
+	list, err := s.sessions(ctx, `SELECT `+selectSessionCols+sessionsFrom+` WHERE session_uid = $1::uuid`, u)
 	if err != nil {
 		return ledger.Session{}, nil, wrap("postgres ledger: session", err)
 	}
@@ -159,7 +159,7 @@ func (s *Store) Who(ctx context.Context, q ledger.WhoQuery) ([]ledger.Session, e
 	seen := map[string]bool{}
 	var out []ledger.Session
 	for _, col := range cols {
-		list, err := s.sessions(ctx, `SELECT * FROM (SELECT `+selectSessionCols+` FROM sessions
+		list, err := s.sessions(ctx, `SELECT * FROM (SELECT `+selectSessionCols+sessionsFrom+`
 			WHERE `+col+` = $1 AND connected_at <= $2 ORDER BY connected_at DESC LIMIT $3) c
 			WHERE ended_at IS NULL OR ended_at >= $4`, q.IP, start, ledger.WhoScan, end)
 		if err != nil {

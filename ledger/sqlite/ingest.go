@@ -84,10 +84,35 @@ func (t *ingestTx) Claim(ctx context.Context, claims []ledger.Claim) ([]bool, er
 	return out, nil
 }
 
-const sessionCols = `session_uid, logical_uid, server_id, spool_id, username, groupname, vhost, worker_id, device,
+// upsertSession writes a whole row; an update (not a replace, which
+// would delete and re-insert every index entry) leaves the indexes whose
+// columns did not change alone, as for most events (an accounting sample
+// changes counters only).
+var upsertSession, upsertCounters = upsert("sessions", identityCols), upsert("session_counters", "session_uid, "+counterCols)
+
+func upsert(table, columns string) string {
+	cols := strings.Split(strings.Join(strings.Fields(columns), ""), ",")
+	var set []string
+	for _, c := range cols[1:] {
+		set = append(set, c+" = excluded."+c)
+	}
+	return `INSERT INTO ` + table + ` (` + columns + `) VALUES (` + strings.TrimSuffix(strings.Repeat("?,", len(cols)), ",") +
+		`) ON CONFLICT (session_uid) DO UPDATE SET ` + strings.Join(set, ", ")
+}
+
+// identityCols are the sessions table's; counterCols session_counters'.
+const identityCols = `session_uid, logical_uid, server_id, spool_id, username, groupname, vhost, worker_id, device,
 	ip_real, ip_real_local, vpn_ipv4, vpn_ipv4_local, vpn_ipv6, vpn_ipv6_local, hostname, user_agent,
 	device_type, device_platform, cookie_id, connected_at, connected_coarse, ended_at, ended_coarse,
-	state, end_reason, origin, bytes_in, bytes_out, seconds, samples, last_sample_at, settled, acct_in, acct_out`
+	state, end_reason, origin`
+
+const counterCols = `bytes_in, bytes_out, seconds, samples, last_sample_at, settled, acct_in, acct_out`
+
+// sessionCols reads a whole session from sessionsFrom.
+const sessionCols = identityCols + `, ` + counterCols
+
+// sessionsFrom joins a session's row with its counters.
+const sessionsFrom = ` FROM sessions JOIN session_counters USING (session_uid)`
 
 type scanner interface{ Scan(dst ...any) error }
 
@@ -109,12 +134,15 @@ func scanSession(r scanner) (*ledger.Session, error) {
 	return &s, nil
 }
 
-func sessionArgs(s *ledger.Session) []any {
+func identityArgs(s *ledger.Session) []any {
 	return []any{ub(s.UID), ub(s.LogicalUID), s.ServerID, s.SpoolID, s.Username, s.Groupname, s.VHost, s.WorkerID, s.Device,
 		nullStr(s.IPReal), nullStr(s.IPRealLocal), nullStr(s.VPNIPv4), nullStr(s.VPNIPv4Local), nullStr(s.VPNIPv6), nullStr(s.VPNIPv6Local),
 		s.Hostname, s.UserAgent, s.DeviceType, s.DevicePlatform, s.CookieID,
-		us(s.ConnectedAt), b2i(s.ConnectedCoarse), us(s.EndedAt), b2i(s.EndedCoarse), s.State, s.EndReason, s.Origin,
-		s.BytesIn, s.BytesOut, s.Seconds, s.Samples, us(s.LastSampleAt), b2i(s.Settled), s.AcctIn, s.AcctOut}
+		us(s.ConnectedAt), b2i(s.ConnectedCoarse), us(s.EndedAt), b2i(s.EndedCoarse), s.State, s.EndReason, s.Origin}
+}
+
+func counterArgs(s *ledger.Session) []any {
+	return []any{ub(s.UID), s.BytesIn, s.BytesOut, s.Seconds, s.Samples, us(s.LastSampleAt), b2i(s.Settled), s.AcctIn, s.AcctOut}
 }
 
 // inChunks runs f over ids in groups small enough for SQLite's limit on
@@ -137,7 +165,7 @@ func inChunks(ids []string, f func(chunk []any, marks string) error) error {
 func (t *ingestTx) LoadSessions(ctx context.Context, uids []string) (map[string]*ledger.Session, error) {
 	out := map[string]*ledger.Session{}
 	err := inChunks(uids, func(args []any, marks string) error {
-		rows, err := t.tx.QueryContext(ctx, `SELECT `+sessionCols+` FROM sessions WHERE session_uid IN (`+marks+`)`, args...)
+		rows, err := t.tx.QueryContext(ctx, `SELECT `+sessionCols+sessionsFrom+` WHERE session_uid IN (`+marks+`)`, args...)
 		if err != nil {
 			return err
 		}
@@ -197,9 +225,12 @@ func (t *ingestTx) exec(ctx context.Context, q string, n int, args func(i int) [
 }
 
 func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
-	marks := strings.TrimSuffix(strings.Repeat("?,", 35), ",")
-	if err := t.exec(ctx, `INSERT OR REPLACE INTO sessions (`+sessionCols+`) VALUES (`+marks+`)`, len(c.Sessions),
-		func(i int) []any { return sessionArgs(c.Sessions[i]) }); err != nil {
+	if err := t.exec(ctx, upsertSession, len(c.Sessions),
+		func(i int) []any { return identityArgs(c.Sessions[i]) }); err != nil {
+		return err
+	}
+	if err := t.exec(ctx, upsertCounters, len(c.Counters),
+		func(i int) []any { return counterArgs(c.Counters[i]) }); err != nil {
 		return err
 	}
 	links := make([][2]string, 0, len(c.Links))

@@ -47,6 +47,8 @@ func (s *Store) Prune(ctx context.Context, r ledger.Retention, now time.Time) (l
 			args []any
 		}{
 			{&p.Sessions, `DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions WHERE ended_at < ? LIMIT ?)`, []any{c}},
+			{new(int64), `DELETE FROM session_counters WHERE session_uid IN (SELECT k.session_uid FROM session_counters k
+				WHERE NOT EXISTS (SELECT 1 FROM sessions x WHERE x.session_uid = k.session_uid) LIMIT ?)`, nil},
 			{&p.Samples, `DELETE FROM samples WHERE (session_uid, slot) IN (SELECT s.session_uid, s.slot FROM samples s
 				WHERE s.observed_at < ? AND NOT EXISTS (SELECT 1 FROM sessions x WHERE x.session_uid = s.session_uid) LIMIT ?)`, []any{c}},
 			{&p.Applied, `DELETE FROM applied_events WHERE event_id IN (SELECT event_id FROM applied_events WHERE event_time < ? LIMIT ?)`, []any{c}},
@@ -75,7 +77,7 @@ func (s *Store) Reset(ctx context.Context) error {
 		return wrap("sqlite ledger: reset", err)
 	}
 	defer tx.Rollback()
-	for _, t := range ledger.ChecksumTables {
+	for _, t := range ledger.Tables {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t); err != nil {
 			return wrap("sqlite ledger: reset "+t, err)
 		}
@@ -121,7 +123,7 @@ func (s *Store) Checksum(ctx context.Context) (map[string]string, error) {
 		table, q string
 		row      func(*sql.Rows, *ledger.Checksummer) error
 	}{
-		{"sessions", `SELECT ` + sessionCols + ` FROM sessions ORDER BY session_uid`, func(r *sql.Rows, c *ledger.Checksummer) error {
+		{"sessions", `SELECT ` + sessionCols + sessionsFrom + ` ORDER BY session_uid`, func(r *sql.Rows, c *ledger.Checksummer) error {
 			x, err := scanSession(r)
 			if err == nil {
 				c.Row(ledger.SessionRow(x)...)

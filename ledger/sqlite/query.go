@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"strings"
 	"time"
@@ -81,7 +80,7 @@ func (s *Store) History(ctx context.Context, q ledger.HistoryQuery) (ledger.Page
 		w.add("(connected_at < ? OR connected_at = ? AND session_uid < ?)", c.Time.UnixMicro(), c.Time.UnixMicro(), ub(c.ID))
 	}
 	w.args = append(w.args, q.Limit+1)
-	list, err := s.sessions(ctx, `SELECT `+sessionCols+` FROM sessions`+w.String()+
+	list, err := s.sessions(ctx, `SELECT `+sessionCols+sessionsFrom+w.String()+
 		` ORDER BY connected_at DESC, session_uid DESC LIMIT ?`, w.args...)
 	if err != nil {
 		return page, wrap("sqlite ledger: history", err)
@@ -101,7 +100,7 @@ func (s *Store) Session(ctx context.Context, uid string) (ledger.Session, []ledg
 	if err != nil {
 		return ledger.Session{}, nil, err
 	}
-	list, err := s.sessions(ctx, `SELECT `+sessionCols+` FROM sessions WHERE session_uid = ?`, ub(u))
+	list, err := s.sessions(ctx, `SELECT `+sessionCols+sessionsFrom+` WHERE session_uid = ?`, ub(u))
 	if err != nil {
 		return ledger.Session{}, nil, wrap("sqlite ledger: session", err)
 	}
@@ -149,7 +148,7 @@ func (s *Store) Who(ctx context.Context, q ledger.WhoQuery) ([]ledger.Session, e
 	seen := map[string]bool{}
 	var out []ledger.Session
 	for _, col := range cols {
-		list, err := s.sessions(ctx, `SELECT * FROM (SELECT `+sessionCols+` FROM sessions
+		list, err := s.sessions(ctx, `SELECT * FROM (SELECT `+sessionCols+sessionsFrom+`
 			WHERE `+col+` = ? AND connected_at <= ? ORDER BY connected_at DESC LIMIT ?)
 			WHERE ended_at IS NULL OR ended_at >= ?`, q.IP, start.UnixMicro(), ledger.WhoScan, end.UnixMicro())
 		if err != nil {
@@ -370,5 +369,3 @@ func scanNotice(r scanner) (ledger.SpoolNotice, error) {
 	}
 	return n, nil
 }
-
-var _ = sql.ErrNoRows

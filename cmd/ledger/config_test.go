@@ -1,0 +1,58 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// docs/configuration.md lists every ledger key with its documentation.
+func TestConfigDocumented(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "configuration.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range ledgerKeys {
+		if !strings.Contains(string(b), "| `"+k+"` | "+v.doc+" |") {
+			t.Errorf("docs/configuration.md has no row for %s: | `%s` | %s |", k, k, v.doc)
+		}
+	}
+}
+
+func TestLoadSettings(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "ledger.env")
+	os.WriteFile(p, []byte(`# comment
+NATS_URL=nats://10.1.2.3:4222
+SUBJECT_PREFIX=fleet
+LEDGER_DATABASE="postgres://ledger@db/ledger"
+LEDGER_RETAIN_SESSIONS=90d
+LEDGER_RETAIN_SAMPLES=12h
+LEDGER_BATCH=0
+LEDGER_CONSUMER=bad.name
+SERVER_ID=ignored-by-the-ledger
+COLOUR=blue
+`), 0o600)
+	s, probs, err := loadSettings(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Database != "postgres://ledger@db/ledger" || s.Agent.SubjectPrefix != "fleet" || s.Agent.NATS.URLs[0] != "nats://10.1.2.3:4222" ||
+		s.Retention.Sessions != 90*24*time.Hour || s.Retention.Samples != 12*time.Hour || s.Batch != 5000 || s.Consumer != "ocserv_ledger" {
+		t.Errorf("settings %+v", s)
+	}
+	want := []string{"line 7: LEDGER_BATCH", "line 8: LEDGER_CONSUMER", "line 9: SERVER_ID: unknown key", "line 10: COLOUR: unknown key"}
+	if len(probs) != len(want) {
+		t.Fatalf("problems %q, want %d", probs, len(want))
+	}
+	for i, w := range want {
+		if !strings.Contains(probs[i], w) {
+			t.Errorf("problem %d: %q, want %q", i, probs[i], w)
+		}
+	}
+	if _, probs, _ := loadSettings(filepath.Join(dir, "missing.env")); len(probs) != 1 || !strings.Contains(probs[0], "defaults") {
+		t.Errorf("missing file: %q", probs)
+	}
+}
