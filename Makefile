@@ -7,8 +7,12 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/ocserv-telemetry/ocserv-telemetry/hook.Version=$(VERSION)
 # Tests with a fuzz target run each one briefly; CI sets FUZZTIME.
 FUZZTIME ?= 10s
-# Packages with root-only tests (build tag e2e).
-E2E_PKGS := ./hook/... ./e2e/... ./firewall/...
+# Packages with root-only tests (build tag e2e) that do not depend on the
+# ocserv version; ./e2e/... runs once per version in E2E_VERSIONS.
+E2E_PKGS := ./hook/... ./firewall/... ./internal/distro/...
+# The ocserv versions make e2e runs the end-to-end suite on (1.1.6 is the
+# host's; the others run from cached Debian roots, internal/distro).
+E2E_VERSIONS ?= 1.1.6 1.3.0 1.5.0
 
 .PHONY: all build test e2e bench fuzz demo vet clean package check-units
 
@@ -28,20 +32,28 @@ vet:
 # Unit and integration tests (embedded nats-server, real processes, no root),
 # all packages side by side: the tests assert what the design promises, not
 # what a quiet machine does (how many hooks took the fallback path under
-# load is reported, not asserted). Then the check that every figure in the
-# README and docs/ comes from a script.
+# load is reported, not asserted). Among them internal/docblocks: it fails
+# when a figure that reads like a measurement sits in the README or docs/
+# outside a block `make bench` writes.
 test: build
 	$(GO) test -count=1 -timeout 20m ./...
 
 # Root-only tests: network namespaces, real ocserv/openconnect/occtl/ocpasswd,
-# real iptables and nftables. -p 1: they share the host's kernel state.
-e2e: build
+# real iptables and nftables, and Debian containers booted with systemd as
+# PID 1 (systemd-nspawn; their debootstrapped roots are cached in
+# /var/cache/ocserv-telemetry-test) that install the .deb from dist/.
+# -p 1: they share the host's kernel state.
+e2e: build package
 	@if [ "$$(id -u)" != 0 ]; then echo "make e2e needs root (network namespaces, ocserv, iptables)"; exit 1; fi
 	$(GO) test -tags e2e -count=1 -p 1 -timeout 40m $(E2E_PKGS)
+	GO=$(GO) ./scripts/e2e-matrix.sh $(E2E_VERSIONS)
 
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)
 
+# Every benchmark (as a normal user those that need no root, saying which
+# were skipped); results in bench/results/, figures into the generated
+# blocks of the README and docs/ (docs/benchmarks.md).
 bench: build
 	./scripts/bench.sh
 

@@ -9,6 +9,7 @@
 #                [--server-id ID] [--ocserv-version X.Y.Z] [--dry-run]
 #                [--ledger[=DB]] [--ledger-only]
 #   ./install.sh --uninstall [--root DIR] [--dry-run]
+#   ./install.sh --detect [--root DIR] [--ocserv-version X.Y.Z]
 #
 # POSIX sh, shellcheck-clean; every command runs with its arguments quoted,
 # never through eval.
@@ -46,8 +47,15 @@ LEDGER_SQLITE=$LEDGER_STATE/ledger.db
 TRUSTED_KEYS=$CONF_DIR/operators.keys
 OCSERV_DROPIN_DIR=$UNIT_DIR/ocserv.service.d
 OCSERV_DROPIN=$OCSERV_DROPIN_DIR/ocserv-telemetry.conf
-OCSERV_FW=/usr/bin/ocserv-fw
-OCSERV_FW_DISTRIB=/usr/bin/ocserv-fw.distrib
+# The fw script ocserv runs for restricted users is compiled in:
+# /usr/bin/ocserv-fw before 1.2.3, /usr/libexec/ocserv-fw from 1.2.3 (and
+# ${libexecdir}/ocserv-fw in other builds); from 1.4.2 a non-empty
+# OCSERV_FW_SCRIPT in ocserv's environment overrides it. docs/firewall.md
+# cites the source lines. preflight sets OCSERV_FW to the one this ocserv
+# runs; FW_SCRIPTS are every path an install may have diverted.
+FW_SCRIPTS="/usr/bin/ocserv-fw /usr/libexec/ocserv-fw"
+OCSERV_FW=
+OCSERV_FW_DISTRIB=
 STATE=/var/lib/ocserv-telemetry/install
 MANIFEST=$STATE/manifest
 SETTINGS=$STATE/settings
@@ -86,13 +94,16 @@ usage: install.sh [options]        install or upgrade (run again: changes nothin
                         PostgreSQL database of a postgres:// URL
   --ledger-only         only the ledger (a central host without ocserv)
   --server-id ID        SERVER_ID for a new agent.env (default: the host name)
-  --ocserv-version V    skip `ocserv --version` (decides how --firewall=on is wired)
+  --ocserv-version V    skip `ocserv --version` and reading ocserv's binary:
+                        V decides how --firewall=on is wired
   --no-packages         install no distribution packages
   --no-start            enable the shipper but start, reload nothing
   --root DIR            install into DIR (a DESTDIR-style root with its own
                         etc/ocserv); implies --no-start, runs no systemctl
   --dry-run             print the plan, change nothing
   --uninstall           remove what was installed (config and spool stay)
+  --detect              print the ocserv version, the fw script it runs and
+                        how --firewall=on would wire it; change nothing
 EOF
 }
 
@@ -179,6 +190,7 @@ while [ $# -gt 0 ]; do
 	--no-start) START=0 ;;
 	--dry-run) DRY=1 ;;
 	--uninstall) ACTION=uninstall ;;
+	--detect) ACTION=detect ;;
 	-h | --help)
 		usage
 		exit 0
@@ -209,7 +221,7 @@ if [ -n "$ROOT" ]; then
 	[ "$ROOT" != / ] || ROOT=
 fi
 [ -n "$ROOT" ] && START=0
-if [ "$(id -u)" != 0 ] && [ "$DRY" = 0 ]; then
+if [ "$(id -u)" != 0 ] && [ "$DRY" = 0 ] && [ "$ACTION" != detect ]; then
 	die "run as root (files go to /usr/local, /etc and /var; --dry-run works as any user)"
 fi
 
@@ -333,14 +345,73 @@ setting() {
 	sed -n "s/^$1=//p" "$ROOT$SETTINGS" | tail -n 1
 }
 
-# ocserv_version: "X.Y.Z" of the installed ocserv, or "".
+# ocserv_binary: the target's ocserv executable ("" if none): with --root
+# only the root's own, else the one in PATH.
+ocserv_binary() {
+	if [ -n "$ROOT" ]; then
+		if [ -x "$ROOT/usr/sbin/ocserv" ]; then
+			printf '%s\n' "$ROOT/usr/sbin/ocserv"
+		fi
+		return 0
+	fi
+	command -v ocserv 2>/dev/null || true
+}
+
+# parse_ocserv_version: "X.Y.Z" from the first line of `ocserv --version`
+# on stdin: "ocserv 1.1.6" (before 1.2) or "OpenConnect VPN Server 1.3.0".
+parse_ocserv_version() {
+	sed -n -e '1s/^ocserv[[:space:]]\{1,\}\([0-9][0-9.]*\).*/\1/p' \
+		-e '1s/^OpenConnect VPN Server[[:space:]]\{1,\}\([0-9][0-9.]*\).*/\1/p'
+}
+
+# ocserv_version: "X.Y.Z" of the target's ocserv (--ocserv-version, or
+# what its `ocserv --version` prints, run inside --root DIR when that holds
+# ocserv), or "".
 ocserv_version() {
 	if [ -n "$OCSERV_VERSION" ]; then
 		printf '%s\n' "$OCSERV_VERSION"
 		return 0
 	fi
-	command -v ocserv >/dev/null 2>&1 || return 0
-	ocserv --version 2>&1 | sed -n '1s/^ocserv[[:space:]]*\([0-9][0-9.]*\).*/\1/p'
+	_bin=$(ocserv_binary)
+	[ -n "$_bin" ] || return 0
+	if [ -n "$ROOT" ]; then
+		chroot "$ROOT" /usr/sbin/ocserv --version 2>&1 | parse_ocserv_version
+	else
+		"$_bin" --version 2>&1 | parse_ocserv_version
+	fi
+}
+
+# fw_facts VERSION: sets OCSERV_FW (the fw script that ocserv runs), FW_ENV
+# (1 when it reads OCSERV_FW_SCRIPT from its environment) and FW_FROM
+# (where that was read). From the binary when there is one and the version
+# was detected, not given: the path is a string compiled into it, and only
+# a build that reads the variable holds its name. Else from the version
+# (docs/firewall.md).
+fw_facts() {
+	_bin=
+	[ -n "$OCSERV_VERSION" ] || _bin=$(ocserv_binary)
+	if [ -n "$_bin" ] && [ -r "$_bin" ]; then
+		_paths=$(LC_ALL=C grep -a -o '/[A-Za-z0-9_./-]*/ocserv-fw' "$_bin" | sort -u)
+		if [ -n "$_paths" ] && [ "$(printf '%s\n' "$_paths" | wc -l)" -eq 1 ]; then
+			OCSERV_FW=$_paths
+			FW_ENV=0
+			if LC_ALL=C grep -a -q 'OCSERV_FW_SCRIPT' "$_bin"; then
+				FW_ENV=1
+			fi
+			FW_FROM=${_bin#"$ROOT"}
+			return 0
+		fi
+		warn "$_bin names no single fw script ($(printf '%s' "$_paths" | tr '\n' ' ')); going by its version $1"
+	fi
+	OCSERV_FW=/usr/bin/ocserv-fw
+	if version_ge "$1" 1.2.3; then
+		OCSERV_FW=/usr/libexec/ocserv-fw
+	fi
+	FW_ENV=0
+	if version_ge "$1" 1.4.2; then
+		FW_ENV=1
+	fi
+	FW_FROM="version $1"
 }
 
 # version_ge A B: A >= B for dotted numeric versions.
@@ -699,9 +770,11 @@ divert_root_args() {
 fw_install() {
 	_v=$FW_VERSION
 	if [ "$FW_WAY" = dropin ]; then
-		# ocserv >= 1.2.3 honours OCSERV_FW_SCRIPT in its environment.
-		fw_undivert
-		say "  ocserv $_v: OCSERV_FW_SCRIPT in a drop-in for ocserv.service"
+		# This ocserv reads OCSERV_FW_SCRIPT from its environment.
+		fw_undivert_all
+		say "  ocserv $_v runs \$OCSERV_FW_SCRIPT when set (read from $FW_FROM): OCSERV_FW_SCRIPT in a drop-in for ocserv.service"
+		command -v systemctl >/dev/null 2>&1 ||
+			warn "no systemctl: the drop-in works only when systemd starts ocserv; elsewhere set OCSERV_FW_SCRIPT=$FW_SH in ocserv's environment yourself"
 		cat >"$WORK/ocserv-dropin.conf" <<EOF
 # ocserv-telemetry (install.sh --firewall=on): the hook is ocserv's fw
 # script (firewall mode c). Removed by install.sh --uninstall.
@@ -718,10 +791,17 @@ EOF
 		fi
 		return 0
 	fi
-	# ocserv < 1.2.3 runs the fixed path /usr/bin/ocserv-fw (preflight
-	# checked that dpkg-divert can take it).
-	say "  ocserv $_v: $OCSERV_FW diverted to $OCSERV_FW_DISTRIB, our fw wrapper in its place"
+	# This ocserv runs a fixed path and ignores the variable (preflight
+	# checked that dpkg-divert can take the path).
+	say "  ocserv $_v runs $OCSERV_FW and ignores OCSERV_FW_SCRIPT (read from $FW_FROM): $OCSERV_FW diverted to $OCSERV_FW_DISTRIB, our fw wrapper in its place"
 	fw_remove_dropin
+	# A path an earlier install diverted for another ocserv (before an
+	# upgrade moved the script) goes back first.
+	for _p in $FW_SCRIPTS $(setting fw_script); do
+		if [ "$_p" != "$OCSERV_FW" ]; then
+			fw_undivert "$_p"
+		fi
+	done
 	_ra=$(divert_root_args)
 	# shellcheck disable=SC2086 # _ra is empty or one --root=DIR word
 	_by=$(dpkg-divert $_ra --listpackage "$OCSERV_FW")
@@ -736,7 +816,7 @@ EOF
 		NEXT="$NEXT
   - users connected now got ocserv-fw's rules: their disconnect runs the hook, which leaves those rules; restart ocserv, or run $OCSERV_FW_DISTRIB --removeall (docs/firewall.md)"
 	fi
-	# /usr/bin/ocserv-fw is not in the manifest: fw_undivert owns it.
+	# The diverted path is not in the manifest: fw_undivert owns it.
 	NOREMEMBER=1
 	put "$WORK/fw.sh" "$OCSERV_FW" 755
 	NOREMEMBER=0
@@ -754,27 +834,39 @@ fw_remove_dropin() {
 	return 0
 }
 
-# fw_undivert: Debian's ocserv-fw back in its place, diversion removed.
+# fw_undivert PATH: Debian's fw script back at PATH and our diversion of
+# it removed (nothing when PATH is not diverted by us).
 fw_undivert() {
 	command -v dpkg-divert >/dev/null 2>&1 || return 0
 	[ -z "$ROOT" ] || [ -d "$ROOT/var/lib/dpkg" ] || return 0
+	_f=$1
 	_ra=$(divert_root_args)
 	# shellcheck disable=SC2086
-	_by=$(dpkg-divert $_ra --listpackage "$OCSERV_FW")
+	_by=$(dpkg-divert $_ra --listpackage "$_f")
 	[ "$_by" = LOCAL ] || return 0
-	if [ -f "$ROOT$OCSERV_FW" ] && ! grep -q -- "--fw --config $AGENT_ENV" "$ROOT$OCSERV_FW"; then
-		die "$OCSERV_FW is diverted but is not our fw wrapper; leaving the diversion alone"
+	# shellcheck disable=SC2086
+	_to=$(dpkg-divert $_ra --truename "$_f")
+	[ "$_to" = "$_f.distrib" ] || return 0
+	if [ -f "$ROOT$_f" ] && ! grep -q -- "--fw --config $AGENT_ENV" "$ROOT$_f"; then
+		die "$_f is diverted but is not our fw wrapper; leaving the diversion alone"
 	fi
-	changed "put Debian's $OCSERV_FW back and remove the diversion"
-	if [ -f "$ROOT$OCSERV_FW_DISTRIB" ]; then
+	changed "put Debian's $_f back and remove the diversion"
+	if [ -f "$ROOT$_to" ]; then
 		# Debian's script renamed over ours in one step, then the record.
-		_tmp="$ROOT$(dirname "$OCSERV_FW")/.ocserv-fw.ocserv-telemetry-new"
-		run cp -p -- "$ROOT$OCSERV_FW_DISTRIB" "$_tmp"
-		run mv -f -- "$_tmp" "$ROOT$OCSERV_FW"
-		run rm -f -- "$ROOT$OCSERV_FW_DISTRIB"
+		_tmp="$ROOT$(dirname "$_f")/.$(basename "$_f").ocserv-telemetry-new"
+		run cp -p -- "$ROOT$_to" "$_tmp"
+		run mv -f -- "$_tmp" "$ROOT$_f"
+		run rm -f -- "$ROOT$_to"
 	fi
 	# shellcheck disable=SC2086
-	run dpkg-divert $_ra --local --no-rename --remove "$OCSERV_FW"
+	run dpkg-divert $_ra --local --no-rename --remove "$_f"
+}
+
+# fw_undivert_all: every fw script path an install may have diverted, back.
+fw_undivert_all() {
+	for _p in $FW_SCRIPTS $(setting fw_script); do
+		fw_undivert "$_p"
+	done
 }
 
 # --- the fleet ledger (--ledger) -------------------------------------------
@@ -922,8 +1014,10 @@ preflight() {
 	FW_WAY=none
 	[ "$FIREWALL" = on ] || return 0
 	FW_VERSION=$(ocserv_version)
-	[ -n "$FW_VERSION" ] || die "--firewall=on: cannot tell the ocserv version (no ocserv in PATH?); pass --ocserv-version X.Y.Z"
-	if version_ge "$FW_VERSION" 1.2.3; then
+	[ -n "$FW_VERSION" ] || die "--firewall=on: cannot tell the ocserv version (no ocserv, or an ocserv --version output not understood); pass --ocserv-version X.Y.Z"
+	fw_facts "$FW_VERSION"
+	OCSERV_FW_DISTRIB=$OCSERV_FW.distrib
+	if [ "$FW_ENV" = 1 ]; then
 		FW_WAY=dropin
 		return 0
 	fi
@@ -948,6 +1042,9 @@ write_settings() {
 		say "ocserv_conf=$OCSERV_CONF"
 		say "firewall=$FIREWALL"
 		say "fw_method=$FW_METHOD"
+		if [ "$FW_METHOD" = divert ]; then
+			say "fw_script=$OCSERV_FW"
+		fi
 		say "commands=$COMMANDS"
 		say "ledger=$LEDGER"
 		say "ledger_only=$LEDGER_ONLY"
@@ -995,7 +1092,7 @@ do_install() {
 		fw_install
 	else
 		say "  off: the hook never adds rules; ocserv-fw (if restrict-user-to-routes is set) stays in charge"
-		fw_undivert
+		fw_undivert_all
 		fw_remove_dropin
 	fi
 	install_conf
@@ -1057,7 +1154,7 @@ do_uninstall() {
 	# cannot refuse a login.
 	uninstall_conf
 	say "firewall mode:"
-	fw_undivert
+	fw_undivert_all
 	fw_remove_dropin
 	say "systemd:"
 	disable_unit "$COMMANDER_UNIT"
@@ -1092,7 +1189,9 @@ do_uninstall() {
 		say "  kept $LEDGER_ENV, the ledger's database and the user $LEDGER_USER: remove them yourself if you want"
 	fi
 	if [ "$DRY" = 0 ]; then
-		rm -rf -- "${ROOT:?}$STATE"
+		# ROOT is empty on a real root; the guard belongs on STATE, so an
+		# edit that emptied it could never make this rm -rf "$ROOT".
+		rm -rf -- "$ROOT${STATE:?}"
 		rmdir -- "$ROOT$(dirname "$STATE")" 2>/dev/null || true
 	fi
 	say ""
@@ -1103,8 +1202,28 @@ do_uninstall() {
 	fi
 }
 
-if [ "$ACTION" = uninstall ]; then
-	do_uninstall
-else
-	do_install
-fi
+# do_detect: what --firewall=on would find and do (any user, no changes).
+do_detect() {
+	FW_VERSION=$(ocserv_version)
+	if [ -z "$FW_VERSION" ]; then
+		_bin=$(ocserv_binary)
+		[ -n "$_bin" ] || die "no ocserv${ROOT:+ in $ROOT/usr/sbin} (pass --ocserv-version X.Y.Z)"
+		die "cannot tell the version of $_bin from its --version output (pass --ocserv-version X.Y.Z)"
+	fi
+	fw_facts "$FW_VERSION"
+	say "ocserv $FW_VERSION"
+	say "fw script: $OCSERV_FW (read from $FW_FROM)"
+	if [ "$FW_ENV" = 1 ]; then
+		say "reads OCSERV_FW_SCRIPT: yes"
+		say "--firewall=on: Environment=OCSERV_FW_SCRIPT=$FW_SH in $OCSERV_DROPIN"
+	else
+		say "reads OCSERV_FW_SCRIPT: no"
+		say "--firewall=on: dpkg-divert $OCSERV_FW to $OCSERV_FW.distrib, our fw wrapper in its place"
+	fi
+}
+
+case $ACTION in
+uninstall) do_uninstall ;;
+detect) do_detect ;;
+*) do_install ;;
+esac

@@ -79,7 +79,11 @@ func startFleet(t *testing.T, srv *server.Server, b *testbed.Bed) *fleet {
 	}
 	t.Cleanup(func() { nonces.Close() })
 	xkp, _ := nkeys.CreateCurveKeys()
-	extra := cmdsvc.UserActions(&ocpasswd.Passwd{File: b.PasswdFile()})
+	ocpasswdBin, err := b.OcpasswdBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := cmdsvc.UserActions(&ocpasswd.Passwd{File: b.PasswdFile(), Binary: ocpasswdBin})
 	if d := b.PerUserDir(); d != "" {
 		extra = append(extra, cmdsvc.ConfigActions(&userconf.Store{UserDir: d, BackupDir: filepath.Join(dir, "backup")})...)
 	}
@@ -362,4 +366,63 @@ func TestCtlUnbanLiftsRealBan(t *testing.T) {
 	if ips, _ := b.OcctlBannedIPs(); slices.Contains(ips, ip) {
 		t.Errorf("occtl still lists %s as banned", ip)
 	}
+}
+
+// ctl terminate on the version's real occtl: from 1.4.2 (1.5.0 here) it
+// ends the session and invalidates its cookie, so the client's cookie
+// reconnect is refused by ocserv itself (no kick list involved) while a
+// fresh login with the password still works; before (1.1.6, 1.3.0) the
+// command service refuses it as unsupported, naming the version, and the
+// session stays up.
+func TestCtlTerminate(t *testing.T) {
+	testbed.RequireRoot(t)
+	srv := natstest.Run(t)
+	b := testbed.New(t, testbed.Options{})
+	f := startFleet(t, srv, b)
+	bob, err := b.Connect("bob", b.Password("bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Disconnect()
+
+	out, errs, code := f.ctl("", "terminate", "--user", "bob", "--server", b.ServerID(), "--force")
+	if !b.Version().HasTerminate() {
+		if code == 0 || !strings.Contains(out+errs, "unsupported") || !strings.Contains(out+errs, b.Version().String()) {
+			t.Fatalf("terminate on ocserv %s: exit %d, want a refusal naming the version:\n%s\n%s", b.Version(), code, out, errs)
+		}
+		if !hasUser(f.users(), "bob") {
+			t.Fatalf("the refused terminate ended bob's session")
+		}
+		return
+	}
+	if code != 0 {
+		t.Fatalf("terminate on ocserv %s: exit %d\n%s\n%s", b.Version(), code, out, errs)
+	}
+	deadline := time.Now().Add(eventWait)
+	for hasUser(f.users(), "bob") {
+		if time.Now().After(deadline) {
+			t.Fatal("bob still connected after ctl terminate")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !bob.Exited() {
+		if err := bob.Roam(); err == nil {
+			t.Fatal("the terminated client resumed its session with its cookie")
+		}
+	}
+	// ocserv refused the cookie, not the hook: no refused connect event.
+	evs, err := b.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range testbed.Filter(evs, testbed.Match{Type: events.Connect, Username: "bob"}) {
+		if e.Admitted != nil && !*e.Admitted {
+			t.Errorf("the hook refused bob (%q); the cookie should have been refused by ocserv", e.Refusal)
+		}
+	}
+	again, err := b.Connect("bob", b.Password("bob"))
+	if err != nil {
+		t.Fatalf("a fresh login after terminate: %v", err)
+	}
+	again.Disconnect()
 }

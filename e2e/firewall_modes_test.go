@@ -36,10 +36,13 @@ func hostClean(t *testing.T) {
 			t.Errorf("%v: %v: %s", argv, err, out)
 			continue
 		}
-		for _, s := range []string{firewall.ChainPrefix, firewall.RouteChainPrefix, firewall.TablePrefix, firewall.LegacyTablePrefix, firewall.Comment, "ocserv-fw"} {
+		for _, s := range []string{firewall.ChainPrefix, firewall.RouteChainPrefix, firewall.TablePrefix, firewall.LegacyTablePrefix, firewall.Comment} {
 			if strings.Contains(string(out), s) {
 				t.Errorf("the host namespace holds %q:\n%s", s, out)
 			}
+		}
+		if testbed.HasOcservFw(string(out)) {
+			t.Errorf("the host namespace holds ocserv-fw's rules:\n%s", out)
 		}
 	}
 	if err := testbed.CheckHostFwScript(); err != nil {
@@ -155,7 +158,7 @@ func TestFirewallModeA(t *testing.T) {
 	if ce.Policy == nil || ce.Policy.Restricted() {
 		t.Errorf("policy = %+v, want unrestricted", ce.Policy)
 	}
-	if rs := ruleset(t, b); hasOurs(rs) || strings.Contains(rs, "ocserv-fw") {
+	if rs := ruleset(t, b); hasOurs(rs) || testbed.HasOcservFw(rs) {
 		t.Errorf("rules in the server namespace of an unrestricted bed:\n%s", rs)
 	}
 	if err := c.Disconnect(); err != nil {
@@ -175,8 +178,8 @@ func TestFirewallModeB(t *testing.T) {
 	}
 	o := deviceOf(t, b, "bob")
 	rs := ruleset(t, b)
-	if !strings.Contains(rs, "FORWARD-ocserv-fw-"+o.Device) {
-		t.Errorf("no ocserv-fw chain for %s:\n%s", o.Device, rs)
+	if !strings.Contains(rs, b.OcservFwMark(o.Device)) {
+		t.Errorf("no %q of ocserv %s's ocserv-fw (%s) for %s:\n%s", b.OcservFwMark(o.Device), b.Version(), b.Release().FwBackend, o.Device, rs)
 	}
 	if hasOurs(rs) {
 		t.Errorf("the hook added rules on top of ocserv-fw's:\n%s", rs)
@@ -228,8 +231,8 @@ func TestFirewallModeC(t *testing.T) {
 			}
 			oa, ob := deviceOf(t, b, "alice"), deviceOf(t, b, "bob")
 			rs := ruleset(t, b)
-			if strings.Contains(rs, "ocserv-fw") {
-				t.Errorf("ocserv-fw ran although the hook is mounted over it:\n%s", rs)
+			if testbed.HasOcservFw(rs) {
+				t.Errorf("ocserv-fw ran although the hook is ocserv's fw script:\n%s", rs)
 			}
 			for _, dev := range []string{oa.Device, ob.Device} {
 				want := firewall.TablePrefix + dev
@@ -305,4 +308,45 @@ func TestFirewallModeC(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFwScriptEnvironment shows, on the version's real ocserv, whether
+// OCSERV_FW_SCRIPT in ocserv's environment chooses the fw script (the
+// drop-in way of mode c): ocserv is started with it naming the hook's fw
+// wrapper and nothing else changed. A version that reads it (1.5.0) runs
+// the hook, which applies the rules; one that does not (1.1.6, 1.3.0:
+// the path is compiled in, docs/firewall.md) runs its own ocserv-fw, and
+// the hook, run by ocserv-fw as the next script, can only record that
+// nothing was applied: the defect install.sh had on 1.3.0, which is why it
+// diverts the path there.
+func TestFwScriptEnvironment(t *testing.T) {
+	b := newModeBed(t, testbed.Options{RestrictToRoutes: true, HookAsFwScript: true, FwScriptByEnv: true})
+	c, err := b.Connect("alice", b.Password("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := deviceOf(t, b, "alice")
+	evs := b.WaitEvents(testbed.Count(testbed.Match{Type: events.Connect, Username: "alice"}, 1), eventWait)
+	ce := one(t, evs, testbed.Match{Type: events.Connect, Username: "alice"})
+	rs := ruleset(t, b)
+	rel := b.Release()
+	if rel.FwScriptEnv {
+		if ce.Firewall == nil || ce.Firewall.Mode != "on" || ce.Firewall.Action != "applied" {
+			t.Errorf("ocserv %s reads OCSERV_FW_SCRIPT: firewall %+v, want mode on, action applied", rel.Version, ce.Firewall)
+		}
+		if testbed.HasOcservFw(rs) || !hasOurs(rs) {
+			t.Errorf("ocserv %s: want our rules and none of ocserv-fw's:\n%s", rel.Version, rs)
+		}
+	} else {
+		if ce.Firewall == nil || ce.Firewall.Mode != "on" || ce.Firewall.Action != "none" {
+			t.Errorf("ocserv %s ignores OCSERV_FW_SCRIPT: firewall %+v, want mode on, action none", rel.Version, ce.Firewall)
+		}
+		if !strings.Contains(rs, b.OcservFwMark(o.Device)) || hasOurs(rs) {
+			t.Errorf("ocserv %s: want %s's %q and none of ours:\n%s", rel.Version, rel.FwScript, b.OcservFwMark(o.Device), rs)
+		}
+	}
+	if err := c.Disconnect(); err != nil {
+		t.Fatal(err)
+	}
+	b.WaitEvents(testbed.Count(testbed.Match{Type: events.Disconnect, Username: "alice"}, 1), eventWait)
 }

@@ -27,15 +27,22 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/testbed"
 )
 
-// install.sh (docs/install.md) into throwaway roots: a DESTDIR-style
-// directory with its own etc/ocserv/ocserv.conf (Debian's, as the ocserv
-// package installs it, plus an operator's own connect-script and a virtual
-// host section), usr/bin/ocserv-fw (Debian's) and an empty dpkg database.
-// Then, on the test bed, a real ocserv runs with the installed files laid
-// over the host's in its private mount namespace, a real openconnect client
-// logs in with restrict-user-to-routes, and the event reaches NATS through
-// the installed shipper and configuration. The host's /etc, /usr/bin and
-// /usr/local are never written.
+// install.sh (docs/install.md) on the ocserv version the run selects
+// ($OCSERV_VERSION; see internal/testbed), two ways:
+//
+//   - into throwaway roots (--root): a DESTDIR-style directory holding that
+//     version's real ocserv.conf (plus an operator's own connect-script and
+//     a virtual host section), its real fw script at the path it runs, and
+//     an empty dpkg database; every file, mode and edit is checked, then
+//     --uninstall;
+//   - on that version's real system root (a private copy of its Debian
+//     root, install.sh run inside it as on a real host: its `ocserv
+//     --version`, its ocserv binary, its dpkg): a real ocserv then runs the
+//     installed files and a restricted openconnect user's events reach NATS
+//     through the installed shipper, in both firewall modes; --uninstall
+//     leaves the root as it was.
+//
+// The host's /etc, /usr and /var are never written.
 
 const (
 	instHook    = "/usr/local/sbin/ocserv-telemetry-hook"
@@ -65,12 +72,13 @@ func repoRoot(t *testing.T) string {
 	return filepath.Dir(filepath.Dir(hook))
 }
 
-// realisticConf is Debian's ocserv.conf with an operator's active
-// connect-script next to the package's commented example, and a virtual
-// host section at the end (global lines must stay above it).
+// realisticConf is the version's Debian ocserv.conf with an operator's
+// active connect-script next to the package's commented example, and a
+// virtual host section at the end (global lines must stay above it).
 func realisticConf(t *testing.T) []byte {
 	t.Helper()
-	deb, err := os.ReadFile("/etc/ocserv/ocserv.conf")
+	_, src := testbed.ReleaseRoot(t)
+	deb, err := os.ReadFile(filepath.Join(src, ocservConf))
 	if err != nil {
 		t.Fatalf("Debian's ocserv.conf (ocserv package): %v", err)
 	}
@@ -82,16 +90,18 @@ func realisticConf(t *testing.T) []byte {
 	return append(conf, []byte("\n"+vhostHeader+"\nbanner = \"second host\"\n")...)
 }
 
-// newRoot makes a throwaway root: etc/ocserv/ocserv.conf (mode 0640),
-// usr/bin/ocserv-fw (Debian's) and var/lib/dpkg.
+// newRoot makes a throwaway root: etc/ocserv/ocserv.conf (mode 0640), the
+// version's own fw script at the path it runs (read from its Debian root)
+// and var/lib/dpkg.
 func newRoot(t *testing.T, conf []byte) string {
 	t.Helper()
+	rel, src := testbed.ReleaseRoot(t)
 	root := t.TempDir()
 	// ocserv's workers (nobody) traverse the bed's paths.
 	if err := os.Chmod(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []string{"etc/ocserv", "usr/bin", "var/lib/dpkg"} {
+	for _, d := range []string{"etc/ocserv", filepath.Dir(rel.FwScript), "var/lib/dpkg"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -99,11 +109,11 @@ func newRoot(t *testing.T, conf []byte) string {
 	if err := os.WriteFile(filepath.Join(root, ocservConf), conf, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	fw, err := os.ReadFile(testbed.OcservFw)
+	fw, err := os.ReadFile(filepath.Join(src, rel.FwScript))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(root, testbed.OcservFw), fw, 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(root, rel.FwScript), fw, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	// dpkg's (empty) diversion database, as on a Debian host.
@@ -240,30 +250,38 @@ func wiredConf(orig []byte) string {
 	return strings.Replace(s, vhostHeader+"\n", block+vhostHeader+"\n", 1)
 }
 
-// An install into a throwaway root (firewall mode c on ocserv 1.1.6, by
-// dpkg-divert): every file, mode, owner and the ocserv.conf edits; a second
-// run changes nothing; --dry-run changes nothing; --uninstall of an
-// untouched install gives ocserv.conf and ocserv-fw back byte for byte and
-// leaves only the operator's configuration (and dpkg's own backup file).
+// An install into a throwaway root with firewall mode c wired the way the
+// version needs (dpkg-divert of the fw script it runs, or the
+// OCSERV_FW_SCRIPT drop-in where it reads that): every file, mode, owner
+// and the ocserv.conf edits; a second run changes nothing; --dry-run
+// changes nothing; --uninstall of an untouched install gives ocserv.conf
+// and the fw script back byte for byte and leaves only the operator's
+// configuration (and dpkg's own backup file).
 func TestInstallIntoRoot(t *testing.T) {
 	testbed.RequireRoot(t)
+	rel, src := testbed.ReleaseRoot(t)
 	repo := repoRoot(t)
 	orig := realisticConf(t)
 	root := newRoot(t, orig)
 	before := snapshot(t, root)
+	fwScript := rel.FwScript
 
 	// --dry-run plans and changes nothing.
 	out := runInstall(t, true, "--root", root, "--bin-dir", filepath.Join(repo, "bin"), "--no-packages",
-		"--firewall=on", "--ocserv-version", "1.1.6", "--server-id", "vpn1.example.com", "--dry-run")
+		"--firewall=on", "--ocserv-version", rel.Version, "--server-id", "vpn1.example.com", "--dry-run")
 	if d := snapDiff(before, snapshot(t, root)); d != "" {
 		t.Fatalf("--dry-run changed the root:\n%s\n%s", d, out)
 	}
-	if !strings.Contains(out, "would") || !strings.Contains(out, "dpkg-divert") {
-		t.Errorf("--dry-run printed no plan:\n%s", out)
+	wantPlan := "dpkg-divert"
+	if rel.FwScriptEnv {
+		wantPlan = "OCSERV_FW_SCRIPT"
+	}
+	if !strings.Contains(out, "would") || !strings.Contains(out, wantPlan) {
+		t.Errorf("--dry-run printed no plan (%s):\n%s", wantPlan, out)
 	}
 
 	out = runInstall(t, true, "--root", root, "--bin-dir", filepath.Join(repo, "bin"), "--no-packages",
-		"--firewall=on", "--ocserv-version", "1.1.6", "--server-id", "vpn1.example.com")
+		"--firewall=on", "--ocserv-version", rel.Version, "--server-id", "vpn1.example.com")
 	t.Logf("install:\n%s", out)
 
 	// Binaries: the build's bytes, 0755 root.
@@ -351,23 +369,42 @@ func TestInstallIntoRoot(t *testing.T) {
 	}
 	checkEntry(t, root, ocservConf, 0o640)
 
-	// Mode (c) on 1.1.6: our fw wrapper at /usr/bin/ocserv-fw, Debian's
-	// script diverted (recorded in the root's dpkg database).
-	if got := readFile(t, filepath.Join(root, testbed.OcservFw)); got != readFile(t, filepath.Join(root, instFwSh)) {
-		t.Errorf("/usr/bin/ocserv-fw is not our fw wrapper:\n%s", got)
-	}
-	if readFile(t, filepath.Join(root, "/usr/bin/ocserv-fw.distrib")) != readFile(t, testbed.OcservFw) {
-		t.Errorf("/usr/bin/ocserv-fw.distrib is not Debian's ocserv-fw")
-	}
-	if d := readFile(t, filepath.Join(root, "/var/lib/dpkg/diversions")); d != "/usr/bin/ocserv-fw\n/usr/bin/ocserv-fw.distrib\n:\n" {
-		t.Errorf("dpkg diversions:\n%q", d)
+	// Mode (c): on a version that ignores OCSERV_FW_SCRIPT, our fw wrapper
+	// at the path it runs, Debian's script diverted (recorded in the
+	// root's dpkg database); on one that reads it, the drop-in and the fw
+	// script untouched.
+	debFw := readFile(t, filepath.Join(src, fwScript))
+	if rel.FwScriptEnv {
+		checkEntry(t, root, instDropin, 0o644)
+		if d := readFile(t, filepath.Join(root, instDropin)); !strings.Contains(d, "[Service]\nEnvironment=OCSERV_FW_SCRIPT="+instFwSh+"\n") {
+			t.Errorf("drop-in:\n%s", d)
+		}
+		if readFile(t, filepath.Join(root, fwScript)) != debFw {
+			t.Errorf("%s changed although ocserv %s reads OCSERV_FW_SCRIPT", fwScript, rel.Version)
+		}
+		if d := readFile(t, filepath.Join(root, "/var/lib/dpkg/diversions")); d != "" {
+			t.Errorf("diverted on ocserv %s: %q", rel.Version, d)
+		}
+	} else {
+		if got := readFile(t, filepath.Join(root, fwScript)); got != readFile(t, filepath.Join(root, instFwSh)) {
+			t.Errorf("%s is not our fw wrapper:\n%s", fwScript, got)
+		}
+		if readFile(t, filepath.Join(root, fwScript+".distrib")) != debFw {
+			t.Errorf("%s.distrib is not Debian's ocserv-fw", fwScript)
+		}
+		if d := readFile(t, filepath.Join(root, "/var/lib/dpkg/diversions")); d != fwScript+"\n"+fwScript+".distrib\n:\n" {
+			t.Errorf("dpkg diversions:\n%q", d)
+		}
+		if _, err := os.Lstat(filepath.Join(root, instDropin)); err == nil {
+			t.Errorf("a drop-in on ocserv %s, which ignores OCSERV_FW_SCRIPT", rel.Version)
+		}
 	}
 
 	// A second run (same options; firewall and conf remembered) changes
 	// nothing, byte for byte.
 	installed := snapshot(t, root)
 	out = runInstall(t, true, "--root", root, "--bin-dir", filepath.Join(repo, "bin"), "--no-packages",
-		"--ocserv-version", "1.1.6")
+		"--ocserv-version", rel.Version)
 	if d := snapDiff(installed, snapshot(t, root)); d != "" {
 		t.Fatalf("second install changed the root:\n%s\n%s", d, out)
 	}
@@ -393,10 +430,13 @@ func TestInstallIntoRoot(t *testing.T) {
 	if after[ocservConf] != before[ocservConf] {
 		t.Errorf("ocserv.conf entry %q, before install %q", after[ocservConf], before[ocservConf])
 	}
-	if after[testbed.OcservFw] != before[testbed.OcservFw] {
-		t.Errorf("/usr/bin/ocserv-fw %q, before install %q", after[testbed.OcservFw], before[testbed.OcservFw])
+	if after[fwScript] != before[fwScript] {
+		t.Errorf("%s %q, before install %q", fwScript, after[fwScript], before[fwScript])
 	}
-	leftover := map[string]bool{"/etc/ocserv-telemetry": true, instEnv: true, "/var/lib/dpkg/diversions-old": true}
+	leftover := map[string]bool{"/etc/ocserv-telemetry": true, instEnv: true}
+	if !rel.FwScriptEnv {
+		leftover["/var/lib/dpkg/diversions-old"] = true
+	}
 	for p := range after {
 		if _, was := before[p]; !was && !leftover[p] {
 			t.Errorf("uninstall left %s (%s)", p, after[p])
@@ -461,30 +501,76 @@ func TestUninstallKeepsOperatorEdits(t *testing.T) {
 	checkEntry(t, root, ocservConf, 0o640)
 }
 
-// ocserv ≥ 1.2.3: mode (c) by an OCSERV_FW_SCRIPT drop-in for ocserv's
-// unit, /usr/bin/ocserv-fw untouched; a rerun with --firewall=off takes the
-// drop-in and the fw wrapper away again. An agent.env saying FIREWALL=off
-// refuses --firewall=on before anything is changed.
-func TestInstallFirewallDropinAndRefusal(t *testing.T) {
+// Mode (c) follows the fw script each version runs (docs/firewall.md):
+// 1.1.6 diverts /usr/bin/ocserv-fw; an upgrade to 1.3.0, which runs
+// /usr/libexec/ocserv-fw and ignores OCSERV_FW_SCRIPT, gives /usr/bin back
+// and diverts /usr/libexec; 1.5.0, which reads the variable, gives that
+// back too and uses the drop-in. Switching to --firewall=off needs the
+// operator's FIREWALL changed first (refused before any change otherwise)
+// and takes the drop-in and the fw wrapper away; --uninstall leaves the
+// root as it was.
+func TestInstallFwWiringFollowsTheVersion(t *testing.T) {
 	testbed.RequireRoot(t)
 	repo := repoRoot(t)
 	root := newRoot(t, realisticConf(t))
 	bin := filepath.Join(repo, "bin")
-	runInstall(t, true, "--root", root, "--bin-dir", bin, "--no-packages", "--firewall=on", "--ocserv-version", "1.3.0")
+	// Both fw script paths, as a host upgraded from 1.1.6 to 1.3.0 may
+	// briefly have; each a distinct file, so a mix-up shows.
+	paths := []string{"/usr/bin/ocserv-fw", "/usr/libexec/ocserv-fw"}
+	for _, p := range paths {
+		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, p), []byte("#!/bin/sh\n# Debian's "+p+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := snapshot(t, root)
+	fwWrapper := func() string { return readFile(t, filepath.Join(root, instFwSh)) }
+	diversions := func() string { return readFile(t, filepath.Join(root, "/var/lib/dpkg/diversions")) }
+	debian := func(p string) string { return "#!/bin/sh\n# Debian's " + p + "\n" }
+
+	out := runInstall(t, true, "--root", root, "--bin-dir", bin, "--no-packages", "--firewall=on", "--ocserv-version", "1.1.6")
+	if !strings.Contains(out, "ocserv 1.1.6 runs /usr/bin/ocserv-fw and ignores OCSERV_FW_SCRIPT") {
+		t.Errorf("1.1.6:\n%s", out)
+	}
+	if readFile(t, filepath.Join(root, paths[0])) != fwWrapper() || readFile(t, filepath.Join(root, paths[1])) != debian(paths[1]) ||
+		diversions() != "/usr/bin/ocserv-fw\n/usr/bin/ocserv-fw.distrib\n:\n" {
+		t.Errorf("1.1.6: want /usr/bin/ocserv-fw diverted alone; diversions %q", diversions())
+	}
+
+	out = runInstall(t, true, "--root", root, "--bin-dir", bin, "--no-packages", "--ocserv-version", "1.3.0")
+	if !strings.Contains(out, "ocserv 1.3.0 runs /usr/libexec/ocserv-fw and ignores OCSERV_FW_SCRIPT") {
+		t.Errorf("1.3.0:\n%s", out)
+	}
+	if readFile(t, filepath.Join(root, paths[0])) != debian(paths[0]) || readFile(t, filepath.Join(root, paths[1])) != fwWrapper() ||
+		diversions() != "/usr/libexec/ocserv-fw\n/usr/libexec/ocserv-fw.distrib\n:\n" {
+		t.Errorf("1.3.0: want /usr/libexec/ocserv-fw diverted alone, /usr/bin/ocserv-fw back; diversions %q", diversions())
+	}
+	if _, err := os.Lstat(filepath.Join(root, instDropin)); err == nil {
+		t.Errorf("1.3.0: a drop-in, which 1.3.0 ignores")
+	}
+
+	out = runInstall(t, true, "--root", root, "--bin-dir", bin, "--no-packages", "--ocserv-version", "1.5.0")
+	if !strings.Contains(out, "ocserv 1.5.0 runs $OCSERV_FW_SCRIPT when set") {
+		t.Errorf("1.5.0:\n%s", out)
+	}
+	for _, p := range paths {
+		if readFile(t, filepath.Join(root, p)) != debian(p) {
+			t.Errorf("1.5.0: %s is not Debian's", p)
+		}
+	}
+	if diversions() != "" {
+		t.Errorf("1.5.0: diversions %q", diversions())
+	}
 	checkEntry(t, root, instDropin, 0o644)
 	if d := readFile(t, filepath.Join(root, instDropin)); !strings.Contains(d, "[Service]\nEnvironment=OCSERV_FW_SCRIPT="+instFwSh+"\n") {
 		t.Errorf("drop-in:\n%s", d)
 	}
-	if readFile(t, filepath.Join(root, testbed.OcservFw)) != readFile(t, testbed.OcservFw) {
-		t.Errorf("/usr/bin/ocserv-fw changed with ocserv 1.3.0")
-	}
-	if _, err := os.Stat(filepath.Join(root, "/usr/bin/ocserv-fw.distrib")); err == nil {
-		t.Errorf("diverted with ocserv 1.3.0")
-	}
 
 	// FIREWALL in agent.env is the operator's: switching needs it changed.
 	envPath := filepath.Join(root, instEnv)
-	out := runInstall(t, false, "--root", root, "--bin-dir", bin, "--no-packages", "--firewall=off")
+	out = runInstall(t, false, "--root", root, "--bin-dir", bin, "--no-packages", "--firewall=off")
 	if !strings.Contains(out, "FIREWALL=on") || !strings.Contains(out, "nothing was changed") {
 		t.Errorf("refusal does not explain itself:\n%s", out)
 	}
@@ -511,13 +597,31 @@ func TestInstallFirewallDropinAndRefusal(t *testing.T) {
 	if !strings.Contains(out, "FIREWALL=off") {
 		t.Errorf("refusal:\n%s", out)
 	}
+
+	runInstall(t, true, "--root", root, "--uninstall")
+	after := snapshot(t, root)
+	for p, was := range before {
+		if after[p] != was {
+			t.Errorf("after --uninstall %s is %q, was %q", p, after[p], was)
+		}
+	}
+	leftover := map[string]bool{"/etc/ocserv-telemetry": true, instEnv: true, "/var/lib/dpkg/diversions-old": true}
+	for p := range after {
+		if _, was := before[p]; !was && !leftover[p] {
+			t.Errorf("uninstall left %s (%s)", p, after[p])
+		}
+	}
 }
 
-// After an install into a bed-local root, a real ocserv with
-// restrict-user-to-routes = true runs the installed files (laid over /etc,
-// /usr/local and, for mode c, /usr/bin in its private mount namespace),
-// admits a real openconnect client in each firewall mode, and the events
-// reach NATS through the installed shipper reading the installed config.
+// TestInstalledOnBedShipsEvents: install.sh on the version's real system
+// root, as an operator runs it (no --root, no --ocserv-version: it asks
+// that root's ocserv and reads its binary), on Debian's real ocserv.conf
+// with the site's settings (the bed's addresses, certificates and users).
+// A real ocserv with restrict-user-to-routes then runs the installed files
+// and admits a real openconnect client in each firewall mode, and the
+// events reach NATS through the installed shipper reading the installed
+// configuration. --uninstall leaves every file of the root as it was
+// after the operator's edit.
 func TestInstalledOnBedShipsEvents(t *testing.T) {
 	testbed.RequireRoot(t)
 	for _, fw := range []string{"off", "on"} {
@@ -525,8 +629,86 @@ func TestInstalledOnBedShipsEvents(t *testing.T) {
 	}
 }
 
-func installedOnBed(t *testing.T, fw string) {
+// siteKeys are the keys of Debian's ocserv.conf that tie it to Debian's
+// paths and addresses; the site's own file replaces them (the bed sets
+// most of them).
+var siteKeys = map[string]bool{"chroot-dir": true, "ca-cert": true, "cert-user-oid": true, "ipv4-netmask": true,
+	"log-level": true, "ban-time": true, "default-domain": true, "camouflage": true, "camouflage_secret": true, "camouflage_realm": true}
+
+// siteConf is Debian's ocserv.conf as an operator makes it theirs: each
+// active line of a key the site sets (or one of siteKeys) commented out,
+// the site's lines at the end.
+func siteConf(debian, site string) string {
+	keyOf := func(l string) string {
+		k, _, ok := strings.Cut(l, "=")
+		if !ok || strings.HasPrefix(strings.TrimSpace(l), "#") {
+			return ""
+		}
+		return strings.TrimSpace(k)
+	}
+	set := map[string]bool{}
+	for _, l := range strings.Split(site, "\n") {
+		if k := keyOf(l); k != "" {
+			set[k] = true
+		}
+	}
+	var out strings.Builder
+	for _, l := range strings.SplitAfter(debian, "\n") {
+		if k := keyOf(l); k != "" && (set[k] || siteKeys[k]) {
+			out.WriteString("#site: " + l)
+			continue
+		}
+		out.WriteString(l)
+	}
+	out.WriteString("\n# The site's settings (the e2e bed's).\n" + site)
+	return out.String()
+}
+
+// releaseDir copies what install.sh needs next to it (the script, the
+// binaries, packaging/agent.env.example, the units) to a directory the
+// version's root sees at the same path, as a release tarball would be.
+func releaseDir(t *testing.T) string {
+	t.Helper()
 	repo := repoRoot(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files := []string{"install.sh", "packaging/agent.env.example", "systemd/ocserv-telemetry-shipper.service",
+		"systemd/ocserv-telemetry-commander.service", "bin/hook", "bin/shipper", "bin/ctl", "bin/commander"}
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join(repo, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := os.Stat(filepath.Join(repo, f))
+		if err := os.WriteFile(filepath.Join(dir, f), data, fi.Mode().Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// dropinEnv reads the Environment= assignments of the installed drop-ins
+// for ocserv.service, which systemd would give ocserv.
+func dropinEnv(t *testing.T, root string) []string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(root, "etc/systemd/system/ocserv.service.d/*.conf"))
+	var env []string
+	for _, f := range files {
+		for _, l := range strings.Split(readFile(t, f), "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "Environment="); ok {
+				env = append(env, strings.Fields(v)...)
+			}
+		}
+	}
+	return env
+}
+
+func installedOnBed(t *testing.T, fw string) {
 	hostBefore := hostInstallPaths()
 	t.Cleanup(func() {
 		hostClean(t)
@@ -540,50 +722,61 @@ func installedOnBed(t *testing.T, fw string) {
 		t.Fatal(err)
 	}
 	serverID := config.SanitizeToken(hostname)
-	root := newRoot(t, nil)
+	root := testbed.WritableRoot(t)
+	release := releaseDir(t)
 	var installOut string
+	var edited map[string]string // the root after the operator's edit
 
 	o := testbed.Options{
 		RestrictToRoutes: true,
 		Target:           true,
 		VPNCScript:       true,
-		Layers:           map[string]string{"/etc": filepath.Join(root, "etc"), "/usr/local": filepath.Join(root, "usr/local")},
-		PrepareConf: func(conf string) (string, error) {
-			data, err := os.ReadFile(conf)
+		SystemRoot:       root,
+		PrepareConf: func(b *testbed.Bed, conf string) (string, error) {
+			site, err := os.ReadFile(conf)
 			if err != nil {
 				return "", err
 			}
 			dst := filepath.Join(root, ocservConf)
-			if err := os.WriteFile(dst, data, 0o600); err != nil {
+			debian, err := os.ReadFile(dst)
+			if err != nil {
 				return "", err
 			}
-			// The ocserv version is detected (`ocserv --version`).
-			cmd := exec.Command("/bin/sh", filepath.Join(repo, "install.sh"), "--root", root,
-				"--bin-dir", filepath.Join(repo, "bin"), "--no-packages", "--firewall="+fw)
-			out, err := cmd.CombinedOutput()
+			if err := os.WriteFile(dst, []byte(siteConf(string(debian), string(site))), 0o640); err != nil {
+				return "", err
+			}
+			edited = snapshot(t, root)
+			// As on a host of that distribution: the version is detected
+			// from its own ocserv, the fw script read from its binary.
+			out, err := b.RunInRoot(3*time.Minute, "/bin/sh", filepath.Join(release, "install.sh"),
+				"--bin-dir", filepath.Join(release, "bin"), "--no-packages", "--firewall="+fw)
 			installOut = string(out)
 			if err != nil {
 				return "", fmt.Errorf("install.sh: %v\n%s", err, out)
 			}
-			// What an operator does next: NATS_URL. SPOOL_DIR points at the
-			// installed spool dir through the root, so the shipper (outside
-			// ocserv's mount namespace) reads what the hook wrote.
+			// What systemd would do with the installed drop-in.
+			b.SetOcservEnv(dropinEnv(t, root)...)
+			// What an operator does next: NATS_URL.
 			f, err := os.OpenFile(filepath.Join(root, instEnv), os.O_APPEND|os.O_WRONLY, 0)
 			if err != nil {
 				return "", err
 			}
 			defer f.Close()
-			_, err = fmt.Fprintf(f, "NATS_URL=%s\nSPOOL_DIR=%s\n", srv.ClientURL(), filepath.Join(root, instSpool))
-			return dst, err
+			_, err = fmt.Fprintf(f, "NATS_URL=%s\n", srv.ClientURL())
+			return ocservConf, err
 		},
 	}
-	if fw == "on" {
-		o.Layers["/usr/bin"] = filepath.Join(root, "usr/bin")
-	}
 	b := testbed.New(t, o)
+	rel := b.Release()
 	t.Logf("install.sh:\n%s", installOut)
-	if !strings.Contains(installOut, "ocserv 1.1.6") && fw == "on" {
-		t.Errorf("install.sh did not detect ocserv 1.1.6:\n%s", installOut)
+	if fw == "on" {
+		way := "ignores OCSERV_FW_SCRIPT (read from /usr/sbin/ocserv): " + rel.FwScript + " diverted"
+		if rel.FwScriptEnv {
+			way = "runs $OCSERV_FW_SCRIPT when set (read from /usr/sbin/ocserv)"
+		}
+		if !strings.Contains(installOut, "ocserv "+rel.Version+" ") || !strings.Contains(installOut, way) {
+			t.Errorf("install.sh did not detect ocserv %s and wire it (%q):\n%s", rel.Version, way, installOut)
+		}
 	}
 
 	nc, err := nats.Connect(srv.ClientURL())
@@ -647,26 +840,25 @@ func installedOnBed(t *testing.T, fw string) {
 	if e.Firewall == nil {
 		t.Fatalf("connect event without firewall outcome")
 	}
-	ruleset, err := b.InServerNSRuleset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	o2 := deviceOf(t, b, "alice")
+	rs := ruleset(t, b)
 	switch fw {
 	case "off":
-		// Mode (b): Debian's ocserv-fw applied the rules and ran our wrapper.
+		// Mode (b): the version's ocserv-fw applied the rules and ran our wrapper.
 		if e.Firewall.Mode != "off" || e.Firewall.Action != "none" {
 			t.Errorf("firewall=off: event firewall %+v, want mode off, action none", *e.Firewall)
 		}
-		if !strings.Contains(ruleset, "FORWARD-ocserv-fw-") || strings.Contains(ruleset, "octel_") || strings.Contains(ruleset, "OCTEL-") {
-			t.Errorf("firewall=off: want ocserv-fw's chains and none of ours:\n%s", ruleset)
+		if !strings.Contains(rs, b.OcservFwMark(o2.Device)) || hasOurs(rs) {
+			t.Errorf("firewall=off: want ocserv-fw's %q and none of ours:\n%s", b.OcservFwMark(o2.Device), rs)
 		}
 	case "on":
-		// Mode (c): the installed fw wrapper at /usr/bin/ocserv-fw ran the hook.
+		// Mode (c): ocserv ran the installed fw wrapper (diverted over its
+		// fw script, or named by the drop-in's OCSERV_FW_SCRIPT).
 		if e.Firewall.Mode != "on" || e.Firewall.Action != "applied" {
 			t.Errorf("firewall=on: event firewall %+v, want mode on, action applied", *e.Firewall)
 		}
-		if strings.Contains(ruleset, "ocserv-fw") || !(strings.Contains(ruleset, "octel_") || strings.Contains(ruleset, "OCTEL-")) {
-			t.Errorf("firewall=on: want our rules and none of ocserv-fw's:\n%s", ruleset)
+		if testbed.HasOcservFw(rs) || !hasOurs(rs) {
+			t.Errorf("firewall=on: want our rules and none of ocserv-fw's:\n%s", rs)
 		}
 	}
 	if err := alice.Disconnect(); err != nil {
@@ -676,13 +868,46 @@ func installedOnBed(t *testing.T, fw string) {
 	if fw == "on" && (d.Firewall == nil || d.Firewall.Action != "removed") {
 		t.Errorf("disconnect firewall %+v, want removed", d.Firewall)
 	}
+
+	// --uninstall on the real root: every file as after the operator's
+	// edit, but the operator's agent.env, the events in the spool, and
+	// the wtmp records ocserv itself wrote of the sessions.
+	out, err := b.RunInRoot(3*time.Minute, "/bin/sh", filepath.Join(release, "install.sh"), "--uninstall")
+	if err != nil {
+		t.Fatalf("install.sh --uninstall: %v\n%s", err, out)
+	}
+	after := snapshot(t, root)
+	kept := func(p string) bool {
+		return p == "/etc/ocserv-telemetry" || p == instEnv || p == instSpool || strings.HasPrefix(p, instSpool+"/") ||
+			p == "/var/lib/dpkg/diversions-old" || p == "/var/log/wtmp"
+	}
+	for p, was := range edited {
+		if after[p] != was && !kept(p) {
+			t.Errorf("after --uninstall %s is %q, was %q", p, after[p], was)
+		}
+	}
+	for p := range after {
+		if _, was := edited[p]; !was && !kept(p) {
+			t.Errorf("--uninstall left %s (%s)", p, after[p])
+		}
+	}
+	if t.Failed() {
+		t.Logf("uninstall:\n%s", out)
+	}
 }
 
 // startInstalledShipper runs the installed shipper binary with the
-// installed configuration, as the unit's ExecStart does.
+// installed configuration, as the unit's ExecStart does, on the host (it
+// needs only the spool and NATS): SPOOL_DIR is the root's spool seen from
+// here, in a copy of the configuration.
 func startInstalledShipper(t *testing.T, root string) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(root, instShipper), "--config", filepath.Join(root, instEnv))
+	env := readFile(t, filepath.Join(root, instEnv)) + "\nSPOOL_DIR=" + filepath.Join(root, instSpool) + "\n"
+	cfg := filepath.Join(t.TempDir(), "shipper.env")
+	if err := os.WriteFile(cfg, []byte(env), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(root, instShipper), "--config", cfg)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"net/netip"
@@ -18,33 +17,17 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/ocserv"
 )
 
-// bedOcctl returns an ocserv.Occtl for the bed: occtl runs inside the
-// server namespace (it reads the tun devices' counters through netlink)
-// against the socket named in the bed's ocserv.conf.
+// bedOcctl returns an ocserv.Occtl for the bed: its version's occtl runs
+// inside the server namespace (it reads the tun devices' counters through
+// netlink) and the bed's root, against the bed's occtl socket.
 func bedOcctl(t *testing.T, b *testbed.Bed) *ocserv.Occtl {
 	t.Helper()
-	f, err := os.Open(b.OcservConf())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sock := ""
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), "=")
-		if ok && strings.TrimSpace(k) == "occtl-socket-file" {
-			sock = strings.TrimSpace(v)
-		}
-	}
-	if sock == "" {
-		t.Fatalf("no occtl-socket-file in %s", b.OcservConf())
-	}
 	return &ocserv.Occtl{
-		Socket:   sock,
-		Launcher: []string{"ip", "netns", "exec", b.ServerNS()},
+		Socket:   b.OcctlSocket(),
+		Launcher: b.Launcher(),
 		Timeout:  15 * time.Second,
-		// The bed and occtl share this host's time zone.
-		Location: time.Local,
+		// The time zone occtl prints local times in: the bed root's.
+		Location: b.Location(),
 		OnNote:   func(cmd string, n ocserv.Note) { t.Logf("%s: %v", cmd, n) },
 	}
 }

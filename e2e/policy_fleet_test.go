@@ -45,7 +45,7 @@ type policyFleet struct {
 	ledCfg string
 	ctlBin string
 	ctlCfg string
-	events *eventLog
+	events *policyEvents
 }
 
 // daemon is one of our long-running binaries.
@@ -98,14 +98,14 @@ func (d *daemon) stop(t *testing.T) {
 	}
 }
 
-// eventLog keeps every event published by the servers (core
+// policyEvents keeps every event published by the servers (core
 // subscription: arrival order, each publish).
-type eventLog struct {
+type policyEvents struct {
 	mu  sync.Mutex
 	evs []events.Event
 }
 
-func (l *eventLog) all() []events.Event {
+func (l *policyEvents) all() []events.Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]events.Event(nil), l.evs...)
@@ -119,7 +119,7 @@ func newPolicyFleet(t *testing.T, servers int, acct time.Duration) *policyFleet 
 		t.Fatal(err)
 	}
 	bin := filepath.Dir(hook)
-	f := &policyFleet{t: t, dir: t.TempDir(), srv: natstest.Run(t), ctlBin: filepath.Join(bin, "ctl"), events: &eventLog{}}
+	f := &policyFleet{t: t, dir: t.TempDir(), srv: natstest.Run(t), ctlBin: filepath.Join(bin, "ctl"), events: &policyEvents{}}
 	url := f.srv.ClientURL()
 	if f.nc, err = nats.Connect(url); err != nil {
 		t.Fatal(err)

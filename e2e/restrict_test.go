@@ -12,8 +12,9 @@ import (
 )
 
 // TestRestrictToRoutesWrapperAdmits: with restrict-user-to-routes, ocserv
-// 1.1.6 runs /usr/bin/ocserv-fw, which builds iptables rules and then runs
-// the configured script as `/bin/sh "$OCSERV_NEXT_SCRIPT"`. The documented
+// runs its ocserv-fw (/usr/bin/ocserv-fw in 1.1.6, /usr/libexec/ocserv-fw
+// later), which builds its rules and then runs the configured script as
+// `/bin/sh "$OCSERV_NEXT_SCRIPT"`. The documented
 // install layout (a /bin/sh wrapper exec'ing the hook) must admit the user
 // and record the session.
 func TestRestrictToRoutesWrapperAdmits(t *testing.T) {
@@ -56,12 +57,12 @@ func TestRestrictToRoutesWrapperAdmits(t *testing.T) {
 
 	// The login really went through ocserv-fw (not straight to our
 	// script): its chain for the device exists in the server namespace.
-	rules, err := b.InServerNSCmd(eventWait, "iptables", "-S")
+	rules, err := b.InServerNSRuleset()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if chain := "FORWARD-ocserv-fw-" + o.Device; !strings.Contains(string(rules), chain) {
-		t.Errorf("no %s chain in the server namespace, so ocserv-fw did not run:\n%s", chain, rules)
+	if mark := b.OcservFwMark(o.Device); !strings.Contains(rules, mark) {
+		t.Errorf("no %q in the server namespace, so ocserv-fw did not run:\n%s", mark, rules)
 	}
 
 	if err := c.Disconnect(); err != nil {

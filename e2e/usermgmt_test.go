@@ -26,7 +26,11 @@ import (
 func TestOcpasswdUsersLogIn(t *testing.T) {
 	testbed.RequireRoot(t)
 	b := testbed.New(t, testbed.Options{})
-	p := &ocpasswd.Passwd{File: b.PasswdFile(), Timeout: 20 * time.Second}
+	bin, err := b.OcpasswdBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &ocpasswd.Passwd{File: b.PasswdFile(), Binary: bin, Timeout: 20 * time.Second}
 	ctx := context.Background()
 	const pw = "dave pw; $(not a shell) 4"
 

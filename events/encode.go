@@ -241,6 +241,9 @@ func (p *Policy) appendJSON(b []byte) []byte {
 	if p.Invalid {
 		o.boolean("invalid", true)
 	}
+	if p.ListsOmitted {
+		o.boolean("lists_omitted", true)
+	}
 	return o.close()
 }
 

@@ -74,7 +74,7 @@ type Event struct {
 	// through (its exit status was 0).
 	Admitted *bool `json:"admitted,omitempty"`
 	// Refusal says why a connect was refused (one of the deliberate
-	// refusals in DESIGN.md); empty when admitted.
+	// refusals in docs/design.md); empty when admitted.
 	Refusal string `json:"refusal,omitempty"`
 	// Verdict is the fleet-policy check of a connect (POLICY=on).
 	Verdict *Verdict `json:"verdict,omitempty"`
@@ -137,6 +137,11 @@ type Policy struct {
 	// Invalid is true when any policy variable had an entry that did not
 	// parse; the firewall fails closed for such a session.
 	Invalid bool `json:"invalid,omitempty"`
+	// ListsOmitted is true when the lists above were left out of this
+	// event because the line would have been longer than a spool line may
+	// be (policy variables can be up to 128 KiB each); the firewall used
+	// them in full.
+	ListsOmitted bool `json:"lists_omitted,omitempty"`
 }
 
 // Restricted reports whether ocserv asked for a firewall on this session:

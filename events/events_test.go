@@ -343,6 +343,7 @@ func FuzzMarshalMatchesEncodingJSON(f *testing.F) {
 		ev.Firewall = &Firewall{Mode: user, Error: agent, Micros: mono}
 		if adm {
 			ev.Firewall.SupersededBy = &SessionRef{ID: int(mono % 100000), SessionUID: user}
+			ev.Policy.ListsOmitted = true
 		}
 		ev.Refusal = agent
 		if seq%3 != 0 {

@@ -271,7 +271,7 @@ func (tp *topo) probeAll(ps []probe) map[probe]string {
 }
 
 // expect is the policy written out independently of the rule plan: what
-// DESIGN.md and the package comment say each probe must meet.
+// docs/design.md and the package comment say each probe must meet.
 func expect(p *events.Policy, pr probe) string {
 	dst := netip.MustParseAddr(pr.dst)
 	proto := pr.proto

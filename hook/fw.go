@@ -186,6 +186,12 @@ func (r *Run) runNext(ev *events.Event, budget *time.Timer) int {
 	env = append(env, chainedEnv+"=1")
 	cmd := exec.Command("/bin/sh", next)
 	cmd.Env = env
+	// Files, not pipes: Wait returns when the script exits, even if a
+	// child it left behind still holds them, so nothing of the script's
+	// can hold the hook after the script itself is done. How long the
+	// script runs is the operator's, as under ocserv-fw (ocserv waits for a
+	// connect script without a timeout): no deadline here, and its time
+	// is not counted against the hook's budget.
 	cmd.Stdout = os.Stderr // ocserv sends a script's stdout to its log too
 	cmd.Stderr = os.Stderr
 	budget.Stop()

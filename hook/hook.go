@@ -3,7 +3,7 @@
 // one event in the spool and exits 0, whatever happens, within a hard time
 // budget: ocserv holds the user's login until the connect script exits, and
 // refuses it on a non-zero status. The only non-zero exits are the
-// deliberate refusals listed in DESIGN.md, each recorded in the event.
+// deliberate refusals listed in docs/design.md, each recorded in the event.
 //
 // The hook stays small: the standard library, x/sys and a UUID package;
 // never a NATS client.
@@ -291,7 +291,7 @@ func (r *Run) loadConfig(flag string) config.Config {
 	return cfg
 }
 
-// kicked refuses a connect of a user an operator kicked (DESIGN.md's
+// kicked refuses a connect of a user an operator kicked (docs/design.md's
 // second deliberate refusal): it is checked on every connect, cookie
 // resumptions included, which is what makes a kick stick.
 func (r *Run) kicked(cfg config.Config, ev *events.Event) bool {
@@ -440,9 +440,31 @@ func (r *Run) encode(ev *events.Event) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(line) > spool.MaxLine && ev.Policy != nil {
+		line, err = shortened(ev, len(line))
+		if err != nil {
+			return nil, err
+		}
+	}
 	r.pending.Store(&line)
 	r.drafted.Store(true)
 	return line, nil
+}
+
+// shortened encodes ev without its policy lists, for an event whose line
+// would be longer than the spool takes (policy variables may hold up to
+// 128 KiB each, and a port list grows fourfold in JSON). The event itself
+// is left as it is: the firewall works from its policy.
+func shortened(ev *events.Event, n int) ([]byte, error) {
+	short := *ev
+	p := *ev.Policy
+	p.Routes, p.NoRoutes, p.DNS, p.AllowPorts, p.DenyPorts = []string{}, []string{}, []string{}, nil, nil
+	p.ListsOmitted = true
+	short.Policy = &p
+	short.Problems = append(append([]string(nil), ev.Problems...), fmt.Sprintf(
+		"policy: %d routes, %d no-routes, %d DNS servers, %d allowed and %d denied ports left out of this event (%d bytes, over the spool's %d-byte line limit); the firewall used them all",
+		len(ev.Policy.Routes), len(ev.Policy.NoRoutes), len(ev.Policy.DNS), len(ev.Policy.AllowPorts), len(ev.Policy.DenyPorts), n, spool.MaxLine))
+	return short.Marshal()
 }
 
 // keep encodes an event that cannot reach the spool and leaves it in

@@ -488,3 +488,34 @@ func TestKickedUserRefused(t *testing.T) {
 		t.Errorf("unkicked user refused: %d %q", res.Code, res.Stderr)
 	}
 }
+
+// A policy as large as the kernel lets ocserv pass (each variable up to
+// 128 KiB; a port list grows fourfold in JSON) would make a line longer
+// than the spool takes. The event is still recorded, with the lists left
+// out and said so, instead of being lost to ocserv's log.
+func TestHugePolicyStillRecorded(t *testing.T) {
+	sb := hooktest.NewSandbox(t, "")
+	env := refEnv(t, "connect")
+	ports := strings.Repeat("udp 9 ", (events.MaxPolicyBytes-64)/6)
+	routes := strings.Repeat("10.1.2.3 ", (events.MaxPolicyBytes-64)/9)
+	env["OCSERV_ALLOW_PORTS"], env["OCSERV_DENY_PORTS"] = ports, ports
+	env["OCSERV_ROUTES"], env["OCSERV_NO_ROUTES"] = routes, routes
+	if res := sb.Run(t, env); res.Code != 0 {
+		t.Fatalf("exit %d: %s", res.Code, res.Stderr)
+	}
+	evs := sb.Events(t)
+	if len(evs) != 1 {
+		t.Fatalf("%d events in the spool, want 1", len(evs))
+	}
+	p := evs[0].Policy
+	if p == nil || !p.ListsOmitted || len(p.Routes) != 0 || !p.RestrictToRoutes {
+		t.Errorf("policy %+v, want the lists omitted and the rest kept", p)
+	}
+	found := false
+	for _, pr := range evs[0].Problems {
+		found = found || strings.Contains(pr, "left out of this event")
+	}
+	if !found {
+		t.Errorf("no problem says the lists were left out: %q", evs[0].Problems)
+	}
+}

@@ -100,11 +100,12 @@ check_connect() {
 	env -i "${benv[@]}" REASON=disconnect ip netns exec "$ns" "$@"
 }
 check_connect ocserv-fw "ocserv-fw" /usr/bin/ocserv-fw
-# How many iptables and ip6tables commands ocserv-fw runs for this user
-# (sh -x traces every command, those inside $(...) and eval included).
+# How many iptables and ip6tables commands ocserv-fw runs for this user.
+# sh -x traces every command ("+ iptables ...", "++" inside $(...)); an
+# eval is traced as "+ eval" and its string, one command per line.
 fw_cmds() {
 	env -i "${benv[@]}" REASON="$1" ip netns exec "$ns" sh -x /usr/bin/ocserv-fw 2>&1 >/dev/null |
-		grep -cE '^\++ (iptables|ip6tables)( |$)' || true
+		grep -cE '^(\++ (eval )?)?(iptables|ip6tables)( |$)' || true
 }
 fw_connect_cmds=$(fw_cmds connect)
 fw_disconnect_cmds=$(fw_cmds disconnect)
@@ -124,7 +125,7 @@ mapfile -t c_fw < <(cycle /usr/bin/ocserv-fw)
 mapfile -t c_nft < <(cycle "$root/bin/hook" --fw --config "$work/agent-nft.env")
 mapfile -t c_ipt < <(cycle "$root/bin/hook" --fw --config "$work/agent-ipt.env")
 inns "$work/procbench" -runs "$runs" -warmup "$warmup" -json "$out/hook-firewall.json" -- \
-	ocserv-fw "${c_fw[@]}" :: hook-nft "${c_nft[@]}" :: hook-ipt "${c_ipt[@]}" >"$out/hook-firewall-table.md"
+	ocserv-fw "${c_fw[@]}" :: hook-nft "${c_nft[@]}" :: hook-ipt "${c_ipt[@]}" >"$work/table.md"
 
 left=$(ns_rules | grep -cE 'octel_|ocserv_telemetry_|OCTEL|ocserv-telemetry|--comment ocserv-fw' || true)
 [ "$left" = 0 ] || { echo "rules left after the benchmark: $left lines" >&2; exit 1; }
@@ -147,7 +148,7 @@ fw=$(median ocserv-fw) hn=$(median hook-nft) hi=$(median hook-ipt)
 	echo "$run_line"
 	echo "$runs interleaved rounds (\`RUNS\`) after 10 warm-up rounds; every round's time of every command and step is in \`bench/results/hook-firewall.json\`."
 	echo
-	cat "$out/hook-firewall-table.md"
+	cat "$work/table.md"
 	echo
 	awk -v f="$fw" -v n="$hn" -v i="$hi" 'BEGIN {
 		printf "- cycle, ocserv-fw / hook-nft: **%.1fx** (goal ≥ 30x)\n", f/n

@@ -19,6 +19,7 @@ steps=(
 	"3169647|first version: encoding/json, google/uuid, crypto/rand, atomic session-file writes"
 	"2fabba2|hand-written event encoder, session state written in place, getrandom(2) instead of crypto/rand (no FIPS module linked), raw small-file reads"
 	"a2089b6|the firewall (nftables over netlink, iptables) linked into the same binary for --fw"
+	"5fb2afa|firewall rules carry their owning session; go-iptables for --removeall; bounded helper waits"
 )
 
 work=$(mktemp -d "$out/hook-history-work.XXXXXX")

@@ -226,7 +226,10 @@ func drain(t *testing.T, s *site, url string, want uint64) (time.Duration, int64
 	start := time.Now()
 	p := s.start()
 	for {
-		info, err := st.Info(ctx)
+		// A context per reading: the drain may outlast any one deadline.
+		ictx, icancel := context.WithTimeout(context.Background(), 5*time.Second)
+		info, err := st.Info(ictx)
+		icancel()
 		if err == nil && info.State.Msgs >= want {
 			break
 		}

@@ -196,7 +196,7 @@ func (p *proxy) cut() {
 // Events are stored but their acks are lost, then the connection stays
 // down for longer than the stream's (deliberately short) duplicate window.
 // The retries are stored again: nothing is lost, and the duplicates are
-// exactly the ones DESIGN.md allows (consumers de-duplicate on event_id).
+// exactly the ones docs/design.md allows (consumers de-duplicate on event_id).
 func TestOutageLongerThanDuplicateWindow(t *testing.T) {
 	srv := startServer(t, 0, t.TempDir())
 	nc, err := nats.Connect(srv.ClientURL())

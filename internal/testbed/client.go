@@ -43,10 +43,13 @@ type Client struct {
 }
 
 // The lines openconnect 9 prints that the helpers key on.
-const (
-	connectedLine = "Got CONNECT response: HTTP/1.1 200"
-	passwordLine  = "Please enter your password."
-)
+const connectedLine = "Got CONNECT response: HTTP/1.1 200"
+
+// passwordRE matches openconnect's prompt for a password: ocserv 1.1.6
+// and 1.3.0 ask for the user name and the password in two forms ("Please
+// enter your password."), 1.5.0 in one ("Please enter your username and
+// password.").
+var passwordRE = regexp.MustCompile(`(?m)^Please enter your (?:username and )?password\.$`)
 
 var configuredRE = regexp.MustCompile(`Configured as ([0-9.]+)`)
 
@@ -212,7 +215,7 @@ func (c *Client) TunnelIP() string {
 func (c *Client) Logins() int { return strings.Count(c.Output(), connectedLine) }
 
 // PasswordPrompts counts how often the server asked for a password.
-func (c *Client) PasswordPrompts() int { return strings.Count(c.Output(), passwordLine) }
+func (c *Client) PasswordPrompts() int { return len(passwordRE.FindAllString(c.Output(), -1)) }
 
 // Exited reports whether openconnect has ended.
 func (c *Client) Exited() bool { return c.p.exited() }

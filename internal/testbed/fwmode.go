@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,17 +18,21 @@ import (
 //
 //   - (a) nothing restricted: ocserv runs the wrapper as connect script;
 //   - (b) Options.RestrictToRoutes (or a per-user restrict-user-to-ports):
-//     ocserv runs Debian's /usr/bin/ocserv-fw, which runs the wrapper;
-//   - (c) Options.HookAsFwScript: ocserv 1.1.6 runs the fixed path
-//     /usr/bin/ocserv-fw, so the bed bind-mounts a wrapper running
-//     `hook --fw` over that path, in a private mount namespace that only
-//     the bed's ocserv (and what it forks) lives in. The host's file is
-//     never touched: the mount disappears with the namespace.
+//     ocserv runs the version's own fw script (Debian's ocserv-fw:
+//     iptables up to 1.4.1, nftables in 1.5.0), which runs the wrapper;
+//   - (c) Options.HookAsFwScript: a wrapper running `hook --fw` becomes
+//     ocserv's fw script the way install.sh --firewall=on does it on the
+//     version: bind-mounted over the fixed path the version runs
+//     (/usr/bin/ocserv-fw in 1.1.6, /usr/libexec/ocserv-fw in 1.3.0), in
+//     the bed's private mount namespace, where install.sh diverts it; or
+//     named by OCSERV_FW_SCRIPT in ocserv's environment (1.5.0), as
+//     install.sh's drop-in does. The host's files are never touched: the
+//     mount disappears with the namespace.
 //
 // Options.Target adds a namespace behind the server, reachable through the
 // tunnel, so restricted traffic can be tested for real.
 
-// OcservFw is the path ocserv 1.1.6 runs as its fw script.
+// OcservFw is the path the host's ocserv 1.1.6 runs as its fw script.
 const OcservFw = "/usr/bin/ocserv-fw"
 
 // Addresses of the target namespace (Options.Target), all on its loopback
@@ -55,23 +60,29 @@ func (b *Bed) fwScriptWrapper() (string, error) {
 	return p, os.WriteFile(p, []byte(w), 0o755)
 }
 
-// ocservArgv is how the bed starts ocserv: inside its network namespace,
-// and with HookAsFwScript inside a private mount namespace holding the
-// bind mount.
+// ocservArgv is how the bed starts ocserv: its version's binary, in the
+// server namespace and the bed's mount namespace (root.go).
 func (b *Bed) ocservArgv() ([]string, error) {
-	argv := []string{"ip", "netns", "exec", b.serverNS, "ocserv", "-f", "-d", "1", "-c", b.confPath}
-	if !b.opts.HookAsFwScript && len(b.opts.Layers) == 0 {
-		return argv, nil
-	}
-	script, err := b.privateMounts()
-	if err != nil {
-		return nil, err
-	}
-	// unshare makes the mount namespace private (no propagation back to
-	// the host); the shell mounts, then execs ip netns exec … ocserv with
-	// the same pid, so stopping ocserv ends the namespace and the mounts.
-	return append([]string{"unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script, "sh"}, argv...), nil
+	return append(b.Launcher(), "ocserv", "-f", "-d", b.logLevel(), "-c", b.confPath), nil
 }
+
+// logLevel is ocserv's -d for a log with each authentication and script
+// run (what the tests read in OcservLog): before 1.2.3 -d 1 (a debug
+// level under which sec-mod's notes are logged); from 1.2.3 (commit
+// f0067ae0, "Cleanup of the logging subsystem") -d is the log level, and
+// 1 would drop them: 2 is info.
+func (b *Bed) logLevel() string {
+	if b.Version().AtLeast(1, 2, 3) {
+		return "2"
+	}
+	return "1"
+}
+
+// FwScript is the fw script the bed's ocserv runs for restricted users
+// (the path compiled into its version; with HookAsFwScript the hook's
+// wrapper is there, or named by OCSERV_FW_SCRIPT on a version that reads
+// it).
+func (b *Bed) FwScript() string { return b.rel.FwScript }
 
 // CheckHostFwScript fails when the host's /usr/bin/ocserv-fw is the bed's
 // wrapper (a mount that leaked out of the private namespace).
@@ -258,3 +269,24 @@ func (c *Client) Dial(addr string, port int, timeout time.Duration) error {
 		return err
 	})
 }
+
+// OcservFwMark is what the version's own ocserv-fw (firewall mode b)
+// leaves in InServerNSRuleset for a device: the iptables chain
+// "FORWARD-ocserv-fw-<dev>" of the iptables script (1.1.6, 1.3.0), or the
+// nftables table "table inet ocserv_<dev> " of the nftables one (1.5.0).
+func (b *Bed) OcservFwMark(dev string) string {
+	if b.rel.FwBackend == "nftables" {
+		return "table inet ocserv_" + dev + " "
+	}
+	return ":FORWARD-ocserv-fw-" + dev + " "
+}
+
+// ocservFwRE matches a trace of either ocserv-fw in a ruleset: the
+// iptables script's chains and comments, or the nftables script's
+// per-device tables (named after ocserv's "vpns" devices, so a table of
+// ours with another name does not match).
+var ocservFwRE = regexp.MustCompile(`ocserv-fw|table inet ocserv_vpns[0-9]+\b`)
+
+// HasOcservFw reports whether a ruleset (InServerNSRuleset) holds rules of
+// any ocserv-fw.
+func HasOcservFw(ruleset string) bool { return ocservFwRE.MatchString(ruleset) }

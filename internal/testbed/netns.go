@@ -3,6 +3,7 @@ package testbed
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,9 +37,15 @@ const staleAge = 90 * time.Minute
 // output. Every external command of the bed goes through here or through
 // startProc, so no wait is unbounded.
 func runCmd(timeout time.Duration, argv ...string) ([]byte, error) {
+	return runCmdIn(timeout, nil, argv...)
+}
+
+// runCmdIn is runCmd with stdin.
+func runCmdIn(timeout time.Duration, stdin io.Reader, argv ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdin = stdin
 	cmd.WaitDelay = time.Second
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {

@@ -3,7 +3,6 @@ package testbed
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -11,18 +10,11 @@ import (
 // OcctlSocket is ocserv's occtl socket (occtl -s).
 func (b *Bed) OcctlSocket() string { return b.occtlSock }
 
-// OcctlWrapper writes (once) and returns a script that runs the real occtl
-// inside the server namespace with the arguments it is given, for a
+// OcctlWrapper writes (once) and returns a script that runs the bed
+// version's real occtl inside the server namespace with the arguments it is given, for a
 // shipper process started by a test (CMD_OCCTL): occtl reads the tun
 // devices' counters through netlink, so it must run where they are.
-func (b *Bed) OcctlWrapper() (string, error) {
-	p := filepath.Join(b.dir, "occtl-in-ns")
-	script := "#!/bin/sh\nexec ip netns exec " + shQuote(b.serverNS) + " occtl \"$@\"\n"
-	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
-		return "", err
-	}
-	return p, nil
-}
+func (b *Bed) OcctlWrapper() (string, error) { return b.toolWrapper("occtl") }
 
 // StopOcserv stops ocserv (SIGTERM, then SIGKILL) and waits until its
 // occtl socket no longer answers. Clients lose their tunnels.

@@ -33,6 +33,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/distro"
 )
 
 // User is one account in the bed's ocpasswd file.
@@ -61,7 +63,8 @@ type Options struct {
 	Router bool
 
 	// RestrictToRoutes sets restrict-user-to-routes, which makes ocserv
-	// run /usr/bin/ocserv-fw, which runs our script with /bin/sh.
+	// run its fw script (Release().FwScript: Debian's ocserv-fw), which
+	// runs our script with /bin/sh.
 	RestrictToRoutes bool
 
 	// HookDirect configures the compiled hook binary itself as the
@@ -99,12 +102,20 @@ type Options struct {
 	// Hook is the hook binary; "": HookBinary().
 	Hook string
 
-	// HookAsFwScript runs the bed's ocserv in a private mount namespace
-	// where a wrapper running `hook --fw` is bind-mounted over
-	// /usr/bin/ocserv-fw (firewall mode c; see fwmode.go), and sets
-	// FIREWALL=on in agent.env. Restricted users then get the hook's rules
-	// instead of ocserv-fw's.
+	// HookAsFwScript makes a wrapper running `hook --fw` ocserv's fw
+	// script the way install.sh --firewall=on does on the bed's version
+	// (firewall mode c; see fwmode.go): bind-mounted over the fw script
+	// path the version runs (where install.sh diverts it), or, on a
+	// version that reads it, named by OCSERV_FW_SCRIPT in ocserv's
+	// environment (what install.sh's drop-in sets); and sets FIREWALL=on in
+	// agent.env. Restricted users then get the hook's rules instead of
+	// ocserv-fw's.
 	HookAsFwScript bool
+	// FwScriptByEnv, with HookAsFwScript, only names the wrapper in
+	// ocserv's OCSERV_FW_SCRIPT (nothing mounted), whatever the version
+	// reads: what an installer that trusted the variable on every version
+	// did (TestFwScriptEnvironment).
+	FwScriptByEnv bool
 	// FirewallBackend is agent.env's FIREWALL_BACKEND ("": not set, auto).
 	FirewallBackend string
 
@@ -133,10 +144,18 @@ type Options struct {
 	// without touching the host (see layers.go).
 	Layers map[string]string
 
+	// SystemRoot is a root file system of the selected version that the
+	// bed runs ocserv, occtl and ocpasswd from instead of the cached one or
+	// the host's, writable, so a test can install into it for real
+	// (install.sh on a system root). See WritableRoot.
+	SystemRoot string
+
 	// PrepareConf, when set, is called with the generated ocserv.conf
 	// before ocserv -t and the start; it returns the file ocserv is to
-	// run with ("": the generated one).
-	PrepareConf func(conf string) (string, error)
+	// run with ("": the generated one), as a path in the bed's root. The
+	// bed's namespaces, users and tools (RunInRoot, SetOcservEnv) are
+	// ready when it is called; ocserv has not started.
+	PrepareConf func(b *Bed, conf string) (string, error)
 }
 
 // Addresses of the bed. Every bed lives in its own namespaces, so these
@@ -180,6 +199,12 @@ type Bed struct {
 	scriptPath string
 
 	ocserv *proc
+
+	rel    distro.Release // the ocserv version the bed runs
+	root   string         // its root file system ("/": the host's)
+	holder *holder        // the bed's mount namespace (root.go)
+	// extraEnv is added to ocserv's environment (SetOcservEnv).
+	extraEnv []string
 
 	mu         sync.Mutex
 	namespaces []string // deleted in reverse order at cleanup
@@ -258,14 +283,20 @@ func New(t *testing.T, o Options) *Bed {
 	if os.Geteuid() != 0 {
 		t.Fatalf("testbed.New needs root")
 	}
-	for _, tool := range []string{"ocserv", "occtl", "ocpasswd", "openconnect", "certtool", "ip"} {
+	for _, tool := range []string{"openconnect", "certtool", "ip", "nsenter", "unshare"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("testbed: %s not installed: %v", tool, err)
 		}
 	}
+	rel, root, err := selectRelease(o)
+	if err != nil {
+		t.Fatalf("testbed: %v", err)
+	}
+	if err := checkTools(root); err != nil {
+		t.Fatalf("testbed: ocserv %s: %v", rel.Version, err)
+	}
 	hook := o.Hook
 	if hook == "" {
-		var err error
 		if hook, err = HookBinary(); err != nil {
 			t.Fatalf("testbed: %v", err)
 		}
@@ -284,6 +315,8 @@ func New(t *testing.T, o Options) *Bed {
 		hookPath: hook,
 		users:    map[string]User{},
 		serverID: o.ServerID,
+		rel:      rel,
+		root:     root,
 	}
 	if b.serverID == "" {
 		b.serverID = "e2e-" + id
@@ -321,6 +354,17 @@ func (b *Bed) setup() error {
 	if err := b.addNS(b.serverNS); err != nil {
 		return err
 	}
+	if b.root != "/" {
+		if err := b.copyHook(); err != nil {
+			return err
+		}
+	}
+	if err := b.writeAgentEnv(); err != nil {
+		return err
+	}
+	if err := b.startHolder(); err != nil {
+		return err
+	}
 	if b.opts.Router {
 		b.routerNS = namePrefix + b.id + "-r"
 		if err := b.addNS(b.routerNS); err != nil {
@@ -355,9 +399,6 @@ func (b *Bed) setup() error {
 	if err := b.writeUsers(); err != nil {
 		return err
 	}
-	if err := b.writeAgentEnv(); err != nil {
-		return err
-	}
 	script := b.hookPath
 	if !b.opts.HookDirect {
 		b.scriptPath = filepath.Join(b.dir, "ocserv-telemetry-hook")
@@ -377,7 +418,10 @@ func (b *Bed) setup() error {
 	if err := b.prepareConf(); err != nil {
 		return err
 	}
-	if out, err := runCmd(30*time.Second, "ocserv", "-t", "-c", b.confPath); err != nil {
+	if err := b.applyMounts(); err != nil {
+		return err
+	}
+	if out, err := b.run(30*time.Second, nil, "ocserv", "-t", "-c", b.confPath); err != nil {
 		return fmt.Errorf("ocserv rejects the generated config: %v\n%s", err, out)
 	}
 	return b.startOcserv()
@@ -411,20 +455,7 @@ func (b *Bed) writeUsers() error {
 			argv = append(argv, "-g", u.Group)
 		}
 		argv = append(argv, u.Name)
-		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Stdin = strings.NewReader(u.Password + "\n" + u.Password + "\n")
-		done := make(chan struct{})
-		var out []byte
-		var err error
-		go func() { out, err = cmd.CombinedOutput(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-			return fmt.Errorf("ocpasswd %s: timed out", u.Name)
-		}
-		if err != nil {
+		if out, err := b.run(10*time.Second, strings.NewReader(u.Password+"\n"+u.Password+"\n"), argv...); err != nil {
 			return fmt.Errorf("ocpasswd %s: %v: %s", u.Name, err, out)
 		}
 	}
@@ -532,6 +563,25 @@ func (b *Bed) startOcserv() error {
 		// wrapper the hook has no --config, so tell it where agent.env is.
 		env = append(os.Environ(), "OCSERV_TELEMETRY_CONFIG="+b.agentEnv)
 	}
+	b.mu.Lock()
+	if len(b.extraEnv) > 0 {
+		if env == nil {
+			env = os.Environ()
+		}
+		env = append(env, b.extraEnv...)
+	}
+	b.mu.Unlock()
+	if b.opts.HookAsFwScript && (b.rel.FwScriptEnv || b.opts.FwScriptByEnv) {
+		// As install.sh's drop-in for ocserv.service does.
+		w, err := b.fwScriptWrapper()
+		if err != nil {
+			return err
+		}
+		if env == nil {
+			env = os.Environ()
+		}
+		env = append(env, "OCSERV_FW_SCRIPT="+w)
+	}
 	p, err := startProc("ocserv", b.ocservLog, nil, env, argv...)
 	if err != nil {
 		return err
@@ -587,6 +637,7 @@ func (b *Bed) cleanup() {
 	if b.ocserv != nil {
 		b.ocserv.stop(syscall.SIGTERM, 5*time.Second)
 	}
+	b.stopHolder()
 	b.mu.Lock()
 	stopTarget := b.targetStop
 	b.mu.Unlock()
@@ -623,6 +674,9 @@ func (b *Bed) dump() {
 	b.mu.Unlock()
 	for _, c := range clients {
 		t.Logf("=== openconnect %s as %s (ns %s) ===\n%s", c.name, c.user, c.ns, c.p.out.String())
+	}
+	if b.spoolDir == "" {
+		return // an attached bed (Attach): no spool of its own
 	}
 	files, _ := b.spoolFiles()
 	for _, f := range files {
@@ -713,12 +767,12 @@ func (b *Bed) InServerNSCmd(timeout time.Duration, argv ...string) ([]byte, erro
 	return runCmd(timeout, append([]string{"ip", "netns", "exec", b.serverNS}, argv...)...)
 }
 
-// Occtl runs `occtl -s <socket> -j args...` in the server namespace (occtl
-// reads the tun devices' counters through netlink, so it must run where
-// they are) and returns its standard output and error together.
+// Occtl runs the bed version's `occtl -s <socket> -j args...` in the
+// server namespace (occtl reads the tun devices' counters through netlink,
+// so it must run where they are) and returns its standard output and
+// error together.
 func (b *Bed) Occtl(args ...string) ([]byte, error) {
-	argv := append([]string{"ip", "netns", "exec", b.serverNS, "occtl", "-s", b.occtlSock, "-j"}, args...)
-	return runCmd(15*time.Second, argv...)
+	return b.run(15*time.Second, nil, append([]string{"occtl", "-s", b.occtlSock, "-j"}, args...)...)
 }
 
 // spoolFiles lists the spool's event files: pending chunks (oldest
