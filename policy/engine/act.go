@@ -169,8 +169,27 @@ func (e *Engine) command(ctx context.Context, f func(context.Context) error) err
 
 func (e *Engine) commandFailed(u, s, action string, err error) {
 	e.count(func(st *Stats) { st.CommandErrs++ })
-	e.o.Log.Warn("policy: command failed; it is sent again at the next evaluation", "action", action, "user", u, "server", s, "err", err.Error())
+	// One line per server and error until it changes (or a minute
+	// passes): a host that does not trust the key must not flood the log
+	// with a line per user every few seconds.
+	msg := err.Error()
+	now := e.o.Now()
+	if l, ok := e.logged[s]; !ok || l.msg != msg || now.Sub(l.at) >= time.Minute {
+		e.o.Log.Warn("policy: command failed; it is sent again at the next evaluation", "action", action, "user", u, "server", s,
+			"err", msg, "failures_since_last_line", l.n)
+		e.logged[s] = loggedErr{msg: msg, at: now}
+	} else {
+		l.n++
+		e.logged[s] = l
+	}
 	e.Touch(u) // the next evaluation retries (paced by Retry)
+}
+
+// loggedErr is the last command error logged for a server.
+type loggedErr struct {
+	msg string
+	at  time.Time
+	n   int // failures since, not logged
 }
 
 // limitNotices are the session-limit notices: logins the hooks refused,

@@ -142,6 +142,7 @@ type Engine struct {
 	kicked    map[string]map[string]bool // user → servers the policy kicked
 	sent      map[string]bool            // notice ids recorded
 	paced     map[string]time.Time       // user|server|action → last attempt
+	logged    map[string]loggedErr       // server → the last command error logged
 	next      *wakeHeap
 	ready     bool
 	// live mirrors ready for other goroutines (Settle on a standby
@@ -358,6 +359,7 @@ func (e *Engine) start(ctx context.Context) error {
 		return fmt.Errorf("refresh users: %w", err)
 	}
 	e.published, e.kicked, e.sent, e.paced, e.next = pub, map[string]map[string]bool{}, map[string]bool{}, map[string]time.Time{}, &wakeHeap{}
+	e.logged = map[string]loggedErr{}
 	for _, k := range kicks {
 		e.markKicked(k.Username, k.ServerID, true)
 	}
