@@ -119,8 +119,12 @@ type Stats struct {
 	Disconnects  int64     `json:"disconnects"`
 	CommandErrs  int64     `json:"command_errors"`
 	Notices      int64     `json:"notices"`
-	LastError    string    `json:"last_error,omitempty"`
-	Active       bool      `json:"active"`
+	Heartbeats   int64     `json:"heartbeats"`
+	// HeartbeatsSkipped counts heartbeats not written because the last
+	// evaluation failed.
+	HeartbeatsSkipped int64  `json:"heartbeats_skipped"`
+	LastError         string `json:"last_error,omitempty"`
+	Active            bool   `json:"active"`
 }
 
 // Engine is the policy engine.
@@ -145,6 +149,7 @@ type Engine struct {
 	logged    map[string]loggedErr       // server → the last command error logged
 	next      *wakeHeap
 	ready     bool
+	failing   bool // the last evaluation failed
 	// live mirrors ready for other goroutines (Settle on a standby
 	// returns at once: its engine evaluates nothing).
 	live atomic.Bool
@@ -241,6 +246,15 @@ func (e *Engine) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return
 		}
+		if what != "heartbeat" {
+			// Evaluate everyone again once it works: a sweep is what
+			// catches up whatever the failed round missed.
+			e.failing = true
+			e.mu.Lock()
+			e.sweepNow = true
+			e.mu.Unlock()
+			e.wakeAfter(time.Second)
+		}
 		msg := what + ": " + err.Error()
 		if msg != lastErr {
 			e.o.Log.Warn("policy engine: "+what+"; retrying", "err", err.Error())
@@ -326,9 +340,18 @@ func (e *Engine) Run(ctx context.Context) error {
 				}
 			}
 		case <-heartbeat.C:
-			if e.ready {
+			// No heartbeat while evaluations fail (the database is away):
+			// the hosts' mirrors then go stale and say so, instead of
+			// looking current while nothing is decided.
+			switch {
+			case !e.ready:
+			case e.failing:
+				e.count(func(s *Stats) { s.HeartbeatsSkipped++ })
+			default:
 				if err := e.o.Publisher.Heartbeat(ctx, e.o.Now(), len(e.published)); err != nil {
 					fail("heartbeat", err)
+				} else {
+					e.count(func(s *Stats) { s.Heartbeats++ })
 				}
 			}
 		}
@@ -466,6 +489,7 @@ func (e *Engine) round(ctx context.Context, users []string) error {
 			denied++
 		}
 	}
+	e.failing = false
 	e.count(func(s *Stats) {
 		s.Rounds++
 		s.Denied, s.Published = denied, len(e.published)

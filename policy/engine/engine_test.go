@@ -476,3 +476,22 @@ func TestNoticesToWebhook(t *testing.T) {
 		t.Fatalf("deliveries %v, want each notice once", got)
 	}
 }
+
+// While evaluations fail (the database is gone), no heartbeat is written:
+// the hosts' mirrors go stale and say so instead of looking current.
+func TestNoHeartbeatWhileFailing(t *testing.T) {
+	b := newBed(t, nil)
+	b.until("a heartbeat", func() bool { return b.eng.Stats().Heartbeats > 0 })
+	b.st.Close()
+	b.eng.Touch("alice")
+	b.until("the failure noticed", func() bool { return b.eng.Stats().LastError != "" })
+	e, err := b.kv.Get(context.Background(), bucket.HeartbeatKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skipped := b.eng.Stats().HeartbeatsSkipped
+	b.until("three heartbeats skipped", func() bool { return b.eng.Stats().HeartbeatsSkipped >= skipped+3 })
+	if e2, _ := b.kv.Get(context.Background(), bucket.HeartbeatKey); e2.Revision() != e.Revision() {
+		t.Fatalf("a heartbeat was written while evaluations fail (revision %d → %d)", e.Revision(), e2.Revision())
+	}
+}
