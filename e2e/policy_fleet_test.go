@@ -240,14 +240,15 @@ func connects(b *testbed.Bed, user string) []events.Event {
 	return testbed.Filter(evs, testbed.Match{Type: events.Connect, Username: user})
 }
 
-// refusedLogin asserts that the bed's newest connect event of user was
-// refused with a refusal starting with prefix, and returns it.
-func refusedLogin(t *testing.T, b *testbed.Bed, user, prefix string) events.Event {
+// refusedLogin asserts that the bed has a connect event of user after the
+// first `before` ones, refused with a refusal starting with prefix (the
+// hook ran and refused: not ocserv refusing on its own), and returns it.
+func refusedLogin(t *testing.T, b *testbed.Bed, user string, before int, prefix string) events.Event {
 	t.Helper()
 	var last events.Event
 	waitCond(t, user+"'s refused connect on "+b.ServerID(), eventWait, func() bool {
 		cs := connects(b, user)
-		if len(cs) == 0 {
+		if len(cs) <= before {
 			return false
 		}
 		last = cs[len(cs)-1]

@@ -62,18 +62,20 @@ func TestPolicyFleet(t *testing.T) {
 			t.Logf("both sessions ended %s after the crossing traffic (bound %s)", d.Round(time.Millisecond), bound)
 		}
 		for _, bed := range []*testbed.Bed{a, b} {
+			n := len(connects(bed, "alice"))
 			if _, err := bed.Connect("alice", bed.Password("alice"), testbed.ConnectOptions{Timeout: 20 * time.Second}); err == nil {
 				t.Fatalf("%s: a password login of a user over quota was admitted", bed.ServerID())
 			}
-			ev := refusedLogin(t, bed, "alice", "policy: ")
+			ev := refusedLogin(t, bed, "alice", n, "policy: ")
 			if ev.Verdict == nil || ev.Verdict.Reason != policy.ReasonQuota || ev.Verdict.Mirror != mirror.StateFresh {
 				t.Errorf("%s: the refused event's verdict %+v, want reason quota from a fresh mirror", bed.ServerID(), ev.Verdict)
 			}
 		}
+		n := len(connects(a, "alice"))
 		if _, err := a.ConnectCookie(cookie, 20*time.Second); err == nil {
 			t.Fatal("a login with a cookie issued before the quota was crossed was admitted")
 		}
-		refusedLogin(t, a, "alice", "policy: ")
+		refusedLogin(t, a, "alice", n, "policy: ")
 
 		out := f.ctlOK("usage", "--user", "alice")
 		if !strings.Contains(out, "denied (quota)") || !strings.Contains(out, "QUOTA LEFT") {
@@ -103,10 +105,11 @@ func TestPolicyFleet(t *testing.T) {
 		if end.Before(at) {
 			t.Errorf("bob's session ended at %s, before his expiry %s", end, at)
 		}
+		n := len(connects(a, "bob"))
 		if _, err := a.Connect("bob", a.Password("bob"), testbed.ConnectOptions{Timeout: 20 * time.Second}); err == nil {
 			t.Fatal("an expired account logged in")
 		}
-		ev := refusedLogin(t, a, "bob", "policy: ")
+		ev := refusedLogin(t, a, "bob", n, "policy: ")
 		if ev.Verdict == nil || ev.Verdict.Reason != policy.ReasonExpired {
 			t.Errorf("verdict %+v, want expired", ev.Verdict)
 		}
@@ -152,10 +155,11 @@ func TestPolicyFleet(t *testing.T) {
 			v := mirrorOf(b, "alice").Verdict
 			return v != nil && v.RefusesSession(b.ServerID())
 		})
+		n := len(connects(b, "alice"))
 		if _, err := b.Connect("alice", b.Password("alice"), testbed.ConnectOptions{Timeout: 20 * time.Second}); err == nil {
 			t.Fatal("a second session past a limit of 1 was admitted")
 		}
-		ev := refusedLogin(t, b, "alice", policy.RefusalSessionLimit)
+		ev := refusedLogin(t, b, "alice", n, policy.RefusalSessionLimit)
 		if ev.Verdict == nil || ev.Verdict.Reason != "session_limit" {
 			t.Errorf("verdict %+v", ev.Verdict)
 		}
@@ -196,10 +200,11 @@ func TestPolicyFleet(t *testing.T) {
 			t.Errorf("admit mode event: %+v admitted %v", last.Verdict, *last.Admitted)
 		}
 		c.Disconnect()
+		n := len(connects(b, "alice"))
 		if _, err := b.Connect("alice", b.Password("alice"), testbed.ConnectOptions{Timeout: 20 * time.Second}); err == nil {
 			t.Fatal("stale mirror, refuse mode: a login was admitted")
 		}
-		ev := refusedLogin(t, b, "alice", policy.RefusalStale)
+		ev := refusedLogin(t, b, "alice", n, policy.RefusalStale)
 		if ev.Verdict == nil || ev.Verdict.Mirror != mirror.StateStale || ev.Verdict.StaleMode != "refuse" {
 			t.Errorf("refuse mode event: %+v", ev.Verdict)
 		}
