@@ -30,8 +30,8 @@ CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/floor" ./bench/floor
 go build -o "$work/procbench" ./bench/procbench
 mkdir -m 0750 "$work/off" "$work/on" "$work/onv" "$work/floorq"
 printf 'SERVER_ID=bench\nSPOOL_DIR=%s/off\nSPOOL_FSYNC=on\n' "$work" >"$work/off.env"
-printf 'SERVER_ID=bench\nSPOOL_DIR=%s/on\nSPOOL_FSYNC=on\nPOLICY=on\nPOLICY_MAX_AGE=7d\n' "$work" >"$work/on.env"
-printf 'SERVER_ID=bench\nSPOOL_DIR=%s/onv\nSPOOL_FSYNC=on\nPOLICY=on\nPOLICY_MAX_AGE=7d\n' "$work" >"$work/onv.env"
+printf 'SERVER_ID=bench\nSPOOL_DIR=%s/on\nSPOOL_FSYNC=on\nPOLICY=on\nPOLICY_MAX_AGE=168h\n' "$work" >"$work/on.env"
+printf 'SERVER_ID=bench\nSPOOL_DIR=%s/onv\nSPOOL_FSYNC=on\nPOLICY=on\nPOLICY_MAX_AGE=168h\n' "$work" >"$work/onv.env"
 for d in on onv; do
 	mkdir -m 0750 "$work/$d/verdicts"
 	install -m 0640 /dev/null "$work/$d/verdicts/.fresh"
