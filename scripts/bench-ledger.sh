@@ -10,16 +10,18 @@
 # Run it under the shared lock: flock /work/.heavy.lock scripts/bench-ledger.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-results=bench/results
-mkdir -p "$results"
+. scripts/benchlib.sh
+results=$(bench_results)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-ledger.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 events=${LEDGER_BENCH_EVENTS:-1000000}
 sessions=${LEDGER_BENCH_SESSIONS:-10000000}
 {
-	echo "Measured by \`scripts/bench-ledger.sh\` on $(date -u +%F), $(uname -srm), $(nproc) cores, $(go version | cut -d' ' -f3), PostgreSQL $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}')."
+	bench_run_line
 	echo
-	echo "**Ingest**: a backlog of workload events (connects, accounting every 5 minutes, disconnects, lost and roaming sessions, audits; 20 servers) on the stream, drained by the real \`ledger serve\` with its defaults; *raw* writes the same final rows (every table, in arrival order) into a fresh database of the same engine, batched inserts of 500 rows per transaction on SQLite and COPY on PostgreSQL. Peak RSS is the service's own VmHWM."
+	echo "PostgreSQL $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}')."
+	echo
+	echo "**Ingest**: a backlog of workload events (connects, accounting every 5 minutes, disconnects, lost and roaming sessions, audits; 20 servers) on the stream, drained by the real \`ledger serve\` with its defaults; *raw* writes the same final rows (every table, in arrival order) into a fresh database of the same engine, batched inserts with as many rows per transaction as the ledger's batch on SQLite and COPY on PostgreSQL. Peak RSS is the service's own VmHWM."
 	echo
 } >"$tmp/ledger.md"
 LEDGER_BENCH=1 LEDGER_BENCH_EVENTS=$events LEDGER_BENCH_OUT="$tmp/ledger.md" \
@@ -32,15 +34,9 @@ LEDGER_BENCH=1 LEDGER_BENCH_EVENTS=$events LEDGER_BENCH_OUT="$tmp/ledger.md" \
 LEDGER_BENCH_QUERIES=1 LEDGER_BENCH_SESSIONS=$sessions LEDGER_BENCH_OUT="$tmp/ledger.md" \
 	go test -count=1 -timeout 240m -run 'TestBenchQueries$' ./cmd/ledger
 mv "$tmp/ledger.md" "$results/ledger.md"
-# Put the block in place (bench/gendocs does it for every block when it
-# exists; this does the same for this one).
-doc=docs/benchmarks-ledger.md
-if [ -f bench/gendocs/main.go ]; then
-	go run ./bench/gendocs
-else
-	awk -v f="$results/ledger.md" '
-		/^<!-- BEGIN GENERATED ledger / { print; while ((getline l < f) > 0) print l; skip = 1; next }
-		/^<!-- END GENERATED ledger -->/ { skip = 0 }
-		!skip' "$doc" >"$tmp/doc" && mv "$tmp/doc" "$doc"
+# make bench rewrites every document's blocks at its end; run alone, this
+# script puts its own block in place.
+if [ -z "${OUT:-}" ]; then
+	go run ./bench/gendocs -results "$results" docs/benchmarks-ledger.md
 fi
 cat "$results/ledger.md"

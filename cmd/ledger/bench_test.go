@@ -243,7 +243,9 @@ func rawCopy(t *testing.T, engine, from, to string) time.Duration {
 		begin := time.Now()
 		for _, tb := range all {
 			q := `INSERT INTO ` + tb.name + ` (` + strings.Join(tb.cols, ",") + `) VALUES (` + strings.TrimSuffix(strings.Repeat("?,", len(tb.cols)), ",") + `)`
-			for i := 0; i < len(tb.rows); i += 500 {
+			// As many rows per transaction as the ledger applies events.
+			per := envInt("LEDGER_BENCH_BATCH", 5000)
+			for i := 0; i < len(tb.rows); i += per {
 				tx, err := dst.Begin()
 				if err != nil {
 					t.Fatal(err)
@@ -252,7 +254,7 @@ func rawCopy(t *testing.T, engine, from, to string) time.Duration {
 				if err != nil {
 					t.Fatal(err)
 				}
-				for _, r := range tb.rows[i:min(i+500, len(tb.rows))] {
+				for _, r := range tb.rows[i:min(i+per, len(tb.rows))] {
 					if _, err := st.Exec(r...); err != nil {
 						t.Fatalf("%s: %v", tb.name, err)
 					}

@@ -59,3 +59,36 @@ func TestCommands(t *testing.T) {
 		t.Errorf("serve on an unmigrated database: exit %d\n%s", exit(err), out)
 	}
 }
+
+// TestStreamGapReported: messages removed by the stream's limits while
+// the ledger was stopped cannot be applied; the ledger says so (one error
+// line naming the sequences, and the error counter), then goes on.
+func TestStreamGapReported(t *testing.T) {
+	addr := freePort(t)
+	b := newBed(t, "sqlite", map[string]string{"LEDGER_METRICS_LISTEN": addr})
+	s, err := b.js.Stream(ctxb, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgs = 150
+	if _, err := b.js.UpdateStream(ctxb, cfg); err != nil {
+		t.Fatal(err)
+	}
+	msgs := workload(61, 400)
+	b.publish(msgs[:100])
+	p := b.serve("")
+	st := b.open()
+	b.waitApplied(st, 100, time.Minute, p)
+	p.stop()
+	b.publish(msgs[100:]) // 300 more: the stream keeps the last 150
+	p = b.serve("")
+	b.waitApplied(st, b.lastSeq(), time.Minute, p)
+	waitFor(t, "the gap counted", 10*time.Second, func() bool { return metric(t, addr, "ocserv_ledger_errors_total") >= 1 }, p.out.String)
+	out := p.out.String()
+	if strings.Count(out, "messages left the stream before they were applied") != 1 ||
+		!strings.Contains(out, "first_missing_seq=101") || !strings.Contains(out, "last_missing_seq=250") || !strings.Contains(out, "messages=150") {
+		t.Errorf("the gap 101..250 is not reported once:\n%s", out)
+	}
+	p.stop()
+}

@@ -250,7 +250,28 @@ func (c *Consumer) consumer(ctx context.Context, pos ledger.Position) (jetstream
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s on %s: %w", c.o.Durable, c.o.Stream, err)
 	}
+	c.checkGap(ctx, pos)
 	return cons, nil
+}
+
+// checkGap says loudly when messages after the committed position have
+// already left the stream (its limits removed them while the ledger was
+// stopped or behind): they can no longer be applied, and nothing else
+// would tell.
+func (c *Consumer) checkGap(ctx context.Context, pos ledger.Position) {
+	if pos.StreamSeq == 0 {
+		return // a new ledger starts from what the stream still holds
+	}
+	st, err := c.o.JS.Stream(ctx, c.o.Stream)
+	if err != nil {
+		return
+	}
+	first := st.CachedInfo().State.FirstSeq
+	if first > pos.StreamSeq+1 {
+		c.countError("stream_gap")
+		c.o.Log.Error("ledger ingest: messages left the stream before they were applied (the stream's limits removed them); they are missing from the ledger",
+			"stream", c.o.Stream, "first_missing_seq", pos.StreamSeq+1, "last_missing_seq", first-1, "messages", first-1-pos.StreamSeq)
+	}
 }
 
 func newBackoff() *backoff.ExponentialBackOff {
