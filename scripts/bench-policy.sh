@@ -29,9 +29,11 @@ make -s build >/dev/null
 CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/floor" ./bench/floor
 go build -o "$work/procbench" ./bench/procbench
 mkdir -m 0750 "$work/off" "$work/on" "$work/onv" "$work/floorq"
-printf 'SERVER_ID=bench\nSPOOL_DIR=%s/off\nSPOOL_FSYNC=on\n' "$work" >"$work/off.env"
-printf 'SERVER_ID=bench\nSPOOL_DIR=%s/on\nSPOOL_FSYNC=on\nPOLICY=on\nPOLICY_MAX_AGE=168h\n' "$work" >"$work/on.env"
-printf 'SERVER_ID=bench\nSPOOL_DIR=%s/onv\nSPOOL_FSYNC=on\nPOLICY=on\nPOLICY_MAX_AGE=168h\n' "$work" >"$work/onv.env"
+# A generous budget, the same for every variant: a disk that stalls for
+# half a second on a shared machine must slow a round, not end the run.
+printf 'SERVER_ID=bench\nSPOOL_DIR=%s/off\nSPOOL_FSYNC=on\nHOOK_BUDGET=5s\n' "$work" >"$work/off.env"
+printf 'SERVER_ID=bench\nSPOOL_DIR=%s/on\nSPOOL_FSYNC=on\nHOOK_BUDGET=5s\nPOLICY=on\nPOLICY_MAX_AGE=168h\n' "$work" >"$work/on.env"
+printf 'SERVER_ID=bench\nSPOOL_DIR=%s/onv\nSPOOL_FSYNC=on\nHOOK_BUDGET=5s\nPOLICY=on\nPOLICY_MAX_AGE=168h\n' "$work" >"$work/onv.env"
 for d in on onv; do
 	mkdir -m 0750 "$work/$d/verdicts"
 	install -m 0640 /dev/null "$work/$d/verdicts/.fresh"
