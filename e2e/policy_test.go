@@ -166,12 +166,12 @@ func TestPolicyFleet(t *testing.T) {
 		if ca.Exited() {
 			t.Error("the refused login ended the first session")
 		}
+		// The refused connect reaches the ledger as an event: a notice.
+		waitCond(t, "the session-limit notice of the refusal", 30*time.Second, func() bool {
+			return strings.Contains(f.ctlOK("policy", "notices", "--user", "alice", "--kind", "session_limit"), "a new login was refused")
+		})
 		ca.Disconnect()
 		f.ctlOK("limit", "alice", "none")
-		page := f.ctlOK("policy", "notices", "--user", "alice", "--kind", "session_limit")
-		if !strings.Contains(page, "a new login was refused") {
-			t.Errorf("no session-limit notice for the refusal:\n%s", page)
-		}
 	})
 
 	// The ledger stops: the mirrors go stale. Admit (A): a denied user is
