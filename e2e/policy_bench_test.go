@@ -63,7 +63,7 @@ func TestBenchPolicyEnforcement(t *testing.T) {
 		}
 		return events.Event{}, false
 	}
-	var crossToEnd, trafficToEnd, kickToEnd []time.Duration
+	var crossToEnd, trafficToEnd, kickToEnd, crossToNATS, natsToKick []time.Duration
 	// Each run's clients log in again from the namespaces of the last run's
 	// (a bed has room for 16 clients).
 	var lastA, lastB *testbed.Client
@@ -81,6 +81,7 @@ func TestBenchPolicyEnforcement(t *testing.T) {
 		var disc events.Event
 		waitCond(t, "the session's end", 60*time.Second, func() bool { var ok bool; disc, ok = disconnectOf(uid); return ok })
 		var cross time.Time
+		var crossID string
 		for _, e := range f.events.all() {
 			if e.Type != events.Accounting || e.SessionUID != uid || e.Accounting == nil {
 				continue
@@ -91,13 +92,26 @@ func TestBenchPolicyEnforcement(t *testing.T) {
 			}
 			json.Unmarshal(*e.Accounting, &a)
 			if at := eventTime(e); a.In+a.Out >= quota && (cross.IsZero() || at.Before(cross)) {
-				cross = at
+				cross, crossID = at, e.EventID
 			}
 		}
 		if cross.IsZero() {
 			t.Fatalf("run %d: no accounting event crossed the quota before the disconnect", i)
 		}
 		crossToEnd = append(crossToEnd, eventTime(disc).Sub(cross))
+		crossToNATS = append(crossToNATS, f.events.arrival(crossID).Sub(cross))
+		// The ledger's kick, as the server audited it on receipt.
+		for _, e := range f.events.all() {
+			if e.Type != events.Audit || e.Audit == nil || eventTime(e).Before(cross) {
+				continue
+			}
+			var a struct{ Action, Phase, Role string }
+			json.Unmarshal(*e.Audit, &a)
+			if a.Action == "kick" && a.Role == "policy" && a.Phase == "accepted" {
+				natsToKick = append(natsToKick, eventTime(e).Sub(f.events.arrival(crossID)))
+				break
+			}
+		}
 		trafficToEnd = append(trafficToEnd, eventTime(disc).Sub(sent))
 
 		f.ctlOK("quota", "reset", "alice")
@@ -127,6 +141,8 @@ func TestBenchPolicyEnforcement(t *testing.T) {
 		fmt.Fprintf(&out, "| %s | %s | %s | %s |\n", what, pct(d, 0.5).Round(time.Millisecond), pct(d, 0.99).Round(time.Millisecond), pct(d, 1).Round(time.Millisecond))
 	}
 	row("the accounting event that crosses the quota → the session's disconnect event", crossToEnd)
+	row("… of which: the event written → a NATS subscriber has it (the shipper)", crossToNATS)
+	row("… of which: a subscriber has it → the server receives the ledger's kick (ingest, evaluation, command)", natsToKick)
 	row("the end of the traffic → the disconnect event (includes waiting for the next accounting reading)", trafficToEnd)
 	row("baseline: an operator's `ctl kick` → the disconnect event", kickToEnd)
 	fmt.Fprintf(&out, "\nMedian crossing → end / median kick → end: %.2fx. The promise (DESIGN.md): within one accounting interval + 5 s of the traffic.\n",

@@ -101,8 +101,16 @@ func (d *daemon) stop(t *testing.T) {
 // policyEvents keeps every event published by the servers (core
 // subscription: arrival order, each publish).
 type policyEvents struct {
-	mu  sync.Mutex
-	evs []events.Event
+	mu      sync.Mutex
+	evs     []events.Event
+	arrived map[string]time.Time // event_id → when the subscriber got it
+}
+
+// arrival is when the subscriber received the event (zero: not yet).
+func (l *policyEvents) arrival(id string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.arrived[id]
 }
 
 func (l *policyEvents) all() []events.Event {
@@ -130,6 +138,10 @@ func newPolicyFleet(t *testing.T, servers int, acct time.Duration) *policyFleet 
 		if jsonUnmarshal(m.Data, &e) == nil {
 			f.events.mu.Lock()
 			f.events.evs = append(f.events.evs, e)
+			if f.events.arrived == nil {
+				f.events.arrived = map[string]time.Time{}
+			}
+			f.events.arrived[e.EventID] = time.Now()
 			f.events.mu.Unlock()
 		}
 	})

@@ -42,6 +42,7 @@ func (e *Engine) act(ctx context.Context, f *UserFacts, ev *policy.Evaluation) {
 				e.o.Log.Warn("policy: cannot record a kick (it expires by itself)", "user", u, "server", s, "err", err.Error())
 			}
 			e.markKicked(u, s, true)
+			delete(e.paced, paceKey(u, s, "unkick")) // a lift after this kick is a new fact
 		}
 		return
 	}
@@ -114,6 +115,7 @@ func (e *Engine) lift(ctx context.Context, u string) {
 			e.o.Log.Warn("policy: cannot forget a lifted kick", "user", u, "server", s, "err", err.Error())
 		}
 		e.markKicked(u, s, false)
+		delete(e.paced, paceKey(u, s, "kick")) // a denial after this lift is a new fact: no pause
 		e.o.Log.Info("policy: kick lifted", "user", u, "server", s)
 	}
 	if len(e.kicked[u]) > 0 {
@@ -143,7 +145,7 @@ func (e *Engine) due_(u, target, action string) bool {
 	if e.o.Enforcer == nil {
 		return false
 	}
-	k := u + "\x00" + target + "\x00" + action
+	k := paceKey(u, target, action)
 	now := e.o.Now()
 	if t, ok := e.paced[k]; ok && now.Sub(t) < e.o.Retry {
 		// Still needed: look again when the pause is over.
@@ -160,6 +162,8 @@ func (e *Engine) due_(u, target, action string) bool {
 	}
 	return true
 }
+
+func paceKey(u, target, action string) string { return u + "\x00" + target + "\x00" + action }
 
 func (e *Engine) command(ctx context.Context, f func(context.Context) error) error {
 	c, cancel := context.WithTimeout(ctx, e.o.CommandTimeout)

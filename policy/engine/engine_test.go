@@ -495,3 +495,34 @@ func TestNoHeartbeatWhileFailing(t *testing.T) {
 		t.Fatalf("a heartbeat was written while evaluations fail (revision %d → %d)", e.Revision(), e2.Revision())
 	}
 }
+
+// A user denied again right after a lift is kicked at once: the pause
+// between repeated commands is for the same fact, not a new one.
+func TestDeniedAgainAfterLiftNotPaused(t *testing.T) {
+	b := newBed(t, func(o *Options) { o.Retry = time.Hour })
+	b.put(quota("kim", 100))
+	now := time.Now().UTC()
+	for i := range 3 {
+		u := ledgertest.UID()
+		b.apply(b.gen("a").Connect(u, ledgertest.Conn{User: "kim", Worker: 200 + i}, now),
+			b.gen("a").Accounting(u, ledgertest.Acct{Slot: 1, In: 150, Connected: now}, now))
+		b.until(fmt.Sprintf("kick %d", i+1), func() bool { return countOf(b.rec.seen(), "a kick kim for 10m0s") == i+1 })
+		b.apply(b.gen("a").Disconnect(u, 150, 0, 1, now))
+		win, _ := policy.Period{Kind: policy.Monthly, Day: 1}.Window(time.Now())
+		if _, err := b.st.ResetUsage(context.Background(), ledger.UsageReset{Username: "kim", Kind: policy.KindQuota, WindowStart: win, At: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		b.eng.Touch("kim")
+		b.until(fmt.Sprintf("unkick %d", i+1), func() bool { return countOf(b.rec.seen(), "a unkick kim") == i+1 })
+	}
+}
+
+func countOf(l []string, s string) int {
+	n := 0
+	for _, x := range l {
+		if x == s {
+			n++
+		}
+	}
+	return n
+}
