@@ -134,10 +134,13 @@ func TestBenchPolicyEnforcement(t *testing.T) {
 		f.ctlOK("unkick", "bob", "-s", b.ServerID(), "--force")
 	}
 	var out strings.Builder
-	fmt.Fprintf(&out, "Enforcement in the bed: real ocserv 1.1.6, openconnect, shipper (accounting every %s), commander and ledger (SQLite) on one machine, %d crossings of a %d MiB quota.\n\n", acct, runs, quota>>20)
+	fmt.Fprintf(&out, "Enforcement in the bed: real ocserv %s, openconnect, shipper (accounting every %s), commander and ledger (SQLite) on one machine, %d crossings of a %d MiB quota.\n\n", b.Version(), acct, runs, quota>>20)
 	fmt.Fprintln(&out, "| from → to | p50 | p99 | max |")
 	fmt.Fprintln(&out, "|---|---|---|---|")
 	row := func(what string, d []time.Duration) {
+		if len(d) < runs {
+			t.Fatalf("%s: %d readings of %d runs", what, len(d), runs)
+		}
 		fmt.Fprintf(&out, "| %s | %s | %s | %s |\n", what, pct(d, 0.5).Round(time.Millisecond), pct(d, 0.99).Round(time.Millisecond), pct(d, 1).Round(time.Millisecond))
 	}
 	row("the accounting event that crosses the quota → the session's disconnect event", crossToEnd)
@@ -145,8 +148,10 @@ func TestBenchPolicyEnforcement(t *testing.T) {
 	row("… of which: a subscriber has it → the server receives the ledger's kick (ingest, evaluation, command)", natsToKick)
 	row("the end of the traffic → the disconnect event (includes waiting for the next accounting reading)", trafficToEnd)
 	row("baseline: an operator's `ctl kick` → the disconnect event", kickToEnd)
-	fmt.Fprintf(&out, "\nMedian crossing → end / median kick → end: %.2fx. The promise (DESIGN.md): within one accounting interval + 5 s of the traffic.\n",
-		float64(pct(crossToEnd, 0.5))/float64(pct(kickToEnd, 0.5)))
+	allowance := acct + 5*time.Second
+	fmt.Fprintf(&out, "\nMedian crossing → end / median kick → end: %.2fx. The goal (DESIGN.md): the sessions end within one accounting interval + 5 s (%s here) of the traffic; the end of the traffic → the disconnect event took p50 %.2f, p99 %.2f, max %.2f of it.\n",
+		float64(pct(crossToEnd, 0.5))/float64(pct(kickToEnd, 0.5)), allowance,
+		float64(pct(trafficToEnd, 0.5))/float64(allowance), float64(pct(trafficToEnd, 0.99))/float64(allowance), float64(pct(trafficToEnd, 1))/float64(allowance))
 	t.Log("\n" + out.String())
 	if p := os.Getenv("POLICY_BENCH_OUT"); p != "" {
 		if err := os.WriteFile(p, []byte(out.String()), 0o644); err != nil {
