@@ -18,7 +18,8 @@
 # make bench runs it whole under the shared lock. Run alone, BENCH_LOCK=FILE
 # takes that lock only around the measured parts: the builds and the SQLite
 # database of the evaluation (seeded ahead into POLICY_BENCH_CACHE, kept for
-# the day) are made outside it.
+# the day) are made outside it. POLICY_BENCH_ONLY=hook|evaluation|enforcement
+# runs one part.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -35,7 +36,10 @@ locked() {
 	if [ -n "${BENCH_LOCK:-}" ]; then flock "$BENCH_LOCK" "$@"; else "$@"; fi
 }
 
+part() { [ -z "${POLICY_BENCH_ONLY:-}" ] || [ "$POLICY_BENCH_ONLY" = "$1" ]; }
+
 # --- the hook's check ------------------------------------------------------
+if part hook; then
 CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/floor" ./bench/floor
 go build -o "$work/procbench" ./bench/procbench
 mkdir -m 0750 "$work/off" "$work/on" "$work/onv" "$work/floorq"
@@ -78,8 +82,10 @@ f=$(median floor) h=$(median hook) p=$(median hook-policy) v=$(median hook-polic
 	}'
 } >"$out/policy-hook.md"
 cat "$out/policy-hook.md"
+fi
 
 # --- evaluation at scale ---------------------------------------------------
+if part evaluation; then
 {
 	echo "$run_line"
 	echo
@@ -96,8 +102,10 @@ go test -c -o "$work/engine.test" ./policy/engine
 cat "$work/eval-body.md" >>"$work/eval.md"
 mv "$work/eval.md" "$out/policy-evaluation.md"
 cat "$out/policy-evaluation.md"
+fi
 
 # --- enforcement in the bed ------------------------------------------------
+part enforcement || exit 0
 bench_needs_root "network namespaces, real ocserv"
 {
 	echo "$run_line"
