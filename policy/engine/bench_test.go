@@ -7,6 +7,8 @@ package engine
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -49,6 +51,8 @@ func benchN(name string, def int) int {
 // rowWriter inserts the bulk rows of the benchmark: users' groups and
 // first use, and usage per day, each engine its fastest way.
 type rowWriter interface {
+	// policy stores a policy (nil: through the store's own PutPolicy).
+	policy(p policy.Policy, now time.Time) error
 	user(name, group string, first, last time.Time) error
 	usage(day time.Time, user, server string, in, out, secs int64) error
 	done() error
@@ -62,6 +66,12 @@ func seed(t *testing.T, st ledger.Store, w rowWriter, users int, now time.Time) 
 	t.Helper()
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(1, 2))
+	putPolicy := func(p policy.Policy) error {
+		if err := w.policy(p, now); err != errThroughStore {
+			return err
+		}
+		return st.PutPolicy(ctx, p, now)
+	}
 	name := func(i int) string { return fmt.Sprintf("user%06d", i) }
 	for g := range 20 {
 		p := policy.Policy{Scope: policy.ScopeGroup, Name: fmt.Sprintf("group%02d", g),
@@ -71,7 +81,7 @@ func seed(t *testing.T, st ledger.Store, w rowWriter, users int, now time.Time) 
 		if g%4 == 0 {
 			p.Sessions = nil
 		}
-		if err := st.PutPolicy(ctx, p, now); err != nil {
+		if err := putPolicy(p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -84,7 +94,7 @@ func seed(t *testing.T, st ledger.Store, w rowWriter, users int, now time.Time) 
 		if i%6 == 0 {
 			p.Time = &policy.TimeLimit{Seconds: 200 * 3600, Period: policy.Period{Kind: policy.Monthly, Day: 1}}
 		}
-		if err := st.PutPolicy(ctx, p, now); err != nil {
+		if err := putPolicy(p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -127,6 +137,9 @@ func seed(t *testing.T, st ledger.Store, w rowWriter, users int, now time.Time) 
 	}
 }
 
+// errThroughStore: the writer leaves policies to the store's PutPolicy.
+var errThroughStore = errors.New("through the store")
+
 // sqliteRows writes through prepared statements in one transaction.
 type sqliteRows struct {
 	db     *sql.DB
@@ -157,6 +170,10 @@ func (w *sqliteRows) begin() error {
 	return nil
 }
 
+// policy: the store's own writes (the SQLite seed is made ahead, outside
+// the shared lock, so their cost does not matter).
+func (w *sqliteRows) policy(policy.Policy, time.Time) error { return errThroughStore }
+
 func (w *sqliteRows) user(name, group string, first, last time.Time) error {
 	if err := w.begin(); err != nil {
 		return err
@@ -176,11 +193,27 @@ func (w *sqliteRows) done() error {
 	return err
 }
 
-// pgRows gathers the rows and writes them with COPY.
+// pgRows gathers the rows and writes them with COPY: the policies too,
+// as PutPolicy stores them (one durable transaction each would hold the
+// shared lock for minutes).
 type pgRows struct {
-	dsn   string
-	users [][]any
-	days  [][]any
+	dsn      string
+	policies [][]any
+	users    [][]any
+	days     [][]any
+}
+
+func (w *pgRows) policy(p policy.Policy, now time.Time) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	p.UpdatedAt = now.UTC().Truncate(time.Microsecond)
+	spec, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	w.policies = append(w.policies, []any{string(p.Scope), p.Name, string(spec), p.UpdatedAt, p.UpdatedBy})
+	return nil
 }
 
 func (w *pgRows) user(name, group string, first, last time.Time) error {
@@ -201,6 +234,9 @@ func (w *pgRows) done() error {
 		return err
 	}
 	defer c.Close(ctx)
+	if _, err := c.CopyFrom(ctx, pgx.Identifier{"policies"}, []string{"scope", "name", "spec", "updated_at", "updated_by"}, pgx.CopyFromRows(w.policies)); err != nil {
+		return err
+	}
 	if _, err := c.CopyFrom(ctx, pgx.Identifier{"policy_users"}, []string{"username", "groupname", "first_use", "last_connect"}, pgx.CopyFromRows(w.users)); err != nil {
 		return err
 	}
