@@ -40,68 +40,68 @@ part() { [ -z "${POLICY_BENCH_ONLY:-}" ] || [ "$POLICY_BENCH_ONLY" = "$1" ]; }
 
 # --- the hook's check ------------------------------------------------------
 if part hook; then
-CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/floor" ./bench/floor
-go build -o "$work/procbench" ./bench/procbench
-mkdir -m 0750 "$work/off" "$work/on" "$work/onv" "$work/floorq"
-# A generous budget, the same for every variant: a disk that stalls for
-# half a second on a shared machine must slow a round, not end the run.
-printf 'SERVER_ID=bench\nSPOOL_DIR=%s/off\nSPOOL_FSYNC=on\nHOOK_BUDGET=5s\n' "$work" >"$work/off.env"
-printf 'SERVER_ID=bench\nSPOOL_DIR=%s/on\nSPOOL_FSYNC=on\nHOOK_BUDGET=5s\nPOLICY=on\nPOLICY_MAX_AGE=168h\n' "$work" >"$work/on.env"
-printf 'SERVER_ID=bench\nSPOOL_DIR=%s/onv\nSPOOL_FSYNC=on\nHOOK_BUDGET=5s\nPOLICY=on\nPOLICY_MAX_AGE=168h\n' "$work" >"$work/onv.env"
-for d in on onv; do
-	mkdir -m 0750 "$work/$d/verdicts"
-	install -m 0640 /dev/null "$work/$d/verdicts/.fresh"
-done
-# alice (the captured environment's user) under a session limit she has
-# not reached: the hook reads and decodes her verdict, then admits her.
-install -m 0640 /dev/null "$work/onv/verdicts/$(printf alice | od -An -tx1 | tr -d ' \n')"
-printf '{"v":1,"user":"alice","allowed":true,"sessions":{"max":2,"on_excess":"refuse","held":{"vpn2":1}},"decided":"%s"}' \
-	"$(date -u +%FT%TZ)" >"$work/onv/verdicts/$(printf alice | od -An -tx1 | tr -d ' \n')"
-(
-	while IFS= read -r kv; do [ -n "$kv" ] && export "${kv?}"; done <testdata/ocserv-hook-env/connect.env
-	bin/hook --config "$work/off.env"
-	line=$(head -n1 "$work/off/queue.ndjson")
-	locked "$work/procbench" -runs "$runs" -warmup 30 -json "$work/hook.json" -- \
-		floor "$work/floor" "$work/floorq/queue.ndjson" "$line" :: \
-		hook "$root/bin/hook" --config "$work/off.env" :: \
-		hook-policy "$root/bin/hook" --config "$work/on.env" :: \
-		hook-policy-verdict "$root/bin/hook" --config "$work/onv.env" >"$work/hook-table.md"
-)
-grep -q '"verdict":{"mirror":"fresh"' "$work/on/queue.ndjson" || { echo "bench-policy: the hook with POLICY=on did not check a fresh mirror" >&2; exit 1; }
-median() { jq -r --arg n "$1" '.results[] | select(.name == $n) | .median' "$work/hook.json"; }
-f=$(median floor) h=$(median hook) p=$(median hook-policy) v=$(median hook-policy-verdict)
-{
-	echo "$run_line"
-	echo "$runs interleaved rounds, whole process, one connect event, fsync on."
-	echo
-	cat "$work/hook-table.md"
-	echo
-	awk -v f="$f" -v h="$h" -v p="$p" -v v="$v" 'BEGIN {
-		printf "- hook, POLICY=off / floor: %.2fx; POLICY=on, no verdict for the user / floor: **%.2fx**; with a verdict read / floor: %.2fx (goal for the hook: ≤ 1.3x)\n", h/f, p/f, v/f
-		printf "- the check itself: POLICY=on / POLICY=off: %.3fx (no verdict), %.3fx (a verdict read)\n", p/h, v/h
-	}'
-} >"$out/policy-hook.md"
-cat "$out/policy-hook.md"
+	CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/floor" ./bench/floor
+	go build -o "$work/procbench" ./bench/procbench
+	mkdir -m 0750 "$work/off" "$work/on" "$work/onv" "$work/floorq"
+	# A generous budget, the same for every variant: a disk that stalls for
+	# half a second on a shared machine must slow a round, not end the run.
+	printf 'SERVER_ID=bench\nSPOOL_DIR=%s/off\nSPOOL_FSYNC=on\nHOOK_BUDGET=5s\n' "$work" >"$work/off.env"
+	printf 'SERVER_ID=bench\nSPOOL_DIR=%s/on\nSPOOL_FSYNC=on\nHOOK_BUDGET=5s\nPOLICY=on\nPOLICY_MAX_AGE=168h\n' "$work" >"$work/on.env"
+	printf 'SERVER_ID=bench\nSPOOL_DIR=%s/onv\nSPOOL_FSYNC=on\nHOOK_BUDGET=5s\nPOLICY=on\nPOLICY_MAX_AGE=168h\n' "$work" >"$work/onv.env"
+	for d in on onv; do
+		mkdir -m 0750 "$work/$d/verdicts"
+		install -m 0640 /dev/null "$work/$d/verdicts/.fresh"
+	done
+	# alice (the captured environment's user) under a session limit she has
+	# not reached: the hook reads and decodes her verdict, then admits her.
+	install -m 0640 /dev/null "$work/onv/verdicts/$(printf alice | od -An -tx1 | tr -d ' \n')"
+	printf '{"v":1,"user":"alice","allowed":true,"sessions":{"max":2,"on_excess":"refuse","held":{"vpn2":1}},"decided":"%s"}' \
+		"$(date -u +%FT%TZ)" >"$work/onv/verdicts/$(printf alice | od -An -tx1 | tr -d ' \n')"
+	(
+		while IFS= read -r kv; do [ -n "$kv" ] && export "${kv?}"; done <testdata/ocserv-hook-env/connect.env
+		bin/hook --config "$work/off.env"
+		line=$(head -n1 "$work/off/queue.ndjson")
+		locked "$work/procbench" -runs "$runs" -warmup 30 -json "$work/hook.json" -- \
+			floor "$work/floor" "$work/floorq/queue.ndjson" "$line" :: \
+			hook "$root/bin/hook" --config "$work/off.env" :: \
+			hook-policy "$root/bin/hook" --config "$work/on.env" :: \
+			hook-policy-verdict "$root/bin/hook" --config "$work/onv.env" >"$work/hook-table.md"
+	)
+	grep -q '"verdict":{"mirror":"fresh"' "$work/on/queue.ndjson" || { echo "bench-policy: the hook with POLICY=on did not check a fresh mirror" >&2; exit 1; }
+	median() { jq -r --arg n "$1" '.results[] | select(.name == $n) | .median' "$work/hook.json"; }
+	f=$(median floor) h=$(median hook) p=$(median hook-policy) v=$(median hook-policy-verdict)
+	{
+		echo "$run_line"
+		echo "$runs interleaved rounds, whole process, one connect event, fsync on."
+		echo
+		cat "$work/hook-table.md"
+		echo
+		awk -v f="$f" -v h="$h" -v p="$p" -v v="$v" 'BEGIN {
+			printf "- hook, POLICY=off / floor: %.2fx; POLICY=on, no verdict for the user / floor: **%.2fx**; with a verdict read / floor: %.2fx (goal for the hook: ≤ 1.3x)\n", h/f, p/f, v/f
+			printf "- the check itself: POLICY=on / POLICY=off: %.3fx (no verdict), %.3fx (a verdict read)\n", p/h, v/h
+		}'
+	} >"$out/policy-hook.md"
+	cat "$out/policy-hook.md"
 fi
 
 # --- evaluation at scale ---------------------------------------------------
 if part evaluation; then
-{
-	echo "$run_line"
-	echo
-} >"$work/eval.md"
-export POLICY_BENCH_CACHE=${POLICY_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ocserv-telemetry-bench}
-export POLICY_BENCH_USERS=${POLICY_BENCH_USERS:-100000}
-go test -c -o "$work/engine.test" ./policy/engine
-# The SQLite database, seeded ahead (outside the lock; kept for the day).
-(cd policy/engine && POLICY_BENCH=1 POLICY_BENCH_SEED_ONLY=1 POLICY_BENCH_DIR="$work" \
-	"$work/engine.test" -test.count=1 -test.timeout 60m -test.run 'TestBenchEvaluation$')
-(cd policy/engine && POLICY_BENCH=1 POLICY_BENCH_OUT="$work/eval-body.md" POLICY_BENCH_DIR="$work" \
-	POLICY_BENCH_RUNS=${POLICY_BENCH_RUNS:-5} \
-	locked "$work/engine.test" -test.count=1 -test.timeout 60m -test.run 'TestBenchEvaluation$')
-cat "$work/eval-body.md" >>"$work/eval.md"
-mv "$work/eval.md" "$out/policy-evaluation.md"
-cat "$out/policy-evaluation.md"
+	{
+		echo "$run_line"
+		echo
+	} >"$work/eval.md"
+	export POLICY_BENCH_CACHE=${POLICY_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ocserv-telemetry-bench}
+	export POLICY_BENCH_USERS=${POLICY_BENCH_USERS:-100000}
+	go test -c -o "$work/engine.test" ./policy/engine
+	# The SQLite database, seeded ahead (outside the lock; kept for the day).
+	(cd policy/engine && POLICY_BENCH=1 POLICY_BENCH_SEED_ONLY=1 POLICY_BENCH_DIR="$work" \
+		"$work/engine.test" -test.count=1 -test.timeout 60m -test.run 'TestBenchEvaluation$')
+	(cd policy/engine && POLICY_BENCH=1 POLICY_BENCH_OUT="$work/eval-body.md" POLICY_BENCH_DIR="$work" \
+		POLICY_BENCH_RUNS=${POLICY_BENCH_RUNS:-5} \
+		locked "$work/engine.test" -test.count=1 -test.timeout 60m -test.run 'TestBenchEvaluation$')
+	cat "$work/eval-body.md" >>"$work/eval.md"
+	mv "$work/eval.md" "$out/policy-evaluation.md"
+	cat "$out/policy-evaluation.md"
 fi
 
 # --- enforcement in the bed ------------------------------------------------
