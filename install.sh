@@ -899,6 +899,19 @@ ledger_ids() {
 	fi
 }
 
+# ensure_trusted_keys: the operators' trusted keys file, which the command
+# service and the ledger both refuse to start without, created with no key
+# in it (nothing is trusted until the operator adds a line from `ctl
+# keygen`). The operator's from then on: not in the manifest, kept by
+# --uninstall like agent.env.
+ensure_trusted_keys() {
+	[ ! -e "$ROOT$TRUSTED_KEYS" ] || return 0
+	printf '# role public-key name: operators allowed to query the ledger and run commands\n' >"$WORK/operators.keys"
+	NOREMEMBER=1
+	put "$WORK/operators.keys" "$TRUSTED_KEYS" 644
+	NOREMEMBER=0
+}
+
 # install_ledger: the binary, a system user, ledger.env (the operator's
 # once written: LEDGER_DATABASE from --ledger=DB, SQLite by default), the
 # state directory, the schema (ledger migrate, as the ledger's user) and
@@ -955,12 +968,7 @@ install_ledger() {
 			run chgrp "${_ids#*:}" -- "$ROOT$LEDGER_ENV"
 		fi
 	fi
-	if [ ! -e "$ROOT$TRUSTED_KEYS" ]; then
-		printf '# role public-key name: operators allowed to query the ledger and run commands\n' >"$WORK/operators.keys"
-		NOREMEMBER=1
-		put "$WORK/operators.keys" "$TRUSTED_KEYS" 644
-		NOREMEMBER=0
-	fi
+	ensure_trusted_keys
 	if [ ! -d "$ROOT$LEDGER_STATE" ]; then
 		ensure_parent "$LEDGER_STATE"
 		changed "create directory $LEDGER_STATE (mode 700, the ledger's)"
@@ -1123,6 +1131,9 @@ do_install() {
 	ensure_state
 	install_binaries
 	install_config
+	# Before install_units starts the command service, which refuses to
+	# start without it.
+	[ "$COMMANDS" != on ] || ensure_trusted_keys
 	install_spool
 	say "firewall mode:"
 	if [ "$FIREWALL" = on ]; then
@@ -1156,6 +1167,7 @@ do_install() {
 	say "Next:"
 	say "  - set NATS_URL (and NATS_CREDS or other credentials) in $AGENT_ENV, then: systemctl restart $UNIT"
 	say "  - check: ocserv-telemetry-ctl status; events accumulate in $SPOOL until NATS answers${NEXT}"
+	[ "$COMMANDS" != on ] || say "  - command service: add operators' keys to $TRUSTED_KEYS (ctl keygen prints the line); it uses NATS_URL from $AGENT_ENV"
 }
 
 # do_install_ledger_only: a central host: the ledger and ctl, no agent.

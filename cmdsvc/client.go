@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,6 +24,12 @@ type Client struct {
 	// TTL is each command's validity (default 60s).
 	TTL time.Duration
 	Now func() time.Time
+	// InboxPrefix, when set, is where this client's answers come back
+	// instead of the connection's own inbox prefix: the web console
+	// shares the ledger's connection, whose inbox (its JetStream acks
+	// and pulls) no host may publish to, and takes its command answers
+	// under a prefix the command services may (docs/nats.md).
+	InboxPrefix string
 }
 
 // ServerInfo is one command service instance found by Discover.
@@ -99,7 +106,7 @@ func (c *Client) SignAs(actor, serverID, action string, args map[string]string) 
 // Send sends a request body as it is (tests send tampered ones).
 func (c *Client) Send(ctx context.Context, serverID, action string, body []byte) (*Reply, error) {
 	subj := Subject(c.Prefix, serverID, action)
-	msg, err := c.NC.RequestWithContext(ctx, subj, body)
+	msg, err := c.request(ctx, subj, body)
 	if errors.Is(err, nats.ErrNoResponders) {
 		return nil, fmt.Errorf("%s: %w (is the commander running there, and the action known to it?)", serverID, ErrNoServer)
 	}
@@ -117,6 +124,42 @@ func (c *Client) Send(ctx context.Context, serverID, action string, body []byte)
 	return &rep, nil
 }
 
+// request is the connection's request, or with InboxPrefix one on an
+// inbox of its own under that prefix.
+func (c *Client) request(ctx context.Context, subj string, body []byte) (*nats.Msg, error) {
+	if c.InboxPrefix == "" {
+		return c.NC.RequestWithContext(ctx, subj, body)
+	}
+	inbox := c.newInbox()
+	sub, err := c.NC.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	if err := c.NC.PublishRequest(subj, inbox, body); err != nil {
+		return nil, err
+	}
+	msg, err := sub.NextMsgWithContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// The server's "no responders" answer (nats.go's Request maps it).
+	if len(msg.Data) == 0 && msg.Header.Get("Status") == "503" {
+		return nil, nats.ErrNoResponders
+	}
+	return msg, nil
+}
+
+// newInbox is a fresh reply subject: under InboxPrefix when set,
+// otherwise under the connection's own prefix.
+func (c *Client) newInbox() string {
+	if c.InboxPrefix == "" {
+		return c.NC.NewRespInbox()
+	}
+	// nats.NewInbox is _INBOX.<nuid>: the same unique token, our prefix.
+	return c.InboxPrefix + "." + strings.TrimPrefix(nats.NewInbox(), nats.InboxPrefix)
+}
+
 // Discover asks every command service instance for its info ($SRV.INFO)
 // and returns what answered within wait, sorted by server_id.
 func (c *Client) Discover(ctx context.Context, wait time.Duration) ([]ServerInfo, error) {
@@ -124,7 +167,7 @@ func (c *Client) Discover(ctx context.Context, wait time.Duration) ([]ServerInfo
 	if err != nil {
 		return nil, err
 	}
-	inbox := c.NC.NewRespInbox()
+	inbox := c.newInbox()
 	sub, err := c.NC.SubscribeSync(inbox)
 	if err != nil {
 		return nil, fmt.Errorf("discover servers: %w", err)

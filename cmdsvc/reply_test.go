@@ -1,6 +1,8 @@
 package cmdsvc
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -230,5 +232,35 @@ func TestCustomInboxPrefix(t *testing.T) {
 	}
 	if drops != 1 {
 		t.Errorf("%d drops audited, want 1", drops)
+	}
+}
+
+// A client with its own InboxPrefix (the web console on the ledger's
+// connection) gets its answers, and discovery's, under that prefix, which
+// is all the agent may publish to; the same connection's own inbox gets
+// none (the service drops it as a foreign reply subject); a server that
+// is not there is reported as such, as with a plain request.
+func TestClientInboxPrefix(t *testing.T) {
+	b := newBedWith(t, &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: []string{"_OPS.>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{testPrefix + ".cmd." + testServer + ".>", "$SRV.>"}},
+	})
+	b.inbox = []string{"_OPS"}
+	b.start()
+	nc := b.connect("admin", "admin-pw", nil) // its own inbox is nats.go's _INBOX
+	c := &Client{NC: nc, Prefix: testPrefix, Key: b.rw, InboxPrefix: "_OPS.console"}
+	ok(t)(c.Do(ctx(t), testServer, "kicked", nil))
+	found, err := c.Discover(ctx(t), 2*time.Second)
+	if err != nil || len(found) != 1 || found[0].ServerID != testServer {
+		t.Fatalf("discovery under the prefix: %+v %v", found, err)
+	}
+	if _, err := c.Do(ctx(t), "nosuch", "kicked", nil); !errors.Is(err, ErrNoServer) {
+		t.Errorf("a server that is not there: %v, want ErrNoServer", err)
+	}
+	plain := &Client{NC: nc, Prefix: testPrefix, Key: b.rw}
+	short, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if rep, err := plain.Do(short, testServer, "kicked", nil); err == nil {
+		t.Fatalf("answered under _INBOX with only _OPS allowed: %+v", rep)
 	}
 }

@@ -72,16 +72,19 @@ type Config struct {
 // values in the file are paths, never the secrets themselves, except for
 // NATS_PASSWORD and NATS_TOKEN which NATS has no file form for.
 type NATS struct {
-	URLs          []string
-	Creds         string
-	NKeySeed      string
-	User          string
-	Password      string
-	Token         string
-	CAFile        string
-	CertFile      string
-	KeyFile       string
-	Domain        string
+	URLs     []string
+	Creds    string
+	NKeySeed string
+	User     string
+	Password string
+	Token    string
+	CAFile   string
+	CertFile string
+	KeyFile  string
+	Domain   string
+	// InboxPrefix replaces nats.go's _INBOX for this connection's reply
+	// subjects ("": _INBOX).
+	InboxPrefix   string
 	CreateStreams bool
 	StreamName    string
 	DupWindow     time.Duration
@@ -102,16 +105,27 @@ func (p Problem) Error() string {
 	return fmt.Sprintf("%s: %s", p.Key, p.Msg)
 }
 
+// DefaultHookBudget is HOOK_BUDGET's default: the hook's whole run, until
+// its configuration says otherwise.
+const DefaultHookBudget = 500 * time.Millisecond
+
 // Default returns the configuration used when the file says nothing.
 func Default() Config {
+	c := defaults()
+	c.ServerID = DefaultServerID()
+	return c
+}
+
+// defaults is Default without SERVER_ID, whose default costs a system call
+// (the host name) that a file setting SERVER_ID makes useless.
+func defaults() Config {
 	return Config{
-		ServerID:        DefaultServerID(),
 		SpoolDir:        "/var/spool/ocserv-telemetry",
 		SubjectPrefix:   "ocserv",
 		Firewall:        FirewallOff,
 		FirewallBackend: "auto",
 		Fsync:           true,
-		HookBudget:      500 * time.Millisecond,
+		HookBudget:      DefaultHookBudget,
 		LockBudget:      250 * time.Millisecond,
 		FirewallBudget:  200 * time.Millisecond,
 		NATS: NATS{
@@ -177,11 +191,14 @@ func Load(path string) (Config, []Problem, error) {
 // quotes as systemd allows. Unknown keys, repeated keys and bad values are
 // returned as problems; a bad value leaves the default in place.
 func Parse(r io.Reader) (Config, []Problem, error) {
-	c := Default()
+	c := defaults()
 	var probs []Problem
 	seen := map[string]int{}
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	// No initial buffer: the scanner starts small and grows to the longest
+	// line. (A preallocated 64 KiB cost the hook, which reads this file on
+	// every login, the page faults of zeroing it.)
+	sc.Buffer(nil, 1<<20)
 	n := 0
 	for sc.Scan() {
 		n++
@@ -210,6 +227,9 @@ func Parse(r io.Reader) (Config, []Problem, error) {
 		if err := f.set(&c, val); err != nil {
 			probs = append(probs, Problem{Line: n, Key: key, Msg: err.Error()})
 		}
+	}
+	if c.ServerID == "" { // not set, or not valid: the default stands
+		c.ServerID = DefaultServerID()
 	}
 	if err := sc.Err(); err != nil {
 		return c, probs, err

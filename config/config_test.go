@@ -181,3 +181,24 @@ func TestCommanderNATS(t *testing.T) {
 		t.Fatal("the agent's own credentials changed")
 	}
 }
+
+// Lines longer than the scanner's first buffer are read whole (up to the
+// 1 MiB bound), and SERVER_ID's default (the host name) is filled only
+// when the file sets none.
+func TestParseLongLineAndServerIDDefault(t *testing.T) {
+	long := strings.Repeat("p", 200<<10)
+	c, probs, err := Parse(strings.NewReader("SERVER_ID=vpn-2\nNATS_PASSWORD=" + long + "\nSPOOL_DIR=/var/tmp/s\n"))
+	if err != nil || len(probs) != 0 {
+		t.Fatalf("err %v, problems %v", err, probs)
+	}
+	if c.NATS.Password != long || c.SpoolDir != "/var/tmp/s" || c.ServerID != "vpn-2" {
+		t.Errorf("password of %d bytes, spool %q, server %q", len(c.NATS.Password), c.SpoolDir, c.ServerID)
+	}
+	if _, _, err := Parse(strings.NewReader("NATS_PASSWORD=" + strings.Repeat("p", 1<<20) + "\n")); err == nil {
+		t.Error("a line over 1 MiB was accepted")
+	}
+	c, _, _ = Parse(strings.NewReader("SPOOL_DIR=/var/tmp/s\n"))
+	if c.ServerID == "" || c.ServerID != DefaultServerID() {
+		t.Errorf("SERVER_ID unset: got %q, want the host's %q", c.ServerID, DefaultServerID())
+	}
+}

@@ -76,6 +76,8 @@ var fields = map[string]field{
 			}
 			return setToken(&c.NATS.Domain, v)
 		}},
+	"NATS_INBOX_PREFIX": {"subject prefix of this service's own reply inboxes (JetStream acknowledgements and API answers; default _INBOX, nats.go's); give each host and the ledger its own, with subscribe rights on it alone, so none reads another's answers (docs/nats.md)",
+		func(c *Config, v string) error { return setSubject(&c.NATS.InboxPrefix, v) }},
 	"NATS_CREATE_STREAMS": {"create the stream and bucket when missing: on|off (default on)",
 		func(c *Config, v string) error { return setBool(&c.NATS.CreateStreams, v) }},
 	"NATS_EVENTS_STREAM": {"name of the events stream (default OCSERV_EVENTS)",

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ocserv-telemetry/ocserv-telemetry/config"
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 )
 
@@ -32,7 +33,12 @@ type Config struct {
 	StateDir string
 	// ServerID names the console in the audit events it writes
 	// (<prefix>.events.<ServerID>.audit).
-	ServerID    string
+	ServerID string
+	// InboxPrefix is where the answers to the console's commands come
+	// back ("": the ledger connection's own inbox prefix). The hosts'
+	// command services must be allowed to publish there, so in a fleet
+	// it is kept apart from the ledger's own inbox (docs/nats.md).
+	InboxPrefix string
 	SessionTTL  time.Duration
 	IdleTimeout time.Duration
 	// TrustedProxies may set X-Forwarded-For (the client address used for
@@ -115,6 +121,15 @@ var keys = map[string]key{
 				return fmt.Errorf("%q is not a NATS subject token", v)
 			}
 			c.ServerID = v
+			return nil
+		}},
+	"LEDGER_CONSOLE_INBOX_PREFIX": {"subject prefix the answers to the console's commands come back under (default: the ledger's NATS_INBOX_PREFIX); the hosts' command services publish there, so keep it apart from the ledger's own inbox, e.g. _OPS.console with CMD_INBOX_PREFIX=_OPS (docs/nats.md)",
+		func(c *Config, v string) error {
+			var p []string
+			if err := config.ParseSubjects(&p, v); err != nil || len(p) != 1 {
+				return fmt.Errorf("%q is not one subject prefix like _OPS.console", v)
+			}
+			c.InboxPrefix = p[0]
 			return nil
 		}},
 	"LEDGER_CONSOLE_SESSION_TTL": {"a login's lifetime (default 12h)",

@@ -26,6 +26,8 @@ func TestConfigKeysNameWhatIsWrong(t *testing.T) {
 		{"LEDGER_CONSOLE_LISTEN", "8790", `"8790" is not host:port`},
 		{"LEDGER_CONSOLE_USERS", "users", `"users" is not an absolute path`},
 		{"LEDGER_CONSOLE_SERVER_ID", "a.b", `"a.b" is not a NATS subject token`},
+		{"LEDGER_CONSOLE_INBOX_PREFIX", "_OPS.*", `"_OPS.*" is not one subject prefix`},
+		{"LEDGER_CONSOLE_INBOX_PREFIX", "_OPS.a,_OPS.b", `is not one subject prefix`},
 		{"LEDGER_CONSOLE_SESSION_TTL", "10s", `"10s" is not a duration from 1m0s`},
 		{"LEDGER_CONSOLE_TRUSTED_PROXIES", "10.0.0.0/8, nonsense", `"nonsense" is not an address or CIDR`},
 		{"LEDGER_CONSOLE_ORIGINS", "console.example.com", `is not an origin like https://`},
@@ -39,12 +41,12 @@ func TestConfigKeysNameWhatIsWrong(t *testing.T) {
 	}
 	c := DefaultConfig()
 	for k, v := range map[string]string{"LEDGER_CONSOLE": "on", "LEDGER_CONSOLE_TRUSTED_PROXIES": "127.0.0.1, 10.1.0.0/16",
-		"LEDGER_CONSOLE_SESSION_TTL": "8h"} {
+		"LEDGER_CONSOLE_SESSION_TTL": "8h", "LEDGER_CONSOLE_INBOX_PREFIX": "_OPS.console"} {
 		if err := c.SetKey(k, v); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if !c.Enabled || len(c.TrustedProxies) != 2 || c.SessionTTL != 8*time.Hour {
+	if !c.Enabled || len(c.TrustedProxies) != 2 || c.SessionTTL != 8*time.Hour || c.InboxPrefix != "_OPS.console" {
 		t.Fatalf("config %+v", c)
 	}
 	if err := c.Validate(); err != nil {

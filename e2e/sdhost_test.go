@@ -77,12 +77,13 @@ func selectedSuite(t *testing.T) sdSuite {
 // sdRootSpec is the cached root of suite: minbase plus what a Debian ocserv
 // host has. procps is priority "important", so on every real install but
 // not in minbase; without it `systemctl reload ocserv` fails (Debian's
-// unit reloads with /bin/kill, which procps ships).
-func sdRootSpec(suite string) debroot.Spec {
+// unit reloads with /bin/kill, which procps ships). include adds packages
+// (a root of its own in the cache).
+func sdRootSpec(suite string, include ...string) debroot.Spec {
 	return debroot.Spec{
 		Kind:    "nspawn",
 		Suite:   suite,
-		Include: []string{"systemd", "systemd-sysv", "dbus", "ocserv", "iproute2", "procps"},
+		Include: append([]string{"systemd", "systemd-sysv", "dbus", "ocserv", "iproute2", "procps"}, include...),
 		Files:   map[string]string{"/etc/hostname": sdHostname + "\n"},
 	}
 }
@@ -98,15 +99,16 @@ type sdHost struct {
 	ev    *eventLog
 }
 
-// newSDHost boots a fresh container of suite and prepares it as an
-// operator would before installing ocserv-telemetry.
-func newSDHost(t *testing.T, suite sdSuite) *sdHost {
+// newSDHost boots a fresh container of suite (with the packages of
+// include too) and prepares it as an operator would before installing
+// ocserv-telemetry.
+func newSDHost(t *testing.T, suite sdSuite, include ...string) *sdHost {
 	t.Helper()
 	testbed.RequireRoot(t)
 	release, deb := stageRelease(t)
 	ctx, cancel := context.WithTimeout(context.Background(), debroot.BuildTimeout+5*time.Minute)
 	defer cancel()
-	root, err := debroot.Ensure(ctx, sdRootSpec(suite.Suite), t.Logf)
+	root, err := debroot.Ensure(ctx, sdRootSpec(suite.Suite, include...), t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,6 +282,9 @@ func stageRelease(t *testing.T) (dir, deb string) {
 		"install.sh": 0o755, "bin/hook": 0o755, "bin/shipper": 0o755, "bin/ctl": 0o755, "bin/commander": 0o755,
 		"systemd/ocserv-telemetry-shipper.service": 0o644, "systemd/ocserv-telemetry-commander.service": 0o644,
 		"packaging/agent.env.example": 0o644,
+		// Not in the package (it ships the agent), but in a release
+		// directory install.sh --ledger runs from.
+		"bin/ledger": 0o755, "systemd/ocserv-telemetry-ledger.service": 0o644,
 	}
 	for rel, mode := range files {
 		data, err := os.ReadFile(filepath.Join(repo, rel))

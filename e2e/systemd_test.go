@@ -406,7 +406,8 @@ func (h *sdHost) checkRemoved(before map[string]string, extra ...kept) {
 			continue
 		}
 		why := ""
-		for _, kp := range append(append([]kept(nil), sdKept...), extra...) {
+		// The caller's reasons first: they are the more specific.
+		for _, kp := range append(append([]kept(nil), extra...), sdKept...) {
 			if k == kp.prefix || strings.HasPrefix(k, kp.prefix+"/") {
 				why = kp.why
 				break

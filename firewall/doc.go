@@ -37,8 +37,9 @@
 // ("ocserv-telemetry:id=<ID>:uid=<session_uid>"). Each family is changed by
 // one "iptables-restore --noflush" (or ip6tables-restore) transaction fed
 // on stdin; the two run in parallel. Every helper process runs with a
-// bounded wait (runChild). RemoveAll uses go-iptables. Both backends render the
-// same rule plan, so they give the same verdicts.
+// bounded wait (runChild); RemoveAll too, one transaction per flavour and
+// family. Both backends render the same rule plan, so they give the same
+// verdicts.
 //
 // Connect and Disconnect wrap a backend for the hook: a restricted session
 // gets its rules; if that fails, a reject-all rule for the device; if even

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
@@ -93,19 +94,40 @@ const (
 // Open returns the backend of the given kind. "auto" (or "") picks
 // nftables when the kernel answers nf_tables netlink requests, else
 // iptables. Open itself changes nothing.
-func Open(kind string) (Backend, error) {
+func Open(kind string) (Backend, error) { return open(kind, false) }
+
+// OpenHeld is Open for a process that exits soon after its firewall work,
+// the hook. Its nftables backend keeps its netlink sockets open until the
+// backend's Close (it is an io.Closer; so is every backend OpenHeld
+// returns): closing a netfilter socket after a batch that deleted rules
+// waits for an RCU grace period (about 10 ms on the test kernel, most of a
+// disconnect), and held open until the event is written that wait runs
+// beside the hook's own work instead of before it. The rules are gone
+// when each call returns, as with Open; only the kernel's freeing of them
+// is left for Close (or the process's exit, which waits for it too).
+func OpenHeld(kind string) (Backend, error) { return open(kind, true) }
+
+// Every backend OpenHeld returns can be closed.
+var (
+	_ io.Closer = (*nftBackend)(nil)
+	_ io.Closer = (*iptBackend)(nil)
+)
+
+func open(kind string, hold bool) (Backend, error) {
 	switch kind {
 	case KindNftables:
-		return newNft(), nil
+		return newNft(hold), nil
 	case KindIptables:
 		return newIptables()
 	case KindAuto, "":
-		n := newNft()
+		n := newNft(hold)
 		if err := n.probe(); err == nil {
 			return n, nil
 		} else if b, ierr := newIptables(); ierr == nil {
+			n.Close() // the probe's socket
 			return b, nil
 		} else {
+			n.Close()
 			return nil, fmt.Errorf("no firewall backend: nftables: %v; iptables: %v", err, ierr)
 		}
 	}

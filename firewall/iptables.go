@@ -125,41 +125,42 @@ func (b *iptBackend) Clear(ctx context.Context, dev string) error {
 	return b.each(func(f *iptFamily) error { return f.remove(ctx, dev, nil) })
 }
 
+// Close is there for OpenHeld's callers: the iptables backend holds
+// nothing between calls (each change is an iptables-restore that has
+// exited when the call returns).
+func (*iptBackend) Close() error { return nil }
+
 // each runs fn for IPv4 and IPv6 at the same time: the two families are
 // separate tables (and separate restore transactions) anyway, and running
 // both processes in parallel halves the time the hook waits.
 //
 // A process inherits the network namespace of the thread that starts it.
 // The backend works in the namespace of the calling thread (as the
-// nftables backend's socket does), so when that is not the process's
-// namespace the helper goroutines join it first.
+// nftables backend's socket does), so a helper goroutine whose thread is
+// in another namespace (the caller switched its own locked thread) joins
+// the caller's first.
 func (b *iptBackend) each(fn func(*iptFamily) error) error {
-	join, err := callerNetns()
+	caller, err := callerNetns()
 	if err != nil {
 		return err
 	}
-	if join != nil {
-		defer join.Close()
-	}
-	return b.eachIn(join, fn)
-}
-
-// eachIn is each for a namespace already found (nil: the process's own).
-func (b *iptBackend) eachIn(join *os.File, fn func(*iptFamily) error) error {
+	defer caller.Close()
 	errs := make([]error, len(b.fams))
 	var wg sync.WaitGroup
 	for i, f := range b.fams {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if join != nil {
-				// Never unlocked: the thread ends with this goroutine rather
-				// than going back to the pool in a foreign namespace.
-				runtime.LockOSThread()
-				if err := unix.Setns(int(join.Fd()), unix.CLONE_NEWNET); err != nil {
-					errs[i] = fmt.Errorf("join the caller's network namespace: %w", err)
-					return
-				}
+			runtime.LockOSThread()
+			moved, err := joinNetns(caller)
+			if !moved {
+				// Else never unlocked: the thread ends with this goroutine
+				// rather than going back to the pool in a foreign namespace.
+				runtime.UnlockOSThread()
+			}
+			if err != nil {
+				errs[i] = err
+				return
 			}
 			errs[i] = fn(f)
 		}()
@@ -168,39 +169,42 @@ func (b *iptBackend) eachIn(join *os.File, fn func(*iptFamily) error) error {
 	return errors.Join(errs...)
 }
 
-// callerNetns returns the calling thread's network namespace when it
-// differs from the one the process started in (a caller that switched its
-// locked thread into another namespace), else nil. It compares with the
-// namespace recorded at start-up, not with /proc/self (the main thread),
-// because the main thread itself may be the one a caller switched. In the
-// hook nothing switches, so no setns is ever needed there (it would need
-// CAP_SYS_ADMIN).
+// callerNetns opens the calling thread's network namespace. Threads in the
+// pool are all in the namespace the process started in (a thread switched
+// into another one is never returned to it), but the caller's own locked
+// thread may have been switched: so the helpers compare their thread with
+// the caller's, not with the process's (no record made at start-up, which
+// would cost every hook run a /proc lookup).
 func callerNetns() (*os.File, error) {
-	if startNetns.err != nil {
-		return nil, startNetns.err
-	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var thread unix.Stat_t
-	if err := unix.Stat("/proc/thread-self/ns/net", &thread); err != nil {
-		return nil, err
+	f, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return nil, fmt.Errorf("read the caller's network namespace: %w", err)
 	}
-	if thread.Ino == startNetns.st.Ino && thread.Dev == startNetns.st.Dev {
-		return nil, nil
-	}
-	return os.Open("/proc/thread-self/ns/net")
+	return f, nil
 }
 
-// startNetns is the network namespace the process started in. Package
-// initialisation runs on the main goroutine, locked to the main thread,
-// before any code could have switched a thread.
-var startNetns = func() (s struct {
-	st  unix.Stat_t
-	err error
-}) {
-	s.err = unix.Stat("/proc/thread-self/ns/net", &s.st)
-	return s
-}()
+// joinNetns moves the calling goroutine's locked thread into ns unless it
+// is there already, and says whether it moved. In the hook nothing
+// switches, so no setns is ever needed there (it would need
+// CAP_SYS_ADMIN).
+func joinNetns(ns *os.File) (bool, error) {
+	var want, here unix.Stat_t
+	if err := unix.Fstat(int(ns.Fd()), &want); err != nil {
+		return false, fmt.Errorf("read the caller's network namespace: %w", err)
+	}
+	if err := unix.Stat("/proc/thread-self/ns/net", &here); err != nil {
+		return false, fmt.Errorf("read this thread's network namespace: %w", err)
+	}
+	if here.Ino == want.Ino && here.Dev == want.Dev {
+		return false, nil
+	}
+	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+		return false, fmt.Errorf("join the caller's network namespace: %w", err) // setns changed nothing
+	}
+	return true, nil
+}
 
 func mainChain(dev string) string  { return ChainPrefix + dev }
 func routeChain(dev string) string { return RouteChainPrefix + dev }
@@ -448,8 +452,7 @@ func unquote(tok string) string {
 }
 
 // list reads iptables-save's filter table (one process, bounded like every
-// helper: see runChild; go-iptables runs its commands without a context or
-// a wait bound, which the hook's budget cannot allow).
+// helper: see runChild).
 func (f *iptFamily) list(ctx context.Context, ours func(string) bool) (*saved, error) {
 	out, err := runChild(ctx, nil, f.save, "-t", iptablesSaveTable)
 	if err != nil {
@@ -496,6 +499,12 @@ func parseSave(out string, ours func(string) bool) *saved {
 // run feeds one transaction to iptables-restore --noflush on stdin (argv,
 // no shell; nothing else in the table is touched).
 func (f *iptFamily) run(ctx context.Context, script string) error {
-	_, err := runChild(ctx, strings.NewReader("*filter\n"+script+"COMMIT\n"), f.restore, "-w", iptWaitSeconds, "--noflush")
+	return runRestore(ctx, f.restore, script)
+}
+
+// runRestore feeds one transaction of the filter table to restore, an
+// iptables-restore (of any flavour or family).
+func runRestore(ctx context.Context, restore, script string) error {
+	_, err := runChild(ctx, strings.NewReader("*filter\n"+script+"COMMIT\n"), restore, "-w", iptWaitSeconds, "--noflush")
 	return err
 }

@@ -5,9 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
-
-	"github.com/coreos/go-iptables/iptables"
 )
 
 // RemoveAll deletes every jump to our chains and the chains themselves, in
@@ -15,40 +14,22 @@ import (
 // nf_tables: a host that switched the iptables alternative since our rules
 // went in still has them in the other one), and nothing else.
 //
-// This is go-iptables' job, not iptables-restore's: no atomicity is needed
-// (jumps go before their chains, and a half-done run is finished by the
-// next), and it is an operator's command, not a login's. go-iptables runs
-// each command without a context or a bound on its wait (a stuck helper
-// would hold its caller), so the run is bounded here from outside: when ctx
-// ends RemoveAll returns, saying so, and leaves the commands still running
-// to finish on their own. The hook's own paths never use it for that
-// reason (runChild bounds every helper they start).
+// Like every other change this backend makes, it is one
+// "iptables-restore --noflush" transaction per family and flavour, built
+// from what iptables-save lists, under runChild's bounds: a stuck helper
+// is killed when ctx ends, and nothing is left running. (go-iptables did
+// this job until it was found to cost every login: its package-level
+// regexp, and the unicode tables regexp needs, are compiled when the hook
+// starts, whether or not the run touches iptables; docs/benchmarks.md.)
 func (b *iptBackend) RemoveAll(ctx context.Context) error {
-	// The namespace is the caller's thread's, found here: the goroutine
-	// below may run on any thread.
-	join, err := callerNetns()
-	if err != nil {
-		return err
-	}
-	done := make(chan error, 1)
-	go func() {
-		if join != nil {
-			defer join.Close()
-		}
-		done <- b.eachIn(join, func(f *iptFamily) error { return f.removeAllFlavours() })
-	}()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("iptables: remove all: %w (commands still running were left to finish)", ctx.Err())
-	}
+	return b.each(func(f *iptFamily) error { return f.removeAllFlavours(ctx) })
 }
 
-// flavour is one iptables implementation on the host.
+// flavour is one iptables implementation on the host: its save and
+// restore commands.
 type flavour struct {
-	name string // "legacy", "nf_tables", or "" for the host's default iptables
-	path string
+	name          string // "legacy", "nf_tables", or "" for the host's default iptables
+	save, restore string
 }
 
 // flavours lists the family's iptables flavours that can hold rules of
@@ -57,16 +38,23 @@ type flavour struct {
 // a change to the host for nothing).
 func (f *iptFamily) flavours() []flavour {
 	var out []flavour
-	if p, err := lookTool(f.pre + "-legacy"); err == nil && legacyFilterLoaded(f.v) {
-		out = append(out, flavour{"legacy", p})
-	}
-	if p, err := lookTool(f.pre + "-nft"); err == nil {
-		out = append(out, flavour{"nf_tables", p})
-	}
-	if len(out) == 0 {
-		if p, err := lookTool(f.pre); err == nil {
-			out = append(out, flavour{"", p})
+	look := func(name, infix string) {
+		save, err := lookTool(f.pre + infix + "-save")
+		if err != nil {
+			return
 		}
+		restore, err := lookTool(f.pre + infix + "-restore")
+		if err != nil {
+			return
+		}
+		out = append(out, flavour{name, save, restore})
+	}
+	if legacyFilterLoaded(f.v) {
+		look("legacy", "-legacy")
+	}
+	look("nf_tables", "-nft")
+	if len(out) == 0 {
+		out = append(out, flavour{"", f.save, f.restore})
 	}
 	return out
 }
@@ -90,79 +78,61 @@ func legacyFilterLoaded(v int) bool {
 	return false
 }
 
-func (f *iptFamily) removeAllFlavours() error {
-	fl := f.flavours()
-	if len(fl) == 0 {
-		return fmt.Errorf("%s: no iptables command found", f.pre)
-	}
+func (f *iptFamily) removeAllFlavours(ctx context.Context) error {
 	var errs []error
-	for _, x := range fl {
-		if err := f.removeAllWith(x.path); err != nil {
+	for _, x := range f.flavours() {
+		if err := f.removeAllWith(ctx, x); err != nil {
 			errs = append(errs, fmt.Errorf("%s (%s): %w", f.pre, x.name, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// removeAllWith removes everything of ours with one iptables command:
-// first every rule outside our chains that jumps to one of them, then our
-// chains.
-func (f *iptFamily) removeAllWith(path string) error {
-	proto := iptables.ProtocolIPv4
-	if f.v == 6 {
-		proto = iptables.ProtocolIPv6
-	}
-	ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Path(path), iptables.Timeout(5))
-	if err != nil {
-		return err
-	}
-	chains, err := ipt.ListChains(iptablesSaveTable)
-	if err != nil {
-		return err
-	}
-	var ours []string
-	for _, c := range chains {
-		if isOurChain(c) {
-			ours = append(ours, c)
-			continue
-		}
-		rules, err := ipt.List(iptablesSaveTable, c)
-		if err != nil {
+// removeAllWith removes everything of ours from one flavour's filter table
+// in one transaction: every rule outside our chains that jumps to one of
+// them, then our chains, flushed before any is deleted (one may jump to
+// another). The rules are deleted by their exact text, so when the table
+// changed between the listing and the transaction (a disconnect removing
+// its own rules at that moment, say), the transaction fails whole and is
+// tried again on a new listing.
+func (f *iptFamily) removeAllWith(ctx context.Context, x flavour) error {
+	var err error
+	for attempt := 0; attempt < 3 && ctx.Err() == nil; attempt++ {
+		var out []byte
+		if out, err = runChild(ctx, nil, x.save, "-t", iptablesSaveTable); err != nil {
 			return err
 		}
-		for _, r := range rules {
-			spec, ok := jumpToOurs(r, c)
-			if !ok {
-				continue
-			}
-			if err := ipt.Delete(iptablesSaveTable, c, spec...); err != nil {
-				return fmt.Errorf("delete %q: %w", r, err)
-			}
+		script := removeAllScript(string(out))
+		if script == "" {
+			return nil // nothing of ours in this flavour
+		}
+		if err = runRestore(ctx, x.restore, script); err == nil {
+			return nil
 		}
 	}
-	for _, c := range ours {
-		if err := ipt.ClearAndDeleteChain(iptablesSaveTable, c); err != nil {
-			return err
-		}
+	if err == nil {
+		err = ctx.Err()
 	}
-	return nil
+	return err
 }
 
-// jumpToOurs returns the rule spec of an "-A chain …" line (as iptables -S
-// prints it) that jumps or goes to one of our chains.
-func jumpToOurs(line, chain string) ([]string, bool) {
-	toks := strings.Fields(line)
-	if len(toks) < 2 || toks[0] != "-A" || toks[1] != chain {
-		return nil, false
+// removeAllScript is the transaction that removes everything of ours from
+// a filter table iptables-save printed: "-D" for each jump to one of our
+// chains from outside them (by its exact text, comment quoting included),
+// then "-F" for each of our chains, then "-X" ("" when nothing is ours).
+func removeAllScript(save string) string {
+	sv := parseSave(save, isOurChain)
+	chains := make([]string, 0, len(sv.chains))
+	for c := range sv.chains {
+		chains = append(chains, c)
 	}
-	spec := toks[2:]
-	for i := range spec {
-		spec[i] = unquote(spec[i]) // go-iptables passes each word as one argument
-	}
-	for i := 0; i+1 < len(spec); i++ {
-		if (spec[i] == "-j" || spec[i] == "-g") && isOurChain(spec[i+1]) {
-			return spec, true
+	sort.Strings(chains)
+	var sb strings.Builder
+	sb.WriteString(sv.deletions(nil))
+	for _, op := range []string{"-F ", "-X "} {
+		for _, c := range chains {
+			sb.WriteString(op + c + "\n")
 		}
 	}
-	return nil, false
+	return sb.String()
 }

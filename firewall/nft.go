@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/nftables"
@@ -53,18 +54,31 @@ const (
 // before iptables' (priority filter) and firewalld's chains see the packet.
 var nftPriority = nftables.ChainPriorityRef(*nftables.ChainPriorityFilter - 10)
 
-type nftBackend struct{}
+type nftBackend struct {
+	// hold keeps every netlink socket open until Close (OpenHeld).
+	hold bool
+	mu   sync.Mutex
+	held []*nftables.Conn
+}
 
-func newNft() *nftBackend { return &nftBackend{} }
+func newNft(hold bool) *nftBackend { return &nftBackend{hold: hold} }
 
 func (*nftBackend) Name() string { return KindNftables }
 
 // conn returns a fresh connection for one operation. Conn buffers messages
 // until Flush, so sharing one between goroutines would mix their batches;
 // a non-lasting Conn costs nothing until Flush opens its socket (in the
-// calling thread's network namespace). The socket gets ctx's deadline, so
-// a stuck kernel answer cannot outlive the hook's budget.
-func (*nftBackend) conn(ctx context.Context) (*nftables.Conn, error) {
+// calling thread's network namespace) and closes it when the kernel has
+// answered. The socket gets ctx's deadline, so a stuck kernel answer
+// cannot outlive the hook's budget.
+//
+// A held backend's connections are lasting ones, dialled here (in the
+// calling thread's namespace too) and closed only by Close: closing a
+// netfilter socket while a deletion awaits its RCU grace period waits
+// for that period (the kernel's nft_rcv_nl_event flushes its destroy
+// work), a wait that does not change the rules, which are gone when the
+// batch is answered.
+func (n *nftBackend) conn(ctx context.Context) (*nftables.Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -74,7 +88,37 @@ func (*nftBackend) conn(ctx context.Context) (*nftables.Conn, error) {
 			return c.SetDeadline(dl)
 		}))
 	}
-	return nftables.New(opts...)
+	if !n.hold {
+		return nftables.New(opts...)
+	}
+	c, err := nftables.New(append(opts, nftables.AsLasting())...)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: open a netlink socket: %w", err)
+	}
+	n.mu.Lock()
+	n.held = append(n.held, c)
+	n.mu.Unlock()
+	return c, nil
+}
+
+// Close closes the sockets a held backend kept open; it waits for the
+// kernel to free what this backend's deletions removed. A backend opened
+// with Open holds nothing, and Close returns at once.
+func (n *nftBackend) Close() error {
+	n.mu.Lock()
+	held := n.held
+	n.held = nil
+	n.mu.Unlock()
+	var errs []error
+	for _, c := range held {
+		if err := c.CloseLasting(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("nftables: close netlink sockets: %w", err)
+	}
+	return nil
 }
 
 // probe asks the kernel for a table that does not exist: "no such file"
@@ -145,10 +189,11 @@ func (n *nftBackend) RejectAll(ctx context.Context, dev string, owner Owner) err
 // are never both missing, half-built, or both present.
 //
 // The common case, no leftover table, is tried first with "create" (which
-// fails the whole batch when the table exists): any deletion in a batch
-// makes the kernel wait for an RCU grace period before it answers (about
-// 8 ms here, twenty times the cost of building the table), so a connect
-// deletes only when there is something to delete.
+// fails the whole batch when the table exists): a deletion costs an RCU
+// grace period (about 10 ms here, several times the cost of building the
+// table), waited for when the socket closes, and a batch that fails waits
+// for one before it answers; so a connect deletes only when there is
+// something to delete.
 //
 // A table under the legacy name (an earlier release's, for a session from
 // before an upgrade whose disconnect was missed) is looked up first, one
@@ -390,7 +435,10 @@ func (n *nftBackend) owner(ctx context.Context, dev string) (Owner, bool, error)
 }
 
 // Clear deletes dev's table and its legacy table, whoever made them, in
-// one batch.
+// one batch. It looks first, and sends no batch when neither is there (the
+// usual case: an unrestricted user's connect): a deletion costs an RCU
+// grace period even when there was nothing to delete (install), and a
+// login waits for the connect.
 func (n *nftBackend) Clear(ctx context.Context, dev string) error {
 	if err := ValidDevice(dev); err != nil {
 		return err
@@ -398,6 +446,19 @@ func (n *nftBackend) Clear(ctx context.Context, dev string) error {
 	c, err := n.conn(ctx)
 	if err != nil {
 		return err
+	}
+	found := false
+	for _, t := range []*nftables.Table{nftLegacyTable(dev), nftTable(dev)} {
+		_, err := c.ListTableOfFamily(t.Name, nftables.TableFamilyINet)
+		switch {
+		case err == nil:
+			found = true
+		case !errors.Is(err, unix.ENOENT):
+			return fmt.Errorf("nftables: look up table %s: %w", t.Name, err)
+		}
+	}
+	if !found {
+		return nil
 	}
 	delIfPresent(c, nftLegacyTable(dev))
 	delIfPresent(c, nftTable(dev))

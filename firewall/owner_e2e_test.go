@@ -328,7 +328,7 @@ func oursOnly(t *testing.T, ns *netns) string {
 	return sb.String()
 }
 
-// TestRemoveAllBothFlavours: --removeall (go-iptables) removes our chains
+// TestRemoveAllBothFlavours: --removeall removes our chains
 // and jumps from both iptables flavours, legacy (x_tables) and nf_tables,
 // in both families: a host that switched the iptables alternative since
 // our rules went in has them in the other one. Others' chains and jumps,

@@ -3,6 +3,7 @@ package hook
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"time"
@@ -87,11 +88,32 @@ func (r *Run) asFirewallScript(cfg config.Config, ev *events.Event, budget *time
 }
 
 // openFirewall opens the configured backend (a test may stand in its own).
+// It is opened held: the sockets of its deletions stay open until
+// releaseFirewall, after the event is written, so that the kernel's wait
+// for an RCU grace period on closing them (most of a disconnect's
+// firewall time with nftables) overlaps the spool write and its fsync
+// instead of coming before them. The rules themselves are gone when the
+// backend's call returns.
 func (r *Run) openFirewall(kind string) (firewall.Backend, error) {
 	if r.backend != nil {
 		return r.backend(kind)
 	}
-	return firewall.Open(kind)
+	b, err := firewall.OpenHeld(kind)
+	if c, ok := b.(io.Closer); ok && err == nil {
+		r.held = append(r.held, c)
+	}
+	return b, err
+}
+
+// releaseFirewall closes what openFirewall's backends held, waiting for
+// the kernel as the process's exit would.
+func (r *Run) releaseFirewall() {
+	for _, c := range r.held {
+		if err := c.Close(); err != nil {
+			r.printf("firewall: %v", err)
+		}
+	}
+	r.held = nil
 }
 
 // refuse records a deliberate refusal and makes it the run's verdict, so

@@ -83,14 +83,17 @@ type Run struct {
 	uidKnown bool
 
 	// backend, when set by a test, opens the firewall backend instead of
-	// firewall.Open: a stand-in for a kernel or a helper that hangs.
+	// firewall.OpenHeld: a stand-in for a kernel or a helper that hangs.
 	backend func(kind string) (firewall.Backend, error)
+	// held are the backends opened in this run, closed once the event is
+	// written (openFirewall).
+	held []io.Closer
 }
 
 // Main runs the hook and ends through r.Exit. Panics are recovered: a bug
 // must never refuse a login.
 func (r *Run) Main() {
-	budget := time.AfterFunc(config.Default().HookBudget, r.overBudget)
+	budget := time.AfterFunc(config.DefaultHookBudget, r.overBudget)
 	defer budget.Stop()
 	defer func() {
 		if p := recover(); p != nil {
@@ -266,6 +269,9 @@ func (r *Run) run(budget *time.Timer) int {
 		r.printf("FIREWALL=on, but ocserv ran the hook as its connect script for restricted user %q: the rules are ocserv-fw's; install the hook as ocserv's fw script (README, firewall modes)", ev.Session.Username)
 	}
 
+	// Whatever the firewall backends held is let go only after the event
+	// is written (or kept), and before the hook exits.
+	defer r.releaseFirewall()
 	if sp == nil {
 		r.keep(ev, "spool unusable")
 		return code

@@ -67,6 +67,9 @@ func CompareStream(have jetstream.StreamConfig, prefix string) []string {
 	if have.NoAck {
 		out = append(out, "no_ack is set: snapshot publishes are never acknowledged and count as failed")
 	}
+	if have.AllowRollup {
+		out = append(out, "rollups are allowed: any host may remove every server's snapshots with one message carrying Nats-Rollup: all: nats stream edit "+have.Name+" --no-allow-rollup")
+	}
 	return out
 }
 
@@ -76,7 +79,33 @@ func CompareBucket(st jetstream.KeyValueStatus, interval time.Duration) []string
 	if ttl := st.TTL(); ttl > 0 && ttl < 3*interval {
 		out = append(out, fmt.Sprintf("TTL %s is shorter than three snapshot intervals (%s): claims and state expire between refreshes", ttl, 3*interval))
 	}
+	if kst, ok := st.(*jetstream.KeyValueBucketStatus); ok && kst.StreamInfo().Config.AllowRollup {
+		out = append(out, fmt.Sprintf("rollups are allowed: a NATS user that may write one key of the bucket (any host) can remove every server's keys with one message (Nats-Rollup: all); the shipper never needs them: nats stream edit %s --no-allow-rollup", kst.StreamInfo().Config.Name))
+	}
 	return out
+}
+
+// denyRollups turns rollups off on a bucket the shipper has just
+// created. nats.go creates every bucket with them allowed (its Purge
+// needs them); a message with the header Nats-Rollup: all on any subject
+// of the stream then removes every other message, and NATS permissions,
+// which are on subjects only, cannot stop a host that may write its own
+// keys from sending one. The shipper puts, updates and deletes, never
+// purges.
+func denyRollups(ctx context.Context, js jetstream.JetStream, bucket string) error {
+	s, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return fmt.Errorf("look up the bucket's stream: %w", err)
+	}
+	cfg := s.CachedInfo().Config
+	if !cfg.AllowRollup {
+		return nil
+	}
+	cfg.AllowRollup = false
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("turn rollups off on %s: %w", cfg.Name, err)
+	}
+	return nil
 }
 
 // natsSide publishes snapshots and keeps the bucket: stream and bucket
@@ -127,6 +156,10 @@ func (n *natsSide) ensure(ctx context.Context) error {
 			kv, err = n.js.KeyValue(ctx, o.Bucket)
 		} else if err == nil {
 			o.Log.Info("bucket created", "bucket", o.Bucket)
+			if rerr := denyRollups(ctx, n.js, o.Bucket); rerr != nil {
+				// The bucket works; the check below warns about it.
+				o.Log.Warn("bucket created, but its rollups are still allowed", "bucket", o.Bucket, "err", rerr.Error())
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("create state bucket %s: %w", o.Bucket, err)

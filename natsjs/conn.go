@@ -146,6 +146,12 @@ func (c *Conn) options(cfg config.NATS, o Options) ([]nats.Option, error) {
 			c.setErr(msg)
 		}),
 	}
+	if cfg.InboxPrefix != "" {
+		// Acknowledgements, API answers and pulled messages come back
+		// under this prefix: a NATS user whose subscribe rights cover
+		// only its own prefix reads nobody else's.
+		opts = append(opts, nats.CustomInboxPrefix(cfg.InboxPrefix))
+	}
 	switch {
 	case cfg.Creds != "":
 		opts = append(opts, nats.UserCredentials(cfg.Creds))

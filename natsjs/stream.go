@@ -97,6 +97,11 @@ func Compare(have jetstream.StreamConfig, spec StreamSpec) []string {
 	if have.NoAck {
 		out = append(out, "no_ack is set: publishes are never acknowledged, so nothing is ever deleted from the spool")
 	}
+	if have.AllowRollup {
+		// Permissions are on subjects, not headers: a host allowed to
+		// publish its own events could send one (docs/nats.md).
+		out = append(out, "rollups are allowed: any host may remove every stored event with one message carrying Nats-Rollup: all; nothing of ocserv-telemetry needs them: nats stream edit "+have.Name+" --no-allow-rollup")
+	}
 	return out
 }
 

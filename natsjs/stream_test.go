@@ -79,4 +79,14 @@ func TestEnsureStream(t *testing.T) {
 	if got := s.CachedInfo().Config; got.Duplicates != time.Minute || got.Storage != jetstream.MemoryStorage || got.Subjects[0] != "other.events.vpn1.>" {
 		t.Fatalf("the shipper changed the operator's stream: %+v", got)
 	}
+
+	// A stream that allows rollups: any host could empty it with one
+	// message on its own subject. Said, and left as it is.
+	if _, err := c.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "RU", Subjects: []string{"ru.events.>"}, Duplicates: 2 * time.Hour, AllowRollup: true}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = EnsureStream(ctx, c.JS, StreamSpec{Name: "RU", Subjects: EventsSubjects("ru"), DupWindow: 2 * time.Hour})
+	if err != nil || len(res.Differences) != 1 || !strings.Contains(res.Differences[0], "rollups are allowed") {
+		t.Fatalf("stream allowing rollups: %+v %v", res, err)
+	}
 }

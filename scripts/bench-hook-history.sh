@@ -20,6 +20,7 @@ steps=(
 	"2fabba2|hand-written event encoder, session state written in place, getrandom(2) instead of crypto/rand (no FIPS module linked), raw small-file reads"
 	"a2089b6|the firewall (nftables over netlink, iptables) linked into the same binary for --fw"
 	"5fb2afa|firewall rules carry their owning session; go-iptables for --removeall; bounded helper waits"
+	"3149fa1|--removeall by iptables-restore, not go-iptables, whose package init compiled a regexp (and regexp the unicode tables) in every run"
 )
 
 work=$(mktemp -d "$out/hook-history-work.XXXXXX")

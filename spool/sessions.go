@@ -3,6 +3,7 @@ package spool
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -15,8 +16,10 @@ import (
 
 // SessionKey makes the file name for a worker. The caller has validated
 // both parts (a positive PID and a kernel interface name), so the key can
-// never name anything outside sessions/.
-func SessionKey(id int, device string) string { return fmt.Sprintf("%d-%s", id, device) }
+// never name anything outside sessions/. strconv, not fmt: the hook calls
+// this on every event, and a process's first fmt call sets up fmt's
+// printer state (a third of the session_uid step in the hook's profile).
+func SessionKey(id int, device string) string { return strconv.Itoa(id) + "-" + device }
 
 func sessionPath(key string) (string, error) {
 	if key == "" || strings.ContainsAny(key, "/\x00") || key == "." || key == ".." {

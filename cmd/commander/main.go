@@ -23,12 +23,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/nats-io/nkeys"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/cmdsvc"
 	"github.com/ocserv-telemetry/ocserv-telemetry/config"
 	"github.com/ocserv-telemetry/ocserv-telemetry/hook"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/sdnotify"
 	"github.com/ocserv-telemetry/ocserv-telemetry/natsjs"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ocpasswd"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ocserv"
@@ -85,9 +85,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	defer closeAll()
 	log.Info("command service started", "server_id", cfg.ServerID, "subjects", cmdsvc.Subject(cfg.SubjectPrefix, cfg.ServerID, ">"),
 		"xkey", svc.XKey(), "trusted_keys", cfg.Cmd.TrustedKeys, "version", hook.Version)
-	daemon.SdNotify(false, "READY=1")
+	// sd_notify never blocks (package sdnotify): READY=1 and STOPPING=1 are
+	// retried until the socket takes them, the latter at most a second
+	// past the stop.
+	sd := sdnotify.New(log)
+	defer sd.Close(time.Second)
+	sd.Ready()
 	<-ctx.Done()
-	daemon.SdNotify(false, "STOPPING=1")
+	sd.Stopping()
 	log.Info("command service stopping")
 	return nil
 }

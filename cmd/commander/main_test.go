@@ -19,6 +19,8 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/cmdsvc"
 	"github.com/ocserv-telemetry/ocserv-telemetry/config"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/sdnotify"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/sdnotify/notifytest"
 )
 
 func TestBuildFromAgentConfig(t *testing.T) {
@@ -132,5 +134,66 @@ func TestCommanderNeverLogsNATSSecrets(t *testing.T) {
 		if strings.Contains(out, sec) {
 			t.Errorf("the log holds %s:\n%s", sec, out)
 		}
+	}
+}
+
+// sd_notify never holds the command service up: with a notify socket that
+// nobody reads, full before it starts, it serves (discovery answers), and
+// it stops at once when asked, naming the READY=1 and STOPPING=1 the
+// socket never took. Before the fix (go-systemd's daemon.SdNotify, which
+// waits for room without a deadline) it hung in READY=1 and never saw the
+// stop.
+func TestNotifySocketNobodyReads(t *testing.T) {
+	srv := natstest.Run(t)
+	dir := t.TempDir()
+	op, _ := nkeys.CreateUser()
+	pub, _ := op.PublicKey()
+	os.WriteFile(filepath.Join(dir, "keys"), []byte("ro "+pub+" t\n"), 0o644)
+	cfg := filepath.Join(dir, "agent.env")
+	os.WriteFile(cfg, []byte(strings.Join([]string{
+		"SERVER_ID=vpn7", "SPOOL_DIR=" + filepath.Join(dir, "spool"), "NATS_URL=" + srv.ClientURL(),
+		"CMD_TRUSTED_KEYS=" + filepath.Join(dir, "keys"), "CMD_XKEY_SEED=" + filepath.Join(dir, "xkey"),
+		"CMD_NONCE_FILE=" + filepath.Join(dir, "nonces"),
+	}, "\n")+"\n"), 0o600)
+	_, sock := notifytest.Listen(t, dir)
+	notifytest.Fill(t, sock)
+	t.Setenv(sdnotify.Env, sock)
+
+	var log syncBuf
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"--config", cfg}, func(string) string { return "" }, &log) }()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c := &cmdsvc.Client{NC: nc, Prefix: "ocserv", Key: op}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		found, _ := c.Discover(dctx, 300*time.Millisecond)
+		dcancel()
+		if len(found) == 1 && strings.Contains(log.String(), "command service started") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the command service does not answer discovery:\n%s", log.String())
+		}
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the command service did not stop within the unit's TimeoutStopSec (15s) with the notify socket full:\n%s", log.String())
+	}
+	t.Logf("stopped %s after the stop", time.Since(start).Round(time.Millisecond))
+	if out := log.String(); !strings.Contains(out, "READY=1, STOPPING=1 not taken") {
+		t.Errorf("the undelivered READY=1 and STOPPING=1 are not named in the log:\n%s", out)
 	}
 }

@@ -139,8 +139,9 @@ func run() error {
 	fmt.Printf("   READY=1 after %s\n", time.Since(started).Round(time.Millisecond))
 	// Keep reading the notify socket as systemd does: the shipper sends
 	// STATUS= lines for as long as it runs, and a datagram socket nobody
-	// reads fills up and blocks the sender (make demo CONSOLE=1 runs for
-	// minutes).
+	// reads fills up (make demo CONSOLE=1 runs for minutes). The shipper
+	// does not block on a full one (package sdnotify drops STATUS= then),
+	// but its STOPPING=1 would wait a second at exit.
 	notes.SetReadDeadline(time.Time{})
 	go func() {
 		buf := make([]byte, 4096)

@@ -56,3 +56,20 @@ COLOUR=blue
 		t.Errorf("missing file: %q", probs)
 	}
 }
+
+// The ledger.env lines docs/nats.md gives for a fleet are taken as they
+// are: the ledger's own inbox prefix, operators' answers under _OPS, the
+// console's command answers under _OPS.console.
+func TestFleetNATSSettings(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "ledger.env")
+	os.WriteFile(p, []byte("NATS_USER=ledger\nNATS_PASSWORD=ledger-secret\nNATS_INBOX_PREFIX=_INBOX_ledger\n"+
+		"LEDGER_INBOX_PREFIXES=_OPS\nLEDGER_CONSOLE_INBOX_PREFIX=_OPS.console\n"), 0o600)
+	s, probs, err := loadSettings(p)
+	if err != nil || len(probs) != 0 {
+		t.Fatalf("%v %q", err, probs)
+	}
+	if s.Agent.NATS.User != "ledger" || s.Agent.NATS.InboxPrefix != "_INBOX_ledger" || len(s.InboxPrefixes) != 1 || s.InboxPrefixes[0] != "_OPS" ||
+		s.Console.InboxPrefix != "_OPS.console" {
+		t.Errorf("settings: NATS %+v, inbox prefixes %q, console %q", s.Agent.NATS, s.InboxPrefixes, s.Console.InboxPrefix)
+	}
+}

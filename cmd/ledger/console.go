@@ -52,7 +52,7 @@ func startConsole(ctx context.Context, st settings, db *store, conn *natsjs.Conn
 	switch {
 	case err == nil:
 		pub, _ = kp.PublicKey()
-		cmds = &cmdsvc.Client{NC: conn.NC, Prefix: st.Agent.SubjectPrefix, Key: kp, TTL: 30 * time.Second}
+		cmds = &cmdsvc.Client{NC: conn.NC, Prefix: st.Agent.SubjectPrefix, Key: kp, TTL: 30 * time.Second, InboxPrefix: c.InboxPrefix}
 	case errors.Is(err, os.ErrNotExist):
 		log.Warn("no console key: pages work, actions are unavailable", "LEDGER_CONSOLE_KEY", c.Key)
 	default:

@@ -174,10 +174,16 @@ func (b *bed) second() string {
 
 func (b *bed) serveConfig(cfg, crash string) *proc {
 	b.t.Helper()
+	return b.serveEnv(cfg, "OCSERV_TELEMETRY_CRASHPOINT="+crash)
+}
+
+// serveEnv starts the service with env added to the test's environment.
+func (b *bed) serveEnv(cfg string, env ...string) *proc {
+	b.t.Helper()
 	cmd := exec.Command(ledgerBin, "serve", "--config", cfg)
 	p := &proc{cmd: cmd, out: &lockedBuf{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
-	cmd.Env = append(os.Environ(), "OCSERV_TELEMETRY_CRASHPOINT="+crash)
+	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		b.t.Fatal(err)
 	}

@@ -13,9 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
-
 	"github.com/ocserv-telemetry/ocserv-telemetry/hook"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/sdnotify"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/api"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ingest"
@@ -156,7 +155,12 @@ func (c *serveCmd) Run(ctx context.Context, args []string) error {
 	log.Info("ledger started", "engine", db.Engine(), "stream", st.Agent.NATS.StreamName,
 		"subjects", st.Agent.SubjectPrefix+".events.>", "consumer", st.Consumer,
 		"queries", api.Subject(st.Agent.SubjectPrefix, "*"), "version", hook.Version)
-	daemon.SdNotify(false, "READY=1")
+	// sd_notify never blocks (package sdnotify): READY=1 and STOPPING=1 are
+	// retried until the socket takes them, the latter at most a second
+	// past the stop.
+	sd := sdnotify.New(log)
+	defer sd.Close(time.Second)
+	sd.Ready()
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
@@ -164,7 +168,7 @@ func (c *serveCmd) Run(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	daemon.SdNotify(false, "STOPPING=1")
+	sd.Stopping()
 	log.Info("ledger stopping: finishing the batch in flight")
 	stopRun()
 	done := make(chan struct{})

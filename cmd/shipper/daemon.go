@@ -17,6 +17,7 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/config"
 	"github.com/ocserv-telemetry/ocserv-telemetry/hook"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/crashpoint"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/sdnotify"
 	"github.com/ocserv-telemetry/ocserv-telemetry/natsjs"
 	"github.com/ocserv-telemetry/ocserv-telemetry/shipper"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
@@ -85,10 +86,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	pub := natsjs.NewPublisher(conn, cfg.MaxInFlight)
 	defer pub.Close()
 
+	// Never blocks (package sdnotify): READY=1 and STOPPING=1 are retried
+	// until the socket takes them, STATUS= and WATCHDOG=1 dropped when it
+	// is full. Closed last (deferred first): a queued STOPPING=1 gets at
+	// most notifyCloseWait after the drain.
+	sd := newNotifier(log)
+	defer sd.n.Close(notifyCloseWait)
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	abort := make(chan struct{})
-	go d.signals(ctx, cancel, abort, log)
+	go d.signals(ctx, cancel, abort, sd.n, log)
 
 	spec := natsjs.StreamSpec{
 		Name:      cfg.NATS.StreamName,
@@ -107,7 +115,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	lp := startLive(ctx, cfg, sp, conn, log)
 	defer lp.close()
 
-	sd := newNotifier(log)
 	sh, err := shipper.New(shipper.Options{
 		Spool: sp, Publisher: pub, Log: log,
 		ServerID: cfg.ServerID, Prefix: cfg.SubjectPrefix,
@@ -123,7 +130,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	log.Info("shipper started", "spool", cfg.SpoolDir, "nats", cfg.NATS.RedactedURLs(),
 		"stream", cfg.NATS.StreamName, "server_id", cfg.ServerID, "version", hook.Version)
-	sd.notify("READY=1")
+	sd.n.Ready()
 	err = sh.Run(ctx)
 	log.Info("shipper stopped")
 	return err
@@ -131,14 +138,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 // signals turns the first SIGTERM/SIGINT into a draining stop and the
 // second into an abort.
-func (d *Daemon) signals(ctx context.Context, stop context.CancelFunc, abort chan struct{}, log *slog.Logger) {
+func (d *Daemon) signals(ctx context.Context, stop context.CancelFunc, abort chan struct{}, sd *sdnotify.Notifier, log *slog.Logger) {
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(ch)
 	select {
 	case sig := <-ch:
 		log.Info("stopping: draining in-flight publishes", "signal", sig.String())
-		daemon.SdNotify(false, "STOPPING=1")
+		sd.Stopping()
 		stop()
 	case <-ctx.Done():
 		return
@@ -148,45 +155,48 @@ func (d *Daemon) signals(ctx context.Context, stop context.CancelFunc, abort cha
 	close(abort)
 }
 
-// notifier speaks sd_notify. Without NOTIFY_SOCKET every call is a no-op.
+// notifyCloseWait bounds the wait for a STOPPING=1 (or READY=1) that the
+// notify socket has not taken by the end of the run: short beside the
+// unit's TimeoutStopSec (15s) minus the drain (5s by default).
+const notifyCloseWait = time.Second
+
+// notifier feeds systemd's watchdog and STATUS= from the delivery loop,
+// through a Notifier that never blocks it. Without NOTIFY_SOCKET every
+// call is a no-op.
 type notifier struct {
-	log      *slog.Logger
+	n        *sdnotify.Notifier
 	watchdog time.Duration
 	lastPing time.Time
-	warned   bool
 }
 
 func newNotifier(log *slog.Logger) *notifier {
-	n := &notifier{log: log}
+	n := &notifier{n: sdnotify.New(log)}
 	if wd, err := daemon.SdWatchdogEnabled(false); err == nil {
 		n.watchdog = wd
 	}
 	return n
 }
 
-func (n *notifier) notify(state string) {
-	if _, err := daemon.SdNotify(false, state); err != nil && !n.warned {
-		n.warned = true
-		n.log.Warn("sd_notify failed", "err", err.Error())
-	}
-}
-
 // alive runs on the shipper's loop, so a ping proves that the loop turns;
-// NATS being away does not stop it (the loop keeps polling the spool).
+// NATS being away does not stop it (the loop keeps polling the spool). It
+// pings four times per WatchdogSec, so a ping dropped on a full socket is
+// followed by another well before the watchdog fires.
 func (n *notifier) alive() {
 	if n.watchdog <= 0 || time.Since(n.lastPing) < n.watchdog/4 {
 		return
 	}
 	n.lastPing = time.Now()
-	n.notify("WATCHDOG=1")
+	n.n.Send("WATCHDOG=1")
 }
 
+// status is dropped when the socket is full: the next one, a few seconds
+// later, says everything it did.
 func (n *notifier) status(st shipper.Status) {
 	last := "never"
 	if st.LastSuccess != "" {
 		last = st.LastSuccess
 	}
-	n.notify(fmt.Sprintf("STATUS=backlog %d events (%d bytes); NATS %s; last delivery %s",
+	n.n.Send(fmt.Sprintf("STATUS=backlog %d events (%d bytes); NATS %s; last delivery %s",
 		st.BacklogEvents, st.BacklogBytes, st.NATS, last))
 	n.alive()
 }

@@ -134,6 +134,10 @@ func TestCleanShutdownResendsNothing(t *testing.T) {
 	s.appendEvents(50)
 	p := s.start()
 	waitFor(t, 10*time.Second, "50 events stored", func() bool { return streamCount(srv.ClientURL(), stream) == 50 })
+	// The server hands a stored message to core subscribers on its own
+	// schedule, not before it answers a stream-info request on another
+	// connection: wait for the 50 deliveries rather than expect them there.
+	waitFor(t, 5*time.Second, "the subscriber saw 50 messages", func() bool { return seen.Load() >= 50 })
 	if n := seen.Load(); n != 50 {
 		t.Fatalf("subscriber saw %d messages for 50 events", n)
 	}

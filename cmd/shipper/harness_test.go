@@ -133,18 +133,8 @@ func (s *site) start(env ...string) *proc {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	p := &proc{t: s.t, out: &lockedBuf{}, done: make(chan struct{}), notify: nc, notes: make(chan string, 1024)}
-	p.cmd = exec.Command(shipperBin, "--config", s.cfgPath, "--drain-timeout", "3s")
-	p.cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="+sock), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
+	p := s.launch(sock, env...)
+	p.notify, p.notes = nc, make(chan string, 1024)
 	go func() {
 		buf := make([]byte, 4096)
 		for {
@@ -161,9 +151,28 @@ func (s *site) start(env ...string) *proc {
 			}
 		}
 	}()
+	s.t.Cleanup(func() { nc.Close() })
+	return p
+}
+
+// launch runs bin/shipper with NOTIFY_SOCKET=sock (a socket the caller
+// made, read or not); the test's cleanup kills it.
+func (s *site) launch(sock string, env ...string) *proc {
+	s.t.Helper()
+	p := &proc{t: s.t, out: &lockedBuf{}, done: make(chan struct{})}
+	p.cmd = exec.Command(shipperBin, "--config", s.cfgPath, "--drain-timeout", "3s")
+	p.cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="+sock), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
 	s.t.Cleanup(func() {
 		p.kill()
-		nc.Close()
 		if s.t.Failed() {
 			s.t.Logf("shipper pid %d output:\n%s", p.cmd.Process.Pid, p.out.String())
 		}

@@ -13,7 +13,10 @@ import (
 // docs/dependencies.md names every module go.mod requires directly (what
 // it does here and why), and its list of what the hook links is what
 // `go list -deps ./cmd/hook` says: a dependency cannot arrive, or reach
-// the hook, without the page saying so.
+// the hook, without the page saying so. The other way too: a module in
+// the hook's table is one the hook links, and a module in the parts'
+// table one go.mod requires, so a dependency cannot leave while the page
+// still says what it does.
 func TestDependenciesDocumented(t *testing.T) {
 	root := filepath.Join("..", "..")
 	doc, err := os.ReadFile(filepath.Join(root, "docs", "dependencies.md"))
@@ -47,15 +50,50 @@ func TestDependenciesDocumented(t *testing.T) {
 			t.Errorf("the hook links %s; docs/dependencies.md's hook section does not name it", m)
 		}
 	}
-	for _, m := range []string{"github.com/nats-io/nats.go", "github.com/prometheus/client_golang", "github.com/spf13/cobra", "github.com/google/uuid", "github.com/gofrs/flock"} {
+	for _, m := range tableModules(hookDoc) {
+		if !linked[m] {
+			t.Errorf("docs/dependencies.md's hook table names %s; the hook does not link it", m)
+		}
+	}
+	required := map[string]bool{}
+	for _, m := range requires(gomod, true) {
+		required[m] = true
+	}
+	for _, m := range tableModules(section(string(doc), "## The parts, module by module", "## ")) {
+		if !required[m] {
+			t.Errorf("docs/dependencies.md's table of the parts names %s; go.mod does not require it", m)
+		}
+	}
+	for _, m := range []string{"github.com/nats-io/nats.go", "github.com/prometheus/client_golang", "github.com/spf13/cobra", "github.com/google/uuid", "github.com/gofrs/flock", "github.com/coreos/go-iptables"} {
 		if linked[m] {
 			t.Errorf("the hook links %s; docs/dependencies.md says it does not", m)
 		}
 	}
 }
 
+// tableModules lists the module paths in the first column of a section's
+// tables ("a, b", "a (`pkg`)" and the header row allowed).
+func tableModules(sec string) []string {
+	var out []string
+	for _, l := range strings.Split(sec, "\n") {
+		cells := strings.Split(l, "|")
+		if !strings.HasPrefix(l, "|") || len(cells) < 3 {
+			continue
+		}
+		for _, m := range strings.Split(cells[1], ",") {
+			if f := strings.Fields(m); len(f) > 0 && strings.Contains(f[0], ".") && strings.Contains(f[0], "/") {
+				out = append(out, f[0])
+			}
+		}
+	}
+	return out
+}
+
 // directRequires lists go.mod's requirements without "// indirect".
-func directRequires(gomod []byte) []string {
+func directRequires(gomod []byte) []string { return requires(gomod, false) }
+
+// requires lists go.mod's requirements, the indirect ones too if asked.
+func requires(gomod []byte, indirect bool) []string {
 	var out []string
 	in := false
 	sc := bufio.NewScanner(bytes.NewReader(gomod))
@@ -67,10 +105,10 @@ func directRequires(gomod []byte) []string {
 		case l == ")":
 			in = false
 		case strings.HasPrefix(l, "require ") && !strings.HasSuffix(l, "("):
-			if f := strings.Fields(l); !strings.Contains(l, "// indirect") {
+			if f := strings.Fields(l); indirect || !strings.Contains(l, "// indirect") {
 				out = append(out, f[1])
 			}
-		case in && l != "" && !strings.Contains(l, "// indirect"):
+		case in && l != "" && (indirect || !strings.Contains(l, "// indirect")):
 			out = append(out, strings.Fields(l)[0])
 		}
 	}

@@ -109,7 +109,8 @@ type Options struct {
 	// version that reads it, named by OCSERV_FW_SCRIPT in ocserv's
 	// environment (what install.sh's drop-in sets); and sets FIREWALL=on in
 	// agent.env. Restricted users then get the hook's rules instead of
-	// ocserv-fw's.
+	// ocserv-fw's. The bed also raises the hook's budgets there (see
+	// FwModeBudgets) unless AgentEnv sets them.
 	HookAsFwScript bool
 	// FwScriptByEnv, with HookAsFwScript, only names the wrapper in
 	// ocserv's OCSERV_FW_SCRIPT (nothing mounted), whatever the version
@@ -462,6 +463,32 @@ func (b *Bed) writeUsers() error {
 	return nil
 }
 
+// FwModeBudgets are the hook's budgets in a bed's mode (c) agent.env
+// (Options.HookAsFwScript). The product's defaults (200ms for the
+// firewall, 500ms for the whole run, docs/configuration.md) are sized for
+// a production host applying one user's rules; the bed's 2-core test
+// machines run ocserv, several openconnect clients and other tests' load
+// beside the hook, and iptables-restore's fork, exec and xtables lock
+// then took longer than 200ms now and again (TestFirewallModeC/iptables
+// saw the hook fall back to reject-all). The tests of mode (c) assert the
+// design's promise — the user's rules applied, traffic allowed or rejected
+// as the policy says, one event — not how fast a quiet machine applies
+// them (hook/fw_netns_e2e_test.go raises them the same way). What the hook
+// does when a budget does run out (refuse, never admit unrestricted) has
+// its own tests with budgets made to run out: hook/fw_child_test.go,
+// fw_invalid_test.go, fw_verdict_test.go.
+var FwModeBudgets = []string{"HOOK_BUDGET=5s", "HOOK_FIREWALL_BUDGET=3s"}
+
+// setsKey reports whether one of lines (KEY=VALUE) sets key.
+func setsKey(lines []string, key string) bool {
+	for _, l := range lines {
+		if strings.HasPrefix(l, key+"=") {
+			return true
+		}
+	}
+	return false
+}
+
 func (b *Bed) writeAgentEnv() error {
 	var s strings.Builder
 	fw := "off"
@@ -471,6 +498,13 @@ func (b *Bed) writeAgentEnv() error {
 	fmt.Fprintf(&s, "SERVER_ID=%s\nSPOOL_DIR=%s\nFIREWALL=%s\n", b.serverID, b.spoolDir, fw)
 	if b.opts.FirewallBackend != "" {
 		fmt.Fprintf(&s, "FIREWALL_BACKEND=%s\n", b.opts.FirewallBackend)
+	}
+	if b.opts.HookAsFwScript {
+		for _, kv := range FwModeBudgets {
+			if !setsKey(b.opts.AgentEnv, kv[:strings.IndexByte(kv, '=')]) {
+				s.WriteString(kv + "\n")
+			}
+		}
 	}
 	for _, l := range b.opts.AgentEnv {
 		s.WriteString(l + "\n")
