@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X github.com/ocserv-telemetry/ocserv-telemetry/hook.Version=$(
 FUZZTIME ?= 10s
 # Packages with root-only tests (build tag e2e) that do not depend on the
 # ocserv version; ./e2e/... runs once per version in E2E_VERSIONS.
-E2E_PKGS := ./hook/... ./firewall/... ./internal/distro/...
+E2E_PKGS := ./hook/... ./firewall/... ./internal/distro/... ./policy/...
 # The ocserv versions make e2e runs the end-to-end suite on (1.1.6 is the
 # host's; the others run from cached Debian roots, internal/distro).
 E2E_VERSIONS ?= 1.1.6 1.3.0 1.5.0

@@ -42,6 +42,7 @@ type bed struct {
 	agent    *nats.Conn
 	xkey     nkeys.KeyPair
 	rw, ro   nkeys.KeyPair
+	pol      nkeys.KeyPair // the ledger's policy key
 	stranger nkeys.KeyPair
 	trusted  string
 	argvLog  string
@@ -157,11 +158,12 @@ func newBedWith(t *testing.T, agent *server.Permissions) *bed {
 		return kp
 	}
 	b.xkey = mk(nkeys.CreateCurveKeys)
-	b.rw, b.ro, b.stranger = mk(nkeys.CreateUser), mk(nkeys.CreateUser), mk(nkeys.CreateUser)
+	b.rw, b.ro, b.stranger, b.pol = mk(nkeys.CreateUser), mk(nkeys.CreateUser), mk(nkeys.CreateUser), mk(nkeys.CreateUser)
 	rwPub, _ := b.rw.PublicKey()
 	roPub, _ := b.ro.PublicKey()
+	polPub, _ := b.pol.PublicKey()
 	b.trusted = filepath.Join(b.dir, "operators.keys")
-	b.writeFile(b.trusted, "# test operators\nread-write "+rwPub+" alice@ops\nro "+roPub+" grafana\n", 0o644)
+	b.writeFile(b.trusted, "# test operators\nread-write "+rwPub+" alice@ops\nro "+roPub+" grafana\npolicy "+polPub+" ledger\n", 0o644)
 	b.argvLog = filepath.Join(b.dir, "argv.log")
 	b.agentErrs = make(chan error, 256)
 	b.agent = b.connect("agent", "agent-pw", b.agentErrs)
@@ -329,6 +331,9 @@ case "$*" in
 "show user nosuch") cat $F/show-user-nosuch.json; exit 2 ;;
 "disconnect user alice") echo "user 'alice' was disconnected" ;;
 "disconnect user nobody") echo "could not disconnect user 'nobody'"; exit 1 ;;
+"show id 9113") cat $F/show-id.json ;;
+"show id 4242") cat $F/show-id-nosuch.json; exit 2 ;;
+"disconnect id 9113") echo "connection ID '9113' was disconnected" ;;
 "unban ip 10.9.9.9") echo "could not unban IP '10.9.9.9'"; exit 1 ;;
 "unban ip 192.0.2.7") cat $F/unban-ip.txt ;;
 "reload") echo "Server scheduled to reload" ;;

@@ -31,6 +31,7 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/kick"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ocserv"
 	"github.com/ocserv-telemetry/ocserv-telemetry/opauth"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy/bucket"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
 )
 
@@ -117,6 +118,15 @@ type Options struct {
 	// Extra actions (user and config management) registered beside the
 	// built-in ones.
 	Extra []Action
+	// Policy, when set, adds the verdicts mirror's state to the status
+	// actions (POLICY=on).
+	Policy *PolicyStatus
+}
+
+// PolicyStatus is how status reads the verdicts mirror.
+type PolicyStatus struct {
+	MaxAge time.Duration
+	Stale  string
 }
 
 // Action is one endpoint.
@@ -460,6 +470,7 @@ func (s *Service) builtin() []Action {
 				out["ocserv_version"] = v.String()
 			}
 			if sp, err := ReadSpoolStatus(s.o.Spool.Dir()); err == nil {
+				s.policyReport(sp)
 				out["spool"] = sp
 			}
 			return out, nil
@@ -501,8 +512,12 @@ func (s *Service) builtin() []Action {
 		{Name: "ban-points", Role: ro, Desc: "occtl show ip ban points", Run: func(ctx context.Context, r *Request) (any, error) {
 			return oc.ShowIPBanPoints(ctx)
 		}},
-		{Name: "spool-status", Role: ro, Desc: "the spool's backlog and the shipper's status", Run: func(ctx context.Context, r *Request) (any, error) {
-			return ReadSpoolStatus(s.o.Spool.Dir())
+		{Name: "spool-status", Role: ro, Desc: "the spool's backlog, the shipper's status, the verdicts mirror's state", Run: func(ctx context.Context, r *Request) (any, error) {
+			sp, err := ReadSpoolStatus(s.o.Spool.Dir())
+			if err == nil {
+				s.policyReport(sp)
+			}
+			return sp, err
 		}},
 		{Name: "kicked", Role: ro, Desc: "the kick list", Run: func(ctx context.Context, r *Request) (any, error) {
 			l, err := kick.List(s.o.Spool.Dir())
@@ -511,13 +526,24 @@ func (s *Service) builtin() []Action {
 			}
 			return l, err
 		}},
-		{Name: "disconnect", Role: rw, Params: []Param{{Name: "user", Check: ValidName}, {Name: "id", Check: validID}},
-			Desc:  "occtl disconnect user NAME | id ID (the client may come back with its cookie; see kick)",
-			Check: checkUserOrID,
+		{Name: "disconnect", Role: rw, Params: []Param{{Name: "user", Check: ValidName}, {Name: "id", Check: validID}, {Name: "if_user", Check: ValidName}},
+			Desc:  "occtl disconnect user NAME | id ID [if_user NAME: only if that worker is still NAME's] (the client may come back with its cookie; see kick)",
+			Check: checkDisconnect,
 			Run: func(ctx context.Context, r *Request) (any, error) {
 				u, id, err := userOrID(r.Args)
 				if err != nil {
 					return nil, err
+				}
+				if want := r.Args["if_user"]; want != "" {
+					// Worker IDs are PIDs, reused: the caller's view of
+					// who holds one may be out of date.
+					w, found, err := oc.ShowID(ctx, id)
+					if err != nil {
+						return nil, err
+					}
+					if !found || w.Username != want {
+						return nil, fail(CodeNotFound, "worker %d is not %s's session (any more); nothing disconnected", id, want)
+					}
 				}
 				if u != "" {
 					_, err = oc.DisconnectUser(ctx, u)
@@ -557,22 +583,39 @@ func (s *Service) builtin() []Action {
 					until := e.At.Add(dd)
 					e.Until = &until
 				}
-				if err := kick.Add(s.o.Spool.Dir(), e); err != nil {
+				out := map[string]any{"kicked": true, "until": e.Until}
+				if r.Key.Role == opauth.Policy {
+					e.Source = kick.SourcePolicy
+				}
+				if held, _ := kick.Check(s.o.Spool.Dir(), e.User, e.At); e.Source == kick.SourcePolicy && held != nil && held.Source != kick.SourcePolicy {
+					// An operator's kick stands as it is: the policy must
+					// neither shorten it nor, by lifting its own later,
+					// end it.
+					out["kept_operator_kick"] = true
+				} else if err := kick.Add(s.o.Spool.Dir(), e); err != nil {
 					return nil, err
 				}
 				_, err := oc.DisconnectUser(ctx, e.User)
 				switch {
 				case errors.Is(err, ocserv.ErrNotFound):
-					return map[string]any{"kicked": true, "disconnected": false, "until": e.Until}, nil
+					out["disconnected"] = false
+					return out, nil
 				case err != nil:
 					return nil, fail(CodeFailed, "%s is on the kick list (new connects are refused), but disconnecting the current sessions failed: %v", e.User, err)
 				}
-				return map[string]any{"kicked": true, "disconnected": true, "until": e.Until}, nil
+				out["disconnected"] = true
+				return out, nil
 			}},
-		{Name: "unkick", Role: rw, Params: []Param{user}, Desc: "take the user off the kick list", Run: func(ctx context.Context, r *Request) (any, error) {
-			ok, err := kick.Remove(s.o.Spool.Dir(), r.Args["user"])
+		{Name: "unkick", Role: rw, Params: []Param{user}, Desc: "take the user off the kick list (the policy key: only its own kicks)", Run: func(ctx context.Context, r *Request) (any, error) {
+			u := r.Args["user"]
+			if r.Key.Role == opauth.Policy {
+				if held, _ := kick.Check(s.o.Spool.Dir(), u, time.Now()); held != nil && held.Source != kick.SourcePolicy {
+					return map[string]any{"unkicked": false, "kept_operator_kick": true}, nil
+				}
+			}
+			ok, err := kick.Remove(s.o.Spool.Dir(), u)
 			if err == nil && !ok {
-				return nil, fail(CodeNotFound, "%s is not on the kick list", r.Args["user"])
+				return nil, fail(CodeNotFound, "%s is not on the kick list", u)
 			}
 			return map[string]bool{"unkicked": ok}, err
 		}},
@@ -590,6 +633,23 @@ func (s *Service) builtin() []Action {
 			return map[string]bool{"removed": err == nil}, err
 		}},
 	}
+}
+
+func (s *Service) policyReport(sp *SpoolStatus) {
+	if p := s.o.Policy; p != nil {
+		r := bucket.ReadReport(s.o.Spool.Dir(), p.MaxAge, p.Stale, time.Now())
+		sp.Policy = &r
+	}
+}
+
+func checkDisconnect(args map[string]string) error {
+	if err := checkUserOrID(args); err != nil {
+		return err
+	}
+	if _, ok := args["if_user"]; ok && args["id"] == "" {
+		return errors.New("if_user goes with id (a disconnect by user name needs no guard)")
+	}
+	return nil
 }
 
 func checkUserOrID(args map[string]string) error {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy/bucket"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
 )
 
@@ -22,6 +23,8 @@ type SpoolStatus struct {
 	Quarantined   int             `json:"quarantine_files"`
 	Shipper       json.RawMessage `json:"shipper,omitempty"`
 	ShipperError  string          `json:"shipper_status_error,omitempty"`
+	// Policy is the verdicts mirror's state, on hosts with POLICY=on.
+	Policy *bucket.Report `json:"policy,omitempty"`
 }
 
 // ReadSpoolStatus reads the spool at dir without changing it.

@@ -63,6 +63,9 @@ type Config struct {
 
 	// Cmd is the command service's (see keys.go).
 	Cmd Cmd
+
+	// Policy is fleet policy's (see policy.go).
+	Policy Policy
 }
 
 // NATS holds connection settings. Secrets are referenced by path, so the
@@ -137,6 +140,7 @@ func defaults() Config {
 		StatusInterval:   5 * time.Second,
 		SnapshotInterval: 30 * time.Second,
 		Live:             defaultLive(),
+		Policy:           defaultPolicy(),
 		Cmd: Cmd{
 			TrustedKeys:            "/etc/ocserv-telemetry/operators.keys",
 			XKeySeed:               "/var/lib/ocserv-telemetry/commander.xkey",

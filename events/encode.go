@@ -144,6 +144,20 @@ func (e *Event) appendJSON(b []byte) []byte {
 		o.boolean("admitted", *e.Admitted)
 	}
 	o.strOmit("refusal", e.Refusal)
+	if v := e.Verdict; v != nil {
+		o.key("verdict")
+		vo := open(o.b)
+		vo.str("mirror", v.Mirror)
+		if v.AgeMS != 0 {
+			vo.int("age_ms", v.AgeMS)
+		}
+		vo.strOmit("stale_mode", v.StaleMode)
+		vo.boolean("allowed", v.Allowed)
+		vo.strOmit("reason", v.Reason)
+		vo.strOmit("until", v.Until)
+		vo.strOmit("error", v.Error)
+		o.b = vo.close()
+	}
 	if h := e.Hook; h != nil {
 		o.key("hook")
 		ho := open(o.b)

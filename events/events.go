@@ -76,6 +76,8 @@ type Event struct {
 	// Refusal says why a connect was refused (one of the deliberate
 	// refusals in docs/design.md); empty when admitted.
 	Refusal string `json:"refusal,omitempty"`
+	// Verdict is the fleet-policy check of a connect (POLICY=on).
+	Verdict *Verdict `json:"verdict,omitempty"`
 
 	Hook *HookInfo `json:"hook,omitempty"`
 

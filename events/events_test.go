@@ -346,6 +346,9 @@ func FuzzMarshalMatchesEncodingJSON(f *testing.F) {
 			ev.Policy.ListsOmitted = true
 		}
 		ev.Refusal = agent
+		if seq%3 != 0 {
+			ev.Verdict = &Verdict{Mirror: dev, AgeMS: mono, StaleMode: user, Allowed: adm, Reason: agent, Until: dev, Error: agent}
+		}
 		fast, err := ev.Marshal()
 		if err != nil {
 			t.Fatal(err)

@@ -236,7 +236,7 @@ func (r *Run) run(budget *time.Timer) int {
 		r.stallEarly()
 	}
 	code := ExitAdmit
-	if t == events.Connect && r.kicked(cfg, ev) {
+	if t == events.Connect && r.refused(cfg, ev) {
 		// Refused before any firewall work or next script: ocserv will not
 		// start the session, so there is nothing to restrict.
 		code = ExitRefuse
@@ -312,6 +312,9 @@ func (r *Run) kicked(cfg config.Config, ev *events.Event) bool {
 	why := "kicked by an operator"
 	if e.Reason != "" {
 		why += ": " + e.Reason
+	}
+	if e.Source == kick.SourcePolicy {
+		why = "policy: " + e.Reason // the ledger's kick, ahead of its verdict reaching the mirror
 	}
 	if e.Until != nil {
 		why += " (until " + e.Until.UTC().Format(time.RFC3339) + ")"

@@ -43,7 +43,14 @@ type Entry struct {
 	At     time.Time `json:"at"`
 	// Until, when set, ends the kick by itself.
 	Until *time.Time `json:"until,omitempty"`
+	// Source is SourcePolicy for a kick the ledger's policy engine put
+	// (docs/policy.md); empty for an operator's. A policy kick never
+	// replaces an operator's, and the policy key can only lift its own.
+	Source string `json:"source,omitempty"`
 }
+
+// SourcePolicy marks a kick put by the ledger's policy engine.
+const SourcePolicy = "policy"
 
 // Active reports whether the kick still holds at now.
 func (e Entry) Active(now time.Time) bool { return e.Until == nil || now.Before(*e.Until) }

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/crashpoint"
@@ -131,7 +132,32 @@ func ApplyTx(ctx context.Context, tx IngestTx, msgs []Message, o ApplyOptions) (
 		return res, fmt.Errorf("write rows: %w", err)
 	}
 	res.Position = pos
+	res.Users = c.users()
 	return res, nil
+}
+
+// users lists, sorted, the user names whose rows c changes.
+func (c *Changes) users() []string {
+	set := map[string]bool{}
+	for _, s := range c.Sessions {
+		if s.Username != "" {
+			set[s.Username] = true
+		}
+	}
+	for _, u := range c.Usage {
+		if u.Username != "" {
+			set[u.Username] = true
+		}
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(set))
+	for u := range set {
+		out = append(out, u)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // reject makes the rejected_events row of a message.

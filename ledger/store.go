@@ -42,6 +42,9 @@ type BatchResult struct {
 	Rejected   int // schema violations, kept in rejected_events
 	Expired    int // older than the sessions retention: skipped
 	Position   Position
+	// Users are the user names whose sessions or usage the batch
+	// changed, sorted (the policy engine re-evaluates them).
+	Users []string
 }
 
 // IngestStore is what the consumer needs: apply a batch of messages in one
@@ -121,6 +124,7 @@ type Store interface {
 	AuditStore
 	ServerStore
 	MaintenanceStore
+	PolicyStore
 	// Engine is "sqlite" or "postgres".
 	Engine() string
 	Close() error

@@ -27,6 +27,8 @@ import (
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/livestate"
 	"github.com/ocserv-telemetry/ocserv-telemetry/natsjs"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy/bucket"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy/mirror"
 	"github.com/ocserv-telemetry/ocserv-telemetry/shipper"
 )
 
@@ -35,6 +37,8 @@ type Sources struct {
 	Shipper func() (shipper.Status, bool) // the last status the shipper wrote
 	Live    *livestate.Service
 	PerUser bool
+	// Policy reads the verdicts mirror's state (POLICY=on); nil: none.
+	Policy func() bucket.Report
 }
 
 // StatusCache keeps the last shipper status (shipper.Options.OnStatus).
@@ -96,6 +100,11 @@ var (
 	ocservUptime   = d("ocserv_uptime_seconds", "Seconds since ocserv started.")
 	ocservInfo     = d("ocserv_info", "ocserv version.", "version")
 
+	policyAge      = d(ns+"_policy_mirror_age_seconds", "Age of the verdicts mirror: time since the newest ledger heartbeat it holds (POLICY=on).")
+	policyState    = d(ns+"_policy_mirror_state", "Verdicts mirror state: 1 for the current state (stale: older than POLICY_MAX_AGE, POLICY_STALE applies).", "state")
+	policyVerdicts = d(ns+"_policy_mirror_verdicts", "Verdicts in the mirror (users denied or under a session limit).")
+	policyRejected = d(ns+"_policy_mirror_rejected_total", "Bucket values refused as not a valid verdict for their key.")
+
 	userSessions = d("ocserv_user_sessions", "Connected sessions of a user (METRICS_PER_USER).", "user")
 	userRX       = d("ocserv_user_received_bytes", "Bytes received from a user's current sessions (METRICS_PER_USER).", "user")
 	userTX       = d("ocserv_user_sent_bytes", "Bytes sent to a user's current sessions (METRICS_PER_USER).", "user")
@@ -145,6 +154,19 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			for _, s := range []string{natsjs.StateConnecting, natsjs.StateConnected, natsjs.StateReconnecting, natsjs.StateClosed} {
 				g(natsState, b2f(st.NATS == s), s)
 			}
+		}
+	}
+	if c.src.Policy != nil {
+		r := c.src.Policy()
+		for _, s := range []string{mirror.StateFresh, mirror.StateStale, mirror.StateMissing} {
+			g(policyState, b2f(r.State == s), s)
+		}
+		if r.State != mirror.StateMissing {
+			g(policyAge, r.AgeSeconds)
+		}
+		if f := r.Follower; f != nil {
+			g(policyVerdicts, float64(f.Entries))
+			ctr(policyRejected, float64(f.Rejected))
 		}
 	}
 	if c.src.Live == nil {

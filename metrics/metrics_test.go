@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/livestate"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ocserv"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy/bucket"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy/mirror"
 	"github.com/ocserv-telemetry/ocserv-telemetry/shipper"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
 )
@@ -198,4 +201,43 @@ func (l *lockedBuf) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// The verdicts mirror's state: stale and its age, from a real mirror.
+func TestPolicyMirrorMetrics(t *testing.T) {
+	spool := t.TempDir()
+	m, err := mirror.Open(spool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	m.Touch(now.Add(-3*time.Minute), now)
+	src := Sources{Policy: func() bucket.Report { return bucket.ReadReport(spool, 2*time.Minute, "admit", time.Now()) }}
+	out := scrape(t, src)
+	for _, want := range []string{
+		`ocserv_telemetry_policy_mirror_state{state="stale"} 1`,
+		`ocserv_telemetry_policy_mirror_state{state="fresh"} 0`,
+		`ocserv_telemetry_policy_mirror_state{state="missing"} 0`,
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("missing line %q", want)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^ocserv_telemetry_policy_mirror_age_seconds 18\d\.`).MatchString(out) {
+		t.Errorf("age not about 180 s:\n%s", grepLines(out, "policy"))
+	}
+	m.Touch(time.Now(), time.Now())
+	if out := scrape(t, src); !strings.Contains(out, `ocserv_telemetry_policy_mirror_state{state="fresh"} 1`+"\n") {
+		t.Errorf("after a heartbeat:\n%s", grepLines(out, "policy"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

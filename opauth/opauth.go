@@ -46,11 +46,28 @@ type Role string
 const (
 	ReadOnly  Role = "read-only"
 	ReadWrite Role = "read-write"
+	// Policy is the role of the ledger's policy key (docs/policy.md): it
+	// may end sessions and keep users out, the actions in PolicyActions,
+	// and nothing else, not even a read. A leaked ledger key can then
+	// disconnect users, never change a password, a config or a rule.
+	Policy Role = "policy"
 )
+
+// PolicyActions are the only actions the policy role may run.
+var PolicyActions = map[string]bool{"disconnect": true, "kick": true, "unkick": true}
 
 // Allows reports whether a key with role r may run an action that needs need.
 func (r Role) Allows(need Role) bool {
 	return r == ReadWrite || (r == ReadOnly && need == ReadOnly)
+}
+
+// Permits reports whether a key with role r may run action, which needs
+// need: the policy role by its own list, the others by Allows.
+func (r Role) Permits(action string, need Role) bool {
+	if r == Policy {
+		return PolicyActions[action]
+	}
+	return r.Allows(need)
 }
 
 // Command is the signed part of a request.

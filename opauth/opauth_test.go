@@ -210,6 +210,33 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 	}
 }
 
+func TestPolicyRole(t *testing.T) {
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	keys, err := ParseTrusted([]byte("policy " + pub + " ledger\n"))
+	if err != nil || keys[pub].Role != Policy {
+		t.Fatalf("policy role line: %v %+v", err, keys[pub])
+	}
+	for _, tc := range []struct {
+		action string
+		need   Role
+		want   bool
+	}{
+		{"disconnect", ReadWrite, true}, {"kick", ReadWrite, true}, {"unkick", ReadWrite, true},
+		{"users", ReadOnly, false}, {"status", ReadOnly, false}, {"terminate", ReadWrite, false},
+		{"user-password", ReadWrite, false}, {"reload", ReadWrite, false}, {"firewall-removeall", ReadWrite, false},
+		// The ledger's own endpoints: its key cannot change or read a policy.
+		{"policy-set", ReadWrite, false}, {"policy-reset", ReadWrite, false}, {"policy-delete", ReadWrite, false}, {"policy-get", ReadOnly, false},
+	} {
+		if got := Policy.Permits(tc.action, tc.need); got != tc.want {
+			t.Errorf("policy role, %s: %v, want %v", tc.action, got, tc.want)
+		}
+	}
+	if !ReadWrite.Permits("users", ReadOnly) || ReadOnly.Permits("kick", ReadWrite) || !ReadOnly.Permits("users", ReadOnly) {
+		t.Error("the other roles must keep their rules")
+	}
+}
+
 // The actor is signed: changing it after signing breaks the signature,
 // and a malformed one is refused before the command runs.
 func TestActorSignedAndChecked(t *testing.T) {

@@ -28,7 +28,8 @@ type TrustedKey struct {
 //	read-write   UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4   alice@ops
 //	read-only    UA6KOMQ67XOE3FHE37W4OXADVXVYISBNLTBUT2LSY5VFKAIJ7CRDR2RZ   grafana
 //
-// Roles: read-only (ro) or read-write (rw). The file decides who may run
+// Roles: read-only (ro), read-write (rw), or policy (the ledger's key:
+// disconnect, kick and unkick only; docs/policy.md). The file decides who may run
 // commands as root, so whoever can change it is root in effect. It is
 // trusted only when nobody else could have written it:
 //   - the file itself, not a symbolic link, a regular file, owned by root
@@ -238,8 +239,10 @@ func ParseTrusted(b []byte) (map[string]TrustedKey, error) {
 			role = ReadOnly
 		case "read-write", "rw":
 			role = ReadWrite
+		case "policy":
+			role = Policy
 		default:
-			return nil, fmt.Errorf("line %d: role %q is not read-only (ro) or read-write (rw)", n, f[0])
+			return nil, fmt.Errorf("line %d: role %q is not read-only (ro), read-write (rw) or policy", n, f[0])
 		}
 		if !nkeys.IsValidPublicUserKey(f[1]) {
 			return nil, fmt.Errorf("line %d: %q is not an nkeys user public key (U…; ctl keygen prints one)", n, f[1])

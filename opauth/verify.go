@@ -158,7 +158,10 @@ func (v *Verifier) Check(subject, action string, need Role, body []byte) (Verifi
 	case now.After(exp.Add(v.MaxSkew)):
 		return out, refuse(CodeExpired, "the command expired %s ago; send it again (and check the clocks if this repeats)", now.Sub(exp).Round(time.Millisecond))
 	}
-	if !k.Role.Allows(need) {
+	if !k.Role.Permits(action, need) {
+		if k.Role == Policy {
+			return out, refuse(CodeForbidden, "key %s (%s) has the policy role, which may only disconnect, kick and unkick; not %s", short(c.Key), k.Name, action)
+		}
 		return out, refuse(CodeForbidden, "key %s (%s) is %s; action %s needs %s", short(c.Key), k.Name, k.Role, action, need)
 	}
 	if !validNonce(c.Nonce) {

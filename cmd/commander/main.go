@@ -33,6 +33,8 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/ocpasswd"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ocserv"
 	"github.com/ocserv-telemetry/ocserv-telemetry/opauth"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy/bucket"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy/mirror"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
 	"github.com/ocserv-telemetry/ocserv-telemetry/userconf"
 )
@@ -138,6 +140,25 @@ func Build(cfg config.Config, log *slog.Logger) (*cmdsvc.Service, func(), error)
 		extra = append(extra, cmdsvc.ConfigActions(&userconf.Store{UserDir: cfg.Cmd.ConfigPerUser, GroupDir: cfg.Cmd.ConfigPerGroup,
 			BackupDir: cfg.Cmd.ConfigBackupDir, Logger: log})...)
 	}
+	if cfg.Policy.Enabled {
+		// The local mirror of the ledger's verdicts, which the hook reads
+		// at every connect (docs/policy.md).
+		m, err := mirror.Open(cfg.SpoolDir)
+		if err != nil {
+			return fail(fmt.Errorf("POLICY=on: %w", err))
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		f := &bucket.Follower{JS: conn.JS, Bucket: cfg.Policy.Bucket, Mirror: m, SpoolDir: cfg.SpoolDir, Log: log}
+		done := make(chan struct{})
+		go func() { f.Run(ctx); close(done) }()
+		closers = append(closers, func() { cancel(); <-done })
+		log.Info("mirroring the ledger's verdicts", "bucket", cfg.Policy.Bucket, "dir", m.Dir(),
+			"max_age", cfg.Policy.MaxAge.String(), "stale", cfg.Policy.Stale)
+	}
+	var pst *cmdsvc.PolicyStatus
+	if cfg.Policy.Enabled {
+		pst = &cmdsvc.PolicyStatus{MaxAge: cfg.Policy.MaxAge, Stale: cfg.Policy.Stale}
+	}
 	svc, err := cmdsvc.Start(cmdsvc.Options{
 		NC: conn.NC, Prefix: cfg.SubjectPrefix, ServerID: cfg.ServerID,
 		Verifier: &opauth.Verifier{Trusted: trusted, Nonces: nonces, MaxSkew: cfg.Cmd.MaxSkew, MaxValidity: cfg.Cmd.MaxValidity,
@@ -147,7 +168,7 @@ func Build(cfg config.Config, log *slog.Logger) (*cmdsvc.Service, func(), error)
 		OcservPath: cfg.Cmd.Ocserv,
 		Spool:      sp, RefusalAuditsPerMinute: cfg.Cmd.RefusalAuditsPerMinute,
 		InboxPrefixes: cfg.Cmd.InboxPrefixes,
-		Log:           log, Build: hook.Version, Extra: extra,
+		Log:           log, Build: hook.Version, Extra: extra, Policy: pst,
 	})
 	if err != nil {
 		return fail(err)

@@ -21,8 +21,8 @@ func keygenCmd(g *globals) *cobra.Command {
 		Short: "make an operator key; prints the line to add to each server's trusted keys file",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			if role != "read-only" && role != "read-write" {
-				return usageErr("--role must be read-only or read-write")
+			if role != "read-only" && role != "read-write" && role != "policy" {
+				return usageErr("--role must be read-only, read-write or policy (the fleet ledger's own key, docs/policy.md)")
 			}
 			if out == "" {
 				st, err := loadSettings(g.config, g.getenv, func(string) {})
@@ -70,7 +70,7 @@ func keygenCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVar(&out, "out", "", "seed file to write (default OPERATOR_KEY or ~/.config/ocserv-telemetry/operator.nk)")
 	c.Flags().StringVar(&name, "name", os.Getenv("USER"), "name to show in the trusted file and audits")
-	c.Flags().StringVar(&role, "role", "read-write", "role for the trusted file line: read-only or read-write")
+	c.Flags().StringVar(&role, "role", "read-write", "role for the trusted file line: read-only, read-write, or policy (the fleet ledger's key)")
 	c.Flags().BoolVar(&force, "force", false, "replace an existing seed file")
 	return c
 }

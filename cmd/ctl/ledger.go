@@ -115,7 +115,10 @@ func ledgerCmds(g *globals) []*cobra.Command {
 			var res api.UsageResult
 			return g.ledger("usage", args, &res, func(w io.Writer) error {
 				fmt.Fprintf(w, "usage %s to %s (UTC days, to exclusive)\n", res.From, res.To)
-				return printUsage(w, res.Rows, perServer)
+				if err := printUsage(w, res.Rows, perServer); err != nil {
+					return err
+				}
+				return printLimits(w, res.Limits)
 			})
 		}}
 	uf := usage.Flags()

@@ -150,6 +150,7 @@ Exit codes: 0 ok; 1 a command failed; 2 bad usage; 3 some servers did not answer
 	root.AddCommand(writeCmds(g)...)
 	root.AddCommand(userCmds(g)...)
 	root.AddCommand(ledgerCmds(g)...)
+	root.AddCommand(policyCmds(g)...)
 	// Wrong argument counts are usage errors too.
 	for _, c := range root.Commands() {
 		wrapArgs(c)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/cmdsvc"
 	"github.com/ocserv-telemetry/ocserv-telemetry/config"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy/bucket"
 )
 
 // localStatus is what `ctl status` reports offline.
@@ -45,6 +46,10 @@ func (g *globals) localStatus() error {
 	if err != nil {
 		return err
 	}
+	if cfg.Policy.Enabled {
+		r := bucket.ReadReport(cfg.SpoolDir, cfg.Policy.MaxAge, cfg.Policy.Stale, time.Now())
+		st.Policy = &r
+	}
 	out := g.stdout
 	if g.json {
 		enc := json.NewEncoder(out)
@@ -68,6 +73,20 @@ func (g *globals) localStatus() error {
 		fmt.Fprintf(out, "shipper     %s\n", clean(one.String()))
 	} else {
 		fmt.Fprintf(out, "shipper     no status file (%s)\n", clean(st.ShipperError))
+	}
+	if p := st.Policy; p != nil {
+		fmt.Fprintf(out, "policy      verdicts mirror %s", p.State)
+		if p.State != "missing" {
+			fmt.Fprintf(out, ", %s old", (time.Duration(p.AgeSeconds) * time.Second).String())
+		}
+		fmt.Fprintf(out, " (max %s; when stale: %s)", p.MaxAge, p.StaleMode)
+		if f := p.Follower; f != nil {
+			fmt.Fprintf(out, "; follower %s, %d verdict(s)", f.State, f.Entries)
+			if f.LastError != "" {
+				fmt.Fprintf(out, ", error: %s", f.LastError)
+			}
+		}
+		fmt.Fprintln(out)
 	}
 	return nil
 }

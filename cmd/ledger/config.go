@@ -43,6 +43,7 @@ type settings struct {
 	MetricsListen string
 	StandbyPoll   time.Duration
 	InboxPrefixes []string
+	Policy        policySettings
 	// Console is the web console (LEDGER_CONSOLE_*, package console).
 	Console console.Config
 }
@@ -61,6 +62,7 @@ func defaultSettings() settings {
 		Batch:         5000,
 		StandbyPoll:   2 * time.Second,
 		InboxPrefixes: []string{"_INBOX"},
+		Policy:        defaultPolicySettings(),
 		Console:       console.DefaultConfig(),
 	}
 }
@@ -153,7 +155,7 @@ var ledgerKeys = map[string]ledgerKey{
 // agentKeysUsed are the agent's keys the ledger reads; others are
 // reported as unknown.
 var agentKeysUsed = []string{"NATS_URL", "NATS_CREDS", "NATS_NKEY_SEED", "NATS_USER", "NATS_PASSWORD", "NATS_TOKEN",
-	"NATS_CA", "NATS_CERT", "NATS_KEY", "NATS_DOMAIN", "NATS_INBOX_PREFIX", "NATS_EVENTS_STREAM", "SUBJECT_PREFIX", "NATS_STATE_BUCKET"}
+	"NATS_CA", "NATS_CERT", "NATS_KEY", "NATS_DOMAIN", "NATS_INBOX_PREFIX", "NATS_EVENTS_STREAM", "SUBJECT_PREFIX", "NATS_CREATE_STREAMS", "NATS_STATE_BUCKET"}
 
 func isPostgres(v string) bool {
 	return strings.HasPrefix(v, "postgres://") || strings.HasPrefix(v, "postgresql://")

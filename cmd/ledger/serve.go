@@ -96,17 +96,35 @@ func (c *serveCmd) Run(ctx context.Context, args []string) error {
 	defer conn.Close()
 
 	m := newMetrics()
-	cons := ingest.New(ingest.Options{
+	var cons *ingest.Consumer
+	active := func() bool { return cons.Status().Active }
+	var pol *policyParts
+	if st.Policy.Enabled {
+		if pol, err = startPolicy(st, db, conn, active, log); err != nil {
+			return err
+		}
+		pol.register(m.reg)
+	}
+	cons = ingest.New(ingest.Options{
 		JS: conn.JS, Stream: st.Agent.NATS.StreamName, Prefix: st.Agent.SubjectPrefix, Durable: st.Consumer,
 		Store: db, Leader: db.leader, StandbyPoll: st.StandbyPoll, Batch: st.Batch, Log: log,
-		OnBatch: m.batch,
+		OnBatch: func(r ledger.BatchResult) {
+			m.batch(r)
+			if pol != nil {
+				pol.touch(r)
+			}
+		},
 	})
 	m.status = cons.Status
-	svc, err := api.Start(api.Options{
+	ao := api.Options{
 		NC: conn.NC, Prefix: st.Agent.SubjectPrefix, Store: db, InboxPrefixes: st.InboxPrefixes,
 		Verifier: &opauth.Verifier{Trusted: trusted, Nonces: nonces, MaxSkew: st.MaxSkew, MaxValidity: st.MaxValidity},
 		Status:   func() any { return cons.Status() }, Log: log, Build: hook.Version, OnRequest: m.request,
-	})
+	}
+	if pol != nil {
+		ao.Policy = pol.hooks()
+	}
+	svc, err := api.Start(ao)
 	if err != nil {
 		return err
 	}
@@ -129,6 +147,10 @@ func (c *serveCmd) Run(ctx context.Context, args []string) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); errc <- cons.Run(runCtx) }()
 	go func() { defer wg.Done(); prune(runCtx, db, st, cons, log) }()
+	if pol != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); pol.run(runCtx, active) }()
+	}
 
 	log.Info("ledger started", "engine", db.Engine(), "stream", st.Agent.NATS.StreamName,
 		"subjects", st.Agent.SubjectPrefix+".events.>", "consumer", st.Consumer,

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/config"
 	"github.com/ocserv-telemetry/ocserv-telemetry/hook"
@@ -12,6 +13,7 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/metrics"
 	"github.com/ocserv-telemetry/ocserv-telemetry/natsjs"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ocserv"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy/bucket"
 	"github.com/ocserv-telemetry/ocserv-telemetry/shipper"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
 )
@@ -54,6 +56,11 @@ func startLive(ctx context.Context, cfg config.Config, sp *spool.Spool, conn *na
 	}
 	if cfg.Live.MetricsListen != "" {
 		src := metrics.Sources{Shipper: p.status.Get, Live: p.live, PerUser: cfg.Live.MetricsPerUser}
+		if cfg.Policy.Enabled {
+			src.Policy = func() bucket.Report {
+				return bucket.ReadReport(cfg.SpoolDir, cfg.Policy.MaxAge, cfg.Policy.Stale, time.Now())
+			}
+		}
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()

@@ -60,6 +60,9 @@ type Options struct {
 	// OnRequest, when set, is told each request's action and outcome
 	// code ("" for success) and duration (metrics).
 	OnRequest func(action, code string, d time.Duration)
+	// Policy, when set, adds the policy endpoints (PolicyActions) and the
+	// users' limits to usage answers (docs/policy.md).
+	Policy *PolicyHooks
 }
 
 // Service is the running query service.
@@ -106,6 +109,16 @@ func Start(o Options) (*Service, error) {
 			return nil, fmt.Errorf("ledger api: endpoint %s: %w", a, err)
 		}
 	}
+	if o.Policy != nil {
+		for a, role := range PolicyActions {
+			a := a
+			if err := g.AddEndpoint(a, micro.HandlerFunc(func(r micro.Request) { s.handle(a, r) }),
+				micro.WithEndpointMetadata(map[string]string{"role": string(role)})); err != nil {
+				svc.Stop()
+				return nil, fmt.Errorf("ledger api: endpoint %s: %w", a, err)
+			}
+		}
+	}
 	if err := o.NC.FlushTimeout(5 * time.Second); err != nil && o.NC.IsConnected() {
 		o.Log.Warn("ledger api: flush after registering", "err", err.Error())
 	}
@@ -130,7 +143,11 @@ func (s *Service) handle(action string, r micro.Request) {
 				strings.ToValidUTF8(r.Reply(), "?"), strings.Join(s.o.InboxPrefixes, ", "))})
 		return
 	}
-	ver, rerr := s.o.Verifier.Check(r.Subject(), action, opauth.ReadOnly, r.Data())
+	need, isPolicy := PolicyActions[action]
+	if !isPolicy || s.o.Policy == nil {
+		need = opauth.ReadOnly
+	}
+	ver, rerr := s.o.Verifier.Check(r.Subject(), action, need, r.Data())
 	if rerr != nil {
 		code = rerr.Code
 		s.logRefusal(action, ver, rerr)
@@ -139,7 +156,13 @@ func (s *Service) handle(action string, r micro.Request) {
 	}
 	// The arguments are checked before the nonce is recorded: a refused
 	// request never uses up the key's room in the nonce cache.
-	query, err := s.prepare(action, ver.Cmd.Args)
+	var query func(context.Context) (any, error)
+	var err error
+	if isPolicy && s.o.Policy != nil {
+		query, err = s.preparePolicy(action, ver.Cmd.Args, keyLabel(ver.Key))
+	} else {
+		query, err = s.prepare(action, ver.Cmd.Args)
+	}
 	if err != nil {
 		code = ledger.ErrorCode(err)
 		s.respondErr(r, action, code, err.Error())
@@ -216,6 +239,9 @@ type (
 		To   string            `json:"to"`
 		By   string            `json:"by"`
 		Rows []ledger.UsageRow `json:"rows"`
+		// Limits: where each user with a policy stands now (remaining
+		// quota, expiry), when the ledger runs fleet policy.
+		Limits map[string]Limits `json:"limits,omitempty"`
 	}
 	AuditResult struct {
 		Entries    []ledger.AuditEntry `json:"entries"`
@@ -380,7 +406,13 @@ func (s *Service) prepare(action string, m map[string]string) (func(context.Cont
 			if err != nil {
 				return nil, err
 			}
-			return UsageResult{From: ledger.Day(q.From), To: ledger.Day(q.To), By: q.By, Rows: nonNil(rows)}, nil
+			out := UsageResult{From: ledger.Day(q.From), To: ledger.Day(q.To), By: q.By, Rows: nonNil(rows)}
+			if s.o.Policy != nil {
+				if out.Limits, err = s.limitsOf(ctx, rows); err != nil {
+					return nil, err
+				}
+			}
+			return out, nil
 		}, nil
 	case "audit":
 		if err := a.known("server", "action", "key", "refused", "from", "to", "limit", "cursor", "user", "actor"); err != nil {
@@ -443,6 +475,9 @@ func (s *Service) prepare(action string, m map[string]string) (func(context.Cont
 			if s.o.Status != nil {
 				out["ingest"] = s.o.Status()
 			}
+			if p := s.o.Policy; p != nil && p.Stats != nil {
+				out["policy"] = p.Stats()
+			}
 			if p, err := st.Position(ctx); err == nil {
 				out["position"] = p
 				out["database"] = "up"
@@ -453,6 +488,14 @@ func (s *Service) prepare(action string, m map[string]string) (func(context.Cont
 		}, nil
 	}
 	return nil, ledger.Errorf(ledger.ECodeNotFound, "unknown action %s", action)
+}
+
+// keyLabel names a key for the records: its name and the key.
+func keyLabel(k opauth.TrustedKey) string {
+	if k.Name != "" {
+		return k.Name + " (" + k.Key + ")"
+	}
+	return k.Key
 }
 
 func nonNil[T any](l []T) []T {

@@ -27,4 +27,5 @@ func openTest(t *testing.T, o ledger.ApplyOptions) ledger.Store {
 	return s
 }
 
-func TestConformance(t *testing.T) { ledgertest.Run(t, openTest) }
+func TestConformance(t *testing.T)       { ledgertest.Run(t, openTest) }
+func TestPolicyConformance(t *testing.T) { ledgertest.RunPolicy(t, openTest) }
