@@ -14,7 +14,7 @@ E2E_PKGS := ./hook/... ./firewall/... ./internal/distro/... ./policy/...
 # host's; the others run from cached Debian roots, internal/distro).
 E2E_VERSIONS ?= 1.1.6 1.3.0 1.5.0
 
-.PHONY: all build test e2e bench fuzz demo vet clean package check-units
+.PHONY: all build test e2e bench fuzz demo vet clean package check-units screenshots
 
 all: build
 
@@ -57,8 +57,14 @@ fuzz:
 bench: build
 	./scripts/bench.sh
 
+# CONSOLE=1: then bin/ledger with the web console on the demo's events,
+# serving until Ctrl-C (it prints the address and a login).
 demo: build
-	$(GO) run ./cmd/demo
+	$(GO) run ./cmd/demo $(if $(CONSOLE),--console)
+
+# The console's screenshots in docs/console/ (a real headless Chromium).
+screenshots:
+	$(GO) test -count=1 -run TestBrowserConsole ./console -screenshots=$(CURDIR)/docs/console
 
 # .deb and .rpm in dist/ (nfpm, from the module proxy).
 package: build

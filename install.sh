@@ -7,7 +7,7 @@
 #   ./install.sh [--firewall=off|on] [--bin-dir DIR] [--ocserv-conf FILE]
 #                [--root DIR] [--no-packages] [--no-start] [--commands]
 #                [--server-id ID] [--ocserv-version X.Y.Z] [--dry-run]
-#                [--ledger[=DB]] [--ledger-only]
+#                [--ledger[=DB]] [--ledger-only] [--console-admin NAME]
 #   ./install.sh --uninstall [--root DIR] [--dry-run]
 #   ./install.sh --detect [--root DIR] [--ocserv-version X.Y.Z]
 #
@@ -71,6 +71,7 @@ PACKAGES=1
 START=1
 DRY=0
 COMMANDS=
+CONSOLE_ADMIN=
 SERVER_ID=
 OCSERV_VERSION=
 LEDGER=
@@ -93,6 +94,8 @@ usage: install.sh [options]        install or upgrade (run again: changes nothin
                         docs/ledger.md): an SQLite file by default, or the
                         PostgreSQL database of a postgres:// URL
   --ledger-only         only the ledger (a central host without ocserv)
+  --console-admin NAME  on the ledger host: the web console's accounts file
+                        with a first operator account NAME (docs/console.md)
   --server-id ID        SERVER_ID for a new agent.env (default: the host name)
   --ocserv-version V    skip `ocserv --version` and reading ocserv's binary:
                         V decides how --firewall=on is wired
@@ -175,6 +178,12 @@ while [ $# -gt 0 ]; do
 		shift
 		;;
 	--commands) COMMANDS=on ;;
+	--console-admin=*) CONSOLE_ADMIN=${1#--console-admin=} ;;
+	--console-admin)
+		[ $# -ge 2 ] || die "--console-admin needs an account name"
+		CONSOLE_ADMIN=$2
+		shift
+		;;
 	--ledger) LEDGER=on ;;
 	--ledger=*)
 		LEDGER=on
@@ -1059,6 +1068,34 @@ write_settings() {
 	fi
 }
 
+# --- the web console's first account (--console-admin) -------------------
+
+# The console (docs/console.md) runs in the ledger; its accounts file gets
+# a first operator account with a generated password, written to a
+# root-only file (never to the terminal or a log): read it, log in,
+# delete it. An existing accounts file is left alone (`ledger
+# console-user` manages it), and uninstall keeps it with the rest of the
+# configuration.
+CONSOLE_USERS=/etc/ocserv-telemetry/console-users
+CONSOLE_PASSWORD=/etc/ocserv-telemetry/console-admin.password
+install_console_admin() {
+	say "web console:"
+	if [ -f "$ROOT$CONSOLE_USERS" ]; then
+		say "  $CONSOLE_USERS exists; accounts are managed with: ledger console-user add|passwd|delete"
+		return 0
+	fi
+	changed "create $CONSOLE_USERS with the operator account $CONSOLE_ADMIN; its password in $CONSOLE_PASSWORD (0600)"
+	[ "$DRY" = 1 ] && return 0
+	[ -x "$BINS/ledger" ] || die "$BINS/ledger: missing (--console-admin needs the ledger binary)"
+	ensure_parent "$CONSOLE_USERS"
+	_pw=$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')
+	(umask 077 && printf '%s\n' "$_pw" >"$ROOT$CONSOLE_PASSWORD") || die "cannot write $CONSOLE_PASSWORD"
+	printf '%s\n' "$_pw" | "$BINS/ledger" console-user add "$CONSOLE_ADMIN" --role operator --password-stdin \
+		--file "$ROOT$CONSOLE_USERS" >/dev/null || die "could not create the console account $CONSOLE_ADMIN (see above)"
+	NEXT="$NEXT
+  - web console: log in as $CONSOLE_ADMIN with the password in $CONSOLE_PASSWORD, then delete that file"
+}
+
 do_install() {
 	# A rerun keeps what the last install chose unless told otherwise.
 	[ -n "$FIREWALL" ] || FIREWALL=$(setting firewall)
@@ -1102,6 +1139,7 @@ do_install() {
 	else
 		remove_ledger
 	fi
+	[ -z "$CONSOLE_ADMIN" ] || install_console_admin
 	write_settings
 	say ""
 	if [ "$CHANGES" = 0 ]; then

@@ -47,6 +47,9 @@ type Audit struct {
 	// SuppressedRefusals counts refusals since the previous audited one
 	// that were not written (rate limit).
 	SuppressedRefusals int64 `json:"suppressed_refusals,omitempty"`
+	// Actor is the person the key acted for: the web console's user
+	// (opauth.Command.Actor), signed with the command.
+	Actor string `json:"actor,omitempty"`
 }
 
 // auditNS is the UUIDv5 namespace of audit event ids.
@@ -81,6 +84,7 @@ func fill(a *Audit, v opauth.Verified, ps []Param) {
 	}
 	c := v.Cmd
 	a.Key, a.Nonce = truncate(c.Key, 64), truncate(c.Nonce, 64)
+	a.Actor = truncate(strings.ToValidUTF8(c.Actor, "?"), 64)
 	if c.IssuedAt != 0 {
 		a.IssuedAt = time.UnixMilli(c.IssuedAt).UTC().Format(time.RFC3339Nano)
 	}

@@ -43,16 +43,23 @@ var ErrNoServer = errors.New("no command service answers for this server")
 // with an error is returned as the Reply (OK false), not as err; err is
 // for not getting one.
 func (c *Client) Do(ctx context.Context, serverID, action string, args map[string]string) (*Reply, error) {
-	return c.do(ctx, serverID, action, args, nil)
+	return c.do(ctx, "", serverID, action, args, nil)
+}
+
+// DoAs is Do for a service key acting for a person (the web console for
+// its logged-in user): actor goes into the signed command and from there
+// into the host's audit events.
+func (c *Client) DoAs(ctx context.Context, actor, serverID, action string, args map[string]string) (*Reply, error) {
+	return c.do(ctx, actor, serverID, action, args, nil)
 }
 
 // DoSealed is Do with one secret argument, sealed to the server's curve
 // key xkey (ServerInfo.XKey) so it never travels in clear.
 func (c *Client) DoSealed(ctx context.Context, serverID, action string, args map[string]string, name, secret, xkey string) (*Reply, error) {
-	return c.do(ctx, serverID, action, args, func(a map[string]string) error { return opauth.Seal(a, name, secret, xkey) })
+	return c.do(ctx, "", serverID, action, args, func(a map[string]string) error { return opauth.Seal(a, name, secret, xkey) })
 }
 
-func (c *Client) do(ctx context.Context, serverID, action string, args map[string]string, seal func(map[string]string) error) (*Reply, error) {
+func (c *Client) do(ctx context.Context, actor, serverID, action string, args map[string]string, seal func(map[string]string) error) (*Reply, error) {
 	a := map[string]string{}
 	for k, v := range args {
 		a[k] = v
@@ -62,7 +69,7 @@ func (c *Client) do(ctx context.Context, serverID, action string, args map[strin
 			return nil, err
 		}
 	}
-	body, err := c.Sign(serverID, action, a)
+	body, err := c.SignAs(actor, serverID, action, a)
 	if err != nil {
 		return nil, err
 	}
@@ -71,6 +78,11 @@ func (c *Client) do(ctx context.Context, serverID, action string, args map[strin
 
 // Sign makes a request body for action on serverID.
 func (c *Client) Sign(serverID, action string, args map[string]string) ([]byte, error) {
+	return c.SignAs("", serverID, action, args)
+}
+
+// SignAs is Sign with an actor (see DoAs).
+func (c *Client) SignAs(actor, serverID, action string, args map[string]string) ([]byte, error) {
 	ttl := c.TTL
 	if ttl <= 0 {
 		ttl = 60 * time.Second
@@ -80,6 +92,7 @@ func (c *Client) Sign(serverID, action string, args map[string]string) ([]byte, 
 		now = c.Now()
 	}
 	cmd := opauth.NewCommand(Subject(c.Prefix, serverID, action), action, args, now, ttl)
+	cmd.Actor = actor
 	return opauth.Sign(c.Key, cmd)
 }
 

@@ -24,7 +24,7 @@ func TestNspawnLeavesNothing(t *testing.T) {
 	testbed.RequireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), debroot.BuildTimeout+5*time.Minute)
 	defer cancel()
-	root, err := debroot.Ensure(ctx, sdRootSpec("bookworm"), t.Logf)
+	root, err := debroot.Ensure(ctx, sdRootSpec(selectedSuite(t).Suite), t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}

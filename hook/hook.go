@@ -382,12 +382,16 @@ func (r *Run) sessionUID(sp *spool.Spool, ev *events.Event) {
 		ev.Problems = append(ev.Problems, "session_uid: none kept for this worker (connect not seen by this hook); made a new one")
 	}
 	ev.SessionUID = newEventID()
+	// Only a connect starts a session record. A host-update without one
+	// is usually late: ocserv waits for neither the disconnect nor the
+	// host-update script, so after a quick logout the host-update can run
+	// last, and a record it made would outlive the session.
 	if ev.Type == events.Connect {
 		r.uidKnown = true
-	}
-	if ev.Type != events.Disconnect && sp != nil {
-		if err := sp.StoreSession(key, ev.SessionUID); err != nil {
-			r.printf("%v", err)
+		if sp != nil {
+			if err := sp.StoreSession(key, ev.SessionUID); err != nil {
+				r.printf("%v", err)
+			}
 		}
 	}
 }

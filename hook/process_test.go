@@ -93,6 +93,32 @@ func TestDisconnectRemovesSessionState(t *testing.T) {
 	}
 }
 
+// ocserv does not wait for the disconnect or the host-update script, so a
+// quick login and logout can run the host-update after the disconnect. That
+// late host-update must not leave a session record behind: nothing would
+// remove it until ocserv reused the worker's ID on the same device.
+func TestLateHostUpdateLeavesNoSessionState(t *testing.T) {
+	sb := hooktest.NewSandbox(t, "")
+	env := refEnv(t, "connect")
+	sb.Run(t, env)
+	disc := refEnv(t, "disconnect")
+	disc["ID"], disc["DEVICE"] = env["ID"], env["DEVICE"]
+	sb.Run(t, disc)
+	hu := refEnv(t, "host-update")
+	hu["ID"], hu["DEVICE"] = env["ID"], env["DEVICE"]
+	res := sb.Run(t, hu)
+	if res.Code != 0 {
+		t.Fatalf("host-update: exit %d, stderr %q", res.Code, res.Stderr)
+	}
+	if _, err := os.Stat(filepath.Join(sb.Spool, "sessions", env["ID"]+"-"+env["DEVICE"])); !os.IsNotExist(err) {
+		t.Errorf("a host-update after the disconnect left session state: %v", err)
+	}
+	evs := sb.Events(t)
+	if len(evs) != 3 || evs[2].Type != events.HostUpdate || !strings.Contains(strings.Join(evs[2].Problems, ";"), "session_uid") {
+		t.Errorf("the late host-update's event should say its session_uid was made up: %+v", evs[len(evs)-1])
+	}
+}
+
 func TestUnknownReasonRecordsNothing(t *testing.T) {
 	sb := hooktest.NewSandbox(t, "")
 	for _, reason := range []string{"", "reconnect", "connect\nx"} {

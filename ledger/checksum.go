@@ -80,7 +80,7 @@ func SessionRow(s *Session) []any {
 // session's row joined with its counters, as "sessions") and the applied
 // and rejected events (not ingest_state, whose counters say how often
 // events were seen, not what they mean).
-var ChecksumTables = []string{"sessions", "session_links", "samples", "usage_daily", "audit", "spool_notices",
+var ChecksumTables = []string{"sessions", "session_links", "samples", "usage_daily", "usage_monthly", "audit", "spool_notices",
 	"servers", "applied_events", "rejected_events"}
 
 // Tables are every data table (Reset empties them).
@@ -89,5 +89,5 @@ var Tables = append([]string{"session_counters"}, ChecksumTables...)
 // AuditRow is an audit entry's values in checksum order.
 func AuditRow(a *AuditEntry) []any {
 	return []any{a.EventID, a.ServerID, a.Time, a.Phase, a.Action, a.Subject, a.Key, a.KeyName, a.Role, a.OK,
-		a.Code, a.Message, a.Args, a.ElapsedMS, a.Suppressed}
+		a.Code, a.Message, a.Args, a.ElapsedMS, a.Suppressed, a.Actor}
 }

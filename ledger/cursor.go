@@ -121,6 +121,13 @@ func (q *UsageQuery) Check(now time.Time) error {
 	return nil
 }
 
+// FromMonthly reports whether q can be answered from usage_monthly: whole
+// months, every server together, no row per day.
+func (q *UsageQuery) FromMonthly() bool {
+	whole := func(t time.Time) bool { return t.Day() == 1 }
+	return q.By != ByDay && q.Server == "" && !q.PerServer && whole(q.From) && whole(q.To)
+}
+
 // Period is the label of a usage row for day under q.By.
 func (q *UsageQuery) Period(day string) string {
 	switch q.By {

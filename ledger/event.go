@@ -165,6 +165,7 @@ type wireAudit struct {
 	Message    string            `json:"message"`
 	ElapsedMS  int64             `json:"elapsed_ms"`
 	Suppressed int64             `json:"suppressed_refusals"`
+	Actor      string            `json:"actor"`
 }
 
 // Caps on what is stored from an event.
@@ -293,7 +294,8 @@ func Decode(m Message) (*Event, error) {
 		ev.Audit = &AuditEntry{EventID: ev.ID, ServerID: ev.ServerID, Time: ev.Time,
 			Phase: clean(a.Phase), Action: clean(a.Action), Subject: clean(a.Subject), Key: clean(a.Key),
 			KeyName: clean(a.KeyName), Role: clean(a.Role), OK: a.OK, Code: clean(a.Code),
-			Message: clean(a.Message), Args: args, ElapsedMS: a.ElapsedMS, Suppressed: a.Suppressed}
+			Message: clean(a.Message), Args: args, ElapsedMS: a.ElapsedMS, Suppressed: a.Suppressed,
+			Actor: clean(a.Actor)}
 	}
 	return ev, nil
 }

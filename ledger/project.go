@@ -20,6 +20,9 @@ type Changes struct {
 	Links    map[string]string // session_uid → logical_uid
 	Samples  []Sample
 	Usage    []UsageDelta
+	// Monthly is Usage summed per month (Day "YYYY-MM") and user, over
+	// servers (ServerID ""), for usage_monthly.
+	Monthly  []UsageDelta
 	Audit    []AuditEntry
 	Notices  []SpoolNotice
 	Servers  []ServerDelta
@@ -117,6 +120,7 @@ func (p *projection) finish() *Changes {
 		}
 		return a.ServerID < b.ServerID
 	})
+	p.c.Monthly = Monthly(p.c.Usage)
 	for _, s := range p.servers {
 		p.c.Servers = append(p.c.Servers, *s)
 	}
@@ -425,4 +429,37 @@ func sameIdentity(a, b *Session) bool {
 	}
 	x.ConnectedAt, y.ConnectedAt, x.EndedAt, y.EndedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	return x == y
+}
+
+// Monthly sums daily deltas per month and user (over servers), sorted.
+func Monthly(daily []UsageDelta) []UsageDelta {
+	type key struct{ month, user string }
+	sums := map[key]*UsageDelta{}
+	var keys []key
+	for _, u := range daily {
+		k := key{u.Day[:7], u.Username}
+		m := sums[k]
+		if m == nil {
+			m = &UsageDelta{Day: k.month, Username: k.user}
+			sums[k] = m
+			keys = append(keys, k)
+		}
+		m.BytesIn += u.BytesIn
+		m.BytesOut += u.BytesOut
+		m.Seconds += u.Seconds
+		m.Sessions += u.Sessions
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].month != keys[j].month {
+			return keys[i].month < keys[j].month
+		}
+		return keys[i].user < keys[j].user
+	})
+	out := make([]UsageDelta, 0, len(keys))
+	for _, k := range keys {
+		if m := sums[k]; m.BytesIn != 0 || m.BytesOut != 0 || m.Seconds != 0 || m.Sessions != 0 {
+			out = append(out, *m)
+		}
+	}
+	return out
 }

@@ -58,6 +58,8 @@ type AuditQuery struct {
 	Action   string
 	Key      string // public key or key name
 	Refused  bool   // only entries with ok false
+	User     string // entries whose command names this VPN user (args.user)
+	Actor    string // entries done for this web console user
 	From, To time.Time
 	Limit    int
 	Cursor   string
@@ -83,7 +85,7 @@ var DefaultRetention = Retention{Sessions: 400 * 24 * time.Hour, Samples: 30 * 2
 
 // Pruned counts what one retention pass removed.
 type Pruned struct {
-	Sessions, Samples, UsageDays, Audit, Notices, Applied, Rejected int64
+	Sessions, Samples, UsageDays, UsageMonths, Audit, Notices, Applied, Rejected int64
 }
 
 // CheckUID validates a session or event uid argument.

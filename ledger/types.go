@@ -115,6 +115,9 @@ type AuditEntry struct {
 	Args       map[string]string `json:"args,omitempty"`
 	ElapsedMS  int64             `json:"elapsed_ms,omitempty"`
 	Suppressed int64             `json:"suppressed_refusals,omitempty"`
+	// Actor is the person a service key acted for (the web console's
+	// user), from the signed command.
+	Actor string `json:"actor,omitempty"`
 }
 
 // SpoolNotice is an overflow or quarantine event (table spool_notices).

@@ -80,6 +80,25 @@ type Command struct {
 	Expires  int64             `json:"exp"` // Unix milliseconds
 	Nonce    string            `json:"nonce"`
 	Key      string            `json:"key"` // the operator's public key ("U…"), also the key id
+	// Actor names the person a service key acts for (the web console's
+	// logged-in user), so the audit says who asked, not only which key
+	// signed. It is signed like every other field; absent for a person's
+	// own key. See ValidActor.
+	Actor string `json:"actor,omitempty"`
+}
+
+// ValidActor accepts an actor: empty, or 1 to 64 bytes of letters, digits
+// and . _ @ + - (the console's account names).
+func ValidActor(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '@' || r == '+' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // Envelope is the request body: the signed bytes and their signature.

@@ -1,6 +1,7 @@
 package opauth
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -231,5 +232,45 @@ func TestPolicyRole(t *testing.T) {
 	}
 	if !ReadWrite.Permits("users", ReadOnly) || ReadOnly.Permits("kick", ReadWrite) || !ReadOnly.Permits("users", ReadOnly) {
 		t.Error("the other roles must keep their rules")
+	}
+}
+
+// The actor is signed: changing it after signing breaks the signature,
+// and a malformed one is refused before the command runs.
+func TestActorSignedAndChecked(t *testing.T) {
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	dir := t.TempDir()
+	trusted := filepath.Join(dir, "trusted")
+	os.WriteFile(trusted, []byte("read-write "+pub+" console\n"), 0o644)
+	tr, err := LoadTrusted(trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonces, err := OpenNonceCache(filepath.Join(dir, "nonces"), NonceLimits{}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nonces.Close()
+	v := &Verifier{Trusted: tr, Nonces: nonces, MaxSkew: time.Second, MaxValidity: time.Minute}
+	sign := func(actor string) []byte {
+		c := NewCommand("ocserv.cmd.vpn1.kick", "kick", map[string]string{"user": "alice"}, time.Now(), 30*time.Second)
+		c.Actor = actor
+		b, err := Sign(kp, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	got, rerr := v.Verify("ocserv.cmd.vpn1.kick", "kick", ReadWrite, sign("olga"))
+	if rerr != nil || got.Cmd.Actor != "olga" {
+		t.Fatalf("verify: %v %+v", rerr, got.Cmd)
+	}
+	tampered := bytes.Replace(sign("olga"), []byte(`"actor":"olga"`), []byte(`"actor":"boss"`), 1)
+	if _, rerr := v.Verify("ocserv.cmd.vpn1.kick", "kick", ReadWrite, tampered); rerr == nil || rerr.Code != CodeBadSignature {
+		t.Fatalf("tampered actor: %v", rerr)
+	}
+	if _, rerr := v.Verify("ocserv.cmd.vpn1.kick", "kick", ReadWrite, sign("olga; rm -rf /")); rerr == nil || rerr.Code != CodeMalformed {
+		t.Fatalf("malformed actor: %v", rerr)
 	}
 }

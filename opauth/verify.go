@@ -167,6 +167,9 @@ func (v *Verifier) Check(subject, action string, need Role, body []byte) (Verifi
 	if !validNonce(c.Nonce) {
 		return out, refuse(CodeMalformed, "the nonce must be 16 to 64 base64url characters")
 	}
+	if !ValidActor(c.Actor) {
+		return out, refuse(CodeMalformed, "actor %q is not 1 to 64 letters, digits or . _ @ + -", short(c.Actor))
+	}
 	if v.Nonces.Seen(c.Key, c.Nonce, now) {
 		return out, replayed(c.Nonce)
 	}

@@ -54,7 +54,10 @@ mkdir -m 0750 "$work/spool-nft" "$work/spool-ipt"
 for b in nft ipt; do
 	backend=nftables
 	[ "$b" = ipt ] && backend=iptables
-	printf 'SERVER_ID=bench\nSPOOL_DIR=%s/spool-%s\nFIREWALL=on\nFIREWALL_BACKEND=%s\n' "$work" "$b" "$backend" >"$work/agent-$b.env"
+	# The budgets are raised so that a stall on a busy machine costs the
+	# round its time instead of a refusal that aborts the run; they bound
+	# the work, they are not part of it.
+	printf 'SERVER_ID=bench\nSPOOL_DIR=%s/spool-%s\nFIREWALL=on\nFIREWALL_BACKEND=%s\nHOOK_BUDGET=10s\nHOOK_FIREWALL_BUDGET=5s\n' "$work" "$b" "$backend" >"$work/agent-$b.env"
 done
 
 # The cycle runner: REASON=connect then REASON=disconnect, both must

@@ -43,7 +43,8 @@ while IFS= read -r kv; do [ -n "$kv" ] && export "${kv?}"; done <testdata/ocserv
 args=()
 add() { # name binary
 	mkdir -m 0750 "$work/spool-$1"
-	printf 'SERVER_ID=bench\nSPOOL_DIR=%s/spool-%s\nSPOOL_FSYNC=on\n' "$work" "$1" >"$work/agent-$1.env"
+	# HOOK_BUDGET: as in bench-hook.sh, a stall must not abort the run.
+	printf 'SERVER_ID=bench\nSPOOL_DIR=%s/spool-%s\nSPOOL_FSYNC=on\nHOOK_BUDGET=10s\n' "$work" "$1" >"$work/agent-$1.env"
 	"$2" --config "$work/agent-$1.env" # makes the spool; must be silent
 	args+=(:: "$1" "$2" --config "$work/agent-$1.env")
 }

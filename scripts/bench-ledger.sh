@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fleet ledger benchmarks (DESIGN.md performance goals; docs/ledger.md):
+# Fleet ledger benchmarks (docs/design.md performance goals; docs/ledger.md):
 # ingest by the real service from a backlog on the stream into SQLite and
 # PostgreSQL against the same rows written raw (batched inserts, COPY) into
 # the same database in the same run, with the service's own peak RSS at a

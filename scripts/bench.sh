@@ -13,5 +13,7 @@ for s in scripts/bench-*.sh; do
 	echo "== $s"
 	"$s"
 done
+echo "== scripts/check-units.sh (the units' exposure, for docs/install.md)"
+./scripts/check-units.sh
 echo "== docs"
 go run ./bench/gendocs -results bench/results README.md docs/*.md

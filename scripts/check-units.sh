@@ -6,7 +6,8 @@
 # `systemd-analyze security --offline=true` exposure must stay at or below
 # MAX_EXPOSURE (default 3.0) for the shipper, COMMANDER_MAX_EXPOSURE
 # (default 4.0) for the command service and LEDGER_MAX_EXPOSURE (default
-# 2.0) for the ledger. docs/install.md quotes the figures.
+# 2.0) for the ledger. The figures go into docs/install.md's generated
+# block (bench/results/unit-exposure.md; make bench puts it in place).
 # Needs make build.
 set -eu
 cd "$(dirname "$0")/.."
@@ -43,6 +44,12 @@ cp bin/commander "$ROOT/usr/local/bin/ocserv-telemetry-commander"
 cp bin/ledger "$ROOT/usr/local/bin/ocserv-telemetry-ledger"
 cp systemd/*.service "$ROOT/etc/systemd/system/"
 
+# The figures also go to bench/results/unit-exposure.md, the generated
+# block of docs/install.md that make bench rewrites.
+mkdir -p bench/results
+table=$ROOT/exposure.md
+printf '| unit | exposure | goal |\n|---|---|---|\n' >"$table"
+
 fail=0
 check() {
 	unit=$1 max=$2
@@ -61,6 +68,7 @@ check() {
 		fail=1
 		return 0
 	fi
+	printf '| %s | %s | <= %s |\n' "$unit" "$level" "$max" >>"$table"
 	if awk -v l="$level" -v m="$max" 'BEGIN { exit !(l + 0 <= m + 0) }'; then
 		printf 'check-units: %s: exposure %s (goal <= %s)\n' "$label" "$level" "$max"
 	else
@@ -73,4 +81,10 @@ check() {
 check "$UNIT" "$MAX_EXPOSURE"
 check ocserv-telemetry-commander.service "${COMMANDER_MAX_EXPOSURE:-4.0}"
 check ocserv-telemetry-ledger.service "${LEDGER_MAX_EXPOSURE:-2.0}"
+{
+	printf 'Run of %s on systemd %s; commit %s.\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" \
+		"$(systemd-analyze --version | sed -n '1s/^systemd \([0-9]*\).*/\1/p')" \
+		"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	cat "$table"
+} >bench/results/unit-exposure.md
 exit "$fail"

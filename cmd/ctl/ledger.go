@@ -24,9 +24,9 @@ import (
 // servers; --server (-s) filters by server_id.
 func ledgerCmds(g *globals) []*cobra.Command {
 	var (
-		user, ip, logical, from, to, cursor, at, kind, by, action, key, month string
-		open, refused, perServer                                              bool
-		limit, top                                                            int
+		user, ip, logical, from, to, cursor, at, kind, by, action, key, month, auditUser, actor string
+		open, refused, perServer                                                                bool
+		limit, top                                                                              int
 	)
 	history := &cobra.Command{Use: "history", Short: "sessions across the fleet from the ledger, newest first (filters: --user, -s, --ip, --from/--to, --open)",
 		Args: cobra.NoArgs,
@@ -133,7 +133,7 @@ func ledgerCmds(g *globals) []*cobra.Command {
 	audit := &cobra.Command{Use: "audit", Short: "who ran which command where, accepted or refused, from the ledger (newest first)",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			args := map[string]string{"action": action, "key": key, "cursor": cursor}
+			args := map[string]string{"action": action, "key": key, "cursor": cursor, "user": auditUser, "actor": actor}
 			if err := g.timeArgs(args, "from", from, "to", to); err != nil {
 				return err
 			}
@@ -161,6 +161,8 @@ func ledgerCmds(g *globals) []*cobra.Command {
 	af.StringVar(&action, "action", "", "one action (kick, disconnect, …)")
 	af.StringVar(&key, "key", "", "an operator's public key or key name")
 	af.BoolVar(&refused, "refused", false, "only refused or failed commands")
+	af.StringVar(&auditUser, "user", "", "only commands about this VPN user")
+	af.StringVar(&actor, "actor", "", "only commands the web console ran for this web user")
 	af.StringVar(&from, "from", "", "from this time (RFC 3339, a date, or a duration ago)")
 	af.StringVar(&to, "to", "", "up to this time")
 	af.IntVar(&limit, "limit", 0, "entries per page (default 50)")
@@ -343,6 +345,9 @@ func printAudit(w io.Writer, l []ledger.AuditEntry) error {
 		by := a.KeyName
 		if by == "" {
 			by = short8(a.Key)
+		}
+		if a.Actor != "" {
+			by += " for " + a.Actor // a service key (the console) acting for a person
 		}
 		var args []string
 		for k, v := range a.Args {

@@ -64,6 +64,7 @@ func newLedgerBed(t *testing.T, trust bool) (*ctlBed, time.Time) {
 		g2.Connect(c, ledgertest.Conn{User: "alice", IPReal: "198.51.100.4", VPN4: "10.9.0.5"}, t0.Add(30*time.Minute)),
 		g2.Disconnect(c, 1000, 2000, 600, t0.Add(40*time.Minute)),
 		g2.Audit("kick", "ops", false, t0),
+		g1.AuditFor("kick", "olga", "bob", t0.Add(2*time.Hour)),
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +125,16 @@ func TestCtlLedger(t *testing.T) {
 	out, _, code = b.run("", "audit", "--refused")
 	if code != 0 || !strings.Contains(out, "kick") || !strings.Contains(out, "forbidden") {
 		t.Fatalf("audit: %d\n%s", code, out)
+	}
+	// A command the web console signed for a web user names both.
+	out, _, code = b.run("", "audit", "--actor", "olga")
+	if code != 0 || !strings.Contains(out, "console for olga") || strings.Contains(out, "forbidden") {
+		t.Fatalf("audit --actor olga: %d\n%s", code, out)
+	}
+	out, _, code = b.run("", "audit", "--user", "bob", "--json")
+	var ar api.AuditResult
+	if code != 0 || json.Unmarshal([]byte(out), &ar) != nil || len(ar.Entries) != 1 || ar.Entries[0].Actor != "olga" {
+		t.Fatalf("audit --user bob --json: %d %s", code, out)
 	}
 	// Bad input: a clear error, exit 2.
 	if _, errs, code := b.run("", "who", "--ip", "10.8.0.23"); code != exitUsage || !strings.Contains(errs, "--at") {

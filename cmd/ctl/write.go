@@ -118,7 +118,7 @@ func writeCmds(g *globals) []*cobra.Command {
 			}}),
 		force(&cobra.Command{Use: "reload", Short: "occtl reload (ocserv says success whatever happens next)", Args: cobra.NoArgs,
 			RunE: func(*cobra.Command, []string) error { return g.write("reload", "reload", nil, nil) }}),
-		force(&cobra.Command{Use: "firewall-removeall", Short: "remove every firewall rule the hook made", Args: cobra.NoArgs,
+		force(&cobra.Command{Use: "firewall-removeall", Short: "remove every firewall rule the hook made (connected restricted users become unrestricted)", Args: cobra.NoArgs,
 			RunE: func(*cobra.Command, []string) error {
 				return g.write("remove all firewall rules", "firewall-removeall", nil, nil)
 			}}),

@@ -14,7 +14,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -46,6 +45,7 @@ type user struct {
 func run() error {
 	bin := flag.String("bin", "bin", "directory holding the built hook and shipper")
 	envDir := flag.String("env", "testdata/ocserv-hook-env", "directory of ocserv script environments")
+	withConsole := flag.Bool("console", false, "then run bin/ledger with the web console on the demo's events until Ctrl-C")
 	flag.Parse()
 	hookBin, _ := filepath.Abs(filepath.Join(*bin, "hook"))
 	shipperBin, _ := filepath.Abs(filepath.Join(*bin, "shipper"))
@@ -137,6 +137,19 @@ func run() error {
 		return fmt.Errorf("shipper: %w (log: %s)", err, readTail(logPath))
 	}
 	fmt.Printf("   READY=1 after %s\n", time.Since(started).Round(time.Millisecond))
+	// Keep reading the notify socket as systemd does: the shipper sends
+	// STATUS= lines for as long as it runs, and a datagram socket nobody
+	// reads fills up and blocks the sender (make demo CONSOLE=1 runs for
+	// minutes).
+	notes.SetReadDeadline(time.Time{})
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			if _, err := notes.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
 
 	users := []user{
 		{"alice", "vpns0", "192.168.250.50", 9114},
@@ -204,6 +217,32 @@ func run() error {
 		fmt.Printf("== the shipper's status file: %v\n", err)
 	}
 
+	if *withConsole {
+		// Nobody reads msgs from here on: stop the printing
+		// subscription so its callback cannot block on a full channel.
+		sub.Unsubscribe()
+		hookRun := func(reason string, u user) error {
+			env := map[string]string{}
+			for k, v := range envs[reason] {
+				env[k] = v
+			}
+			env["USERNAME"], env["DEVICE"], env["IP_REMOTE"], env["ID"] = u.name, u.device, u.ip, fmt.Sprint(u.id+100)
+			env["OCSERV_TELEMETRY_CONFIG"] = cfgPath
+			_, err := runHook(hookBin, env)
+			return err
+		}
+		if err := runConsole(tmp, *bin, srv.ClientURL(), nc, func() error {
+			for _, u := range users[:2] {
+				if err := hookRun("connect", u); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+
 	fmt.Println("== stopping the shipper with SIGTERM")
 	sh.Process.Signal(syscall.SIGTERM)
 	select {
@@ -213,7 +252,7 @@ func run() error {
 		}
 		exited <- nil // let the deferred cleanup see it is gone
 	case <-time.After(10 * time.Second):
-		return errors.New("shipper did not stop within 10s of SIGTERM")
+		return fmt.Errorf("shipper did not stop within 10s of SIGTERM (log: %s)", readTail(logPath))
 	}
 	fmt.Println("   stopped cleanly; its log:")
 	fmt.Print(indent(readTail(logPath)))

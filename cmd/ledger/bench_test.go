@@ -3,7 +3,7 @@ package main
 // Benchmarks of the ledger (scripts/bench-ledger.sh runs them under the
 // shared lock; they are not part of make test). Each figure is a ratio
 // against a baseline measured in the same run on the same database, or a
-// bound from the design (DESIGN.md, performance goals).
+// bound from the design (docs/design.md, performance goals).
 
 import (
 	"context"

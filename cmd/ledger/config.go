@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/config"
+	"github.com/ocserv-telemetry/ocserv-telemetry/console"
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
 )
@@ -43,6 +44,8 @@ type settings struct {
 	StandbyPoll   time.Duration
 	InboxPrefixes []string
 	Policy        policySettings
+	// Console is the web console (LEDGER_CONSOLE_*, package console).
+	Console console.Config
 }
 
 func defaultSettings() settings {
@@ -60,6 +63,7 @@ func defaultSettings() settings {
 		StandbyPoll:   2 * time.Second,
 		InboxPrefixes: []string{"_INBOX"},
 		Policy:        defaultPolicySettings(),
+		Console:       console.DefaultConfig(),
 	}
 }
 
@@ -151,7 +155,7 @@ var ledgerKeys = map[string]ledgerKey{
 // agentKeysUsed are the agent's keys the ledger reads; others are
 // reported as unknown.
 var agentKeysUsed = []string{"NATS_URL", "NATS_CREDS", "NATS_NKEY_SEED", "NATS_USER", "NATS_PASSWORD", "NATS_TOKEN",
-	"NATS_CA", "NATS_CERT", "NATS_KEY", "NATS_DOMAIN", "NATS_EVENTS_STREAM", "SUBJECT_PREFIX", "NATS_CREATE_STREAMS"}
+	"NATS_CA", "NATS_CERT", "NATS_KEY", "NATS_DOMAIN", "NATS_EVENTS_STREAM", "SUBJECT_PREFIX", "NATS_CREATE_STREAMS", "NATS_STATE_BUCKET"}
 
 func isPostgres(v string) bool {
 	return strings.HasPrefix(v, "postgres://") || strings.HasPrefix(v, "postgresql://")
@@ -223,6 +227,13 @@ func loadSettings(path string) (settings, []string, error) {
 		k, v = strings.TrimSpace(k), unquote(strings.TrimSpace(v))
 		if lk, ok := ledgerKeys[k]; ok {
 			if err := lk.set(&s, v); err != nil {
+				probs = append(probs, fmt.Sprintf("%s: line %d: %s: %v", path, n, k, err))
+			}
+			agent.WriteString("\n")
+			continue
+		}
+		if console.IsKey(k) {
+			if err := s.Console.SetKey(k, v); err != nil {
 				probs = append(probs, fmt.Sprintf("%s: line %d: %s: %v", path, n, k, err))
 			}
 			agent.WriteString("\n")

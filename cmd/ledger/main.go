@@ -38,6 +38,7 @@ commands:
   migrate  apply the database schema's missing versions
   replay   re-apply the events stream from --from SEQ|TIME
   status   the database's position, the stream and the consumer
+  console-user add|passwd|delete|list  the web console's accounts
   version  print the version
 Run 'ledger <command> -h' for a command's flags.`
 
@@ -75,6 +76,8 @@ func run(ctx context.Context, args []string, e env) error {
 		return (&replayCmd{env: e}).Run(ctx, rest)
 	case "status":
 		return (&statusCmd{env: e}).Run(ctx, rest)
+	case "console-user":
+		return (&consoleUserCmd{env: e}).Run(ctx, rest)
 	case "version", "--version", "-version":
 		fmt.Fprintln(e.stdout, "ocserv-telemetry ledger", hook.Version)
 		return nil

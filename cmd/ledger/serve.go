@@ -133,6 +133,13 @@ func (c *serveCmd) Run(ctx context.Context, args []string) error {
 	if st.MetricsListen != "" {
 		go serveMetrics(ctx, st.MetricsListen, m, log)
 	}
+	if st.Console.Enabled {
+		stopConsole, err := startConsole(ctx, st, db, conn, log)
+		if err != nil {
+			return fmt.Errorf("web console: %w", err)
+		}
+		defer stopConsole()
+	}
 
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()

@@ -25,15 +25,13 @@ func TestRootsHoldTheirRelease(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (debootstrap, chroot): run make e2e as root")
 	}
-	c := DefaultCache()
-	c.Logf = t.Logf
 	for _, r := range Releases {
 		t.Run(r.Version, func(t *testing.T) {
 			root := "/"
 			if !r.Host {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 				defer cancel()
-				got, err := c.Ensure(ctx, r)
+				got, err := EnsureRoot(ctx, r, t.Logf)
 				if err != nil {
 					t.Fatal(err)
 				}

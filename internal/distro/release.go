@@ -3,7 +3,8 @@
 // them, so the end-to-end bed can run each version's real ocserv, occtl,
 // ocpasswd and ocserv-fw: debootstrap --variant=minbase of the suite that
 // ships the version, plus the ocserv package and what its fw script needs,
-// cached in one directory that CI and every test run share (root.go).
+// in the cache of Debian roots that CI and every test run share (package
+// debroot; root.go).
 //
 // Everything about a version that the product and its tests depend on is
 // in one table here, with the source lines it was read from

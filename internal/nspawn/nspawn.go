@@ -59,7 +59,7 @@ type Options struct {
 	// BootTimeout bounds the boot up to multi-user.target (default 2m).
 	BootTimeout time.Duration
 	// Env is extra environment for systemd-nspawn itself (for example
-	// SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1).
+	// SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=0 for the host's cgroup layout).
 	Env []string
 }
 
@@ -221,7 +221,12 @@ func (m *Machine) spawn(o Options) error {
 	m.logFile = f
 	m.console = &syncBuffer{file: f}
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), o.Env...)
+	// A pure cgroup v2 hierarchy in the container (the host's unified
+	// one), as a Debian host boots with. Without it, systemd-nspawn copies
+	// a host's hybrid v1/v2 layout, which systemd 258 and later refuse
+	// ("Detected unsupported legacy cgroup hierarchy, refusing
+	// execution.") and 256 and 257 run on tainted "cgroupsv1".
+	cmd.Env = append(append(os.Environ(), "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1"), o.Env...)
 	cmd.Stdout = m.console
 	cmd.Stderr = m.console
 	// Its own process group; killed with the test binary if that dies

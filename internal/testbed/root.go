@@ -18,8 +18,8 @@ import (
 
 // Versions. The bed runs the ocserv version $OCSERV_VERSION selects
 // (distro.Selected; default the host's 1.1.6): the host's binaries, or a
-// cached Debian root holding that version (distro.Cache), built on first
-// use. Either way every tool of that version (ocserv, occtl, ocpasswd and
+// cached Debian root holding that version (distro.EnsureRoot, in the
+// debroot cache), built on first use. Either way every tool of that version (ocserv, occtl, ocpasswd and
 // the fw script ocserv runs) is run through one launcher:
 //
 //	nsenter --target <holder> --mount --root --wd --net=/run/netns/<server ns> TOOL …
@@ -33,12 +33,6 @@ import (
 // then chroots into it and sleeps. Mounts never reach the host: the
 // namespace ends with the holder, also when the test binary dies
 // (Pdeathsig). The host's openconnect is the client for every version.
-
-// holder is the bed's mount namespace and root.
-type holder struct {
-	p    *proc
-	root string // "/" or the root file system the tools run from
-}
 
 // selectRelease resolves the release and root dir for o.
 func selectRelease(o Options) (distro.Release, string, error) {
@@ -54,9 +48,9 @@ func selectRelease(o Options) (distro.Release, string, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	root, err := distro.DefaultCache().Ensure(ctx, rel)
+	root, err := distro.EnsureRoot(ctx, rel, nil)
 	if err != nil {
-		return distro.Release{}, "", fmt.Errorf("ocserv %s: %w", rel.Version, err)
+		return distro.Release{}, "", err
 	}
 	return rel, root.Dir, nil
 }
@@ -82,7 +76,7 @@ func (b *Bed) startHolder() error {
 	if err != nil {
 		return err
 	}
-	b.holder = &holder{p: p, root: b.root}
+	b.holder = p
 	if out, err := p.waitOutput(15*time.Second, func(s string) bool { return strings.Contains(s, "holder ready\n") }); err != nil {
 		return fmt.Errorf("mount namespace of the bed: %v\n%s", err, out)
 	}
@@ -166,7 +160,7 @@ func (b *Bed) applyMounts() error {
 		}
 		fmt.Fprintf(&s, "mount --bind %s %s\n", shQuote(w), shQuote(r+b.rel.FwScript))
 	}
-	argv := []string{"nsenter", "--target", fmt.Sprint(b.holder.p.cmd.Process.Pid), "--mount", "/bin/sh", "-c", s.String()}
+	argv := []string{"nsenter", "--target", fmt.Sprint(b.holder.cmd.Process.Pid), "--mount", "/bin/sh", "-c", s.String()}
 	if _, err := runCmd(15*time.Second, argv...); err != nil {
 		return fmt.Errorf("mounts of the bed: %w", err)
 	}
@@ -176,7 +170,7 @@ func (b *Bed) applyMounts() error {
 // stopHolder ends the mount namespace (and every mount in it).
 func (b *Bed) stopHolder() {
 	if b.holder != nil {
-		b.holder.p.stop(syscall.SIGKILL, time.Second)
+		b.holder.stop(syscall.SIGKILL, time.Second)
 	}
 }
 
@@ -185,7 +179,7 @@ func (b *Bed) stopHolder() {
 // network namespace, in the bed's mount namespace and root. Paths under
 // the host's temporary directory mean the same files there.
 func (b *Bed) Launcher() []string {
-	return []string{"nsenter", "--target", fmt.Sprint(b.holder.p.cmd.Process.Pid),
+	return []string{"nsenter", "--target", fmt.Sprint(b.holder.cmd.Process.Pid),
 		"--mount", "--root", "--wd", "--net=" + filepath.Join(netnsDir, b.serverNS)}
 }
 
@@ -294,9 +288,9 @@ func cachedRoot(t testing.TB, rel distro.Release) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	root, err := distro.DefaultCache().Ensure(ctx, rel)
+	root, err := distro.EnsureRoot(ctx, rel, t.Logf)
 	if err != nil {
-		t.Fatalf("testbed: ocserv %s: %v", rel.Version, err)
+		t.Fatalf("testbed: %v", err)
 	}
 	return root.Dir
 }

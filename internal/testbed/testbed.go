@@ -202,7 +202,7 @@ type Bed struct {
 
 	rel    distro.Release // the ocserv version the bed runs
 	root   string         // its root file system ("/": the host's)
-	holder *holder        // the bed's mount namespace (root.go)
+	holder *proc          // holds the bed's mount namespace (root.go)
 	// extraEnv is added to ocserv's environment (SetOcservEnv).
 	extraEnv []string
 

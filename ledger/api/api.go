@@ -415,11 +415,11 @@ func (s *Service) prepare(action string, m map[string]string) (func(context.Cont
 			return out, nil
 		}, nil
 	case "audit":
-		if err := a.known("server", "action", "key", "refused", "from", "to", "limit", "cursor"); err != nil {
+		if err := a.known("server", "action", "key", "refused", "from", "to", "limit", "cursor", "user", "actor"); err != nil {
 			return nil, err
 		}
 		var q ledger.AuditQuery
-		var e [8]error
+		var e [10]error
 		q.Server, e[0] = a.str("server", 128)
 		q.Action, e[1] = a.str("action", 64)
 		q.Key, e[2] = a.str("key", 128)
@@ -428,6 +428,8 @@ func (s *Service) prepare(action string, m map[string]string) (func(context.Cont
 		q.To, e[5] = a.time("to")
 		q.Limit, e[6] = a.int("limit")
 		q.Cursor, e[7] = a.str("cursor", 256)
+		q.User, e[8] = a.str("user", 256)
+		q.Actor, e[9] = a.str("actor", 64)
 		if err := first(append(e[:], q.Check())...); err != nil {
 			return nil, err
 		}

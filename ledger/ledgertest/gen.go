@@ -213,6 +213,15 @@ func (g *Gen) Audit(action, keyName string, ok bool, at time.Time) ledger.Messag
 	return g.msg(&events.Event{Type: events.Audit, Time: ts(at), Audit: &raw})
 }
 
+// AuditFor is an audit event of a command the console signed for a web
+// user (actor) about a VPN user.
+func (g *Gen) AuditFor(action, actor, user string, at time.Time) ledger.Message {
+	raw := rawJSON(map[string]any{"phase": "done", "action": action, "subject": g.Prefix + ".cmd." + g.ServerID + "." + action,
+		"key": "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4", "key_name": "console", "role": "read-write",
+		"actor": actor, "args": map[string]string{"user": user}, "ok": true})
+	return g.msg(&events.Event{Type: events.Audit, Time: ts(at), Audit: &raw})
+}
+
 // Overflow is a spool overflow notice.
 func (g *Gen) Overflow(n int64, at time.Time) ledger.Message {
 	return g.msg(&events.Event{Type: events.Overflow, Time: ts(at), Overflow: &events.SpoolNotice{Reason: "spool over its cap",

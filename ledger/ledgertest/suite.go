@@ -31,6 +31,7 @@ func Run(t *testing.T, open Opener) {
 		{"HistoryPaging", testHistoryPaging},
 		{"UsageGrouping", testUsageGrouping},
 		{"Audit", testAudit},
+		{"AuditActorAndUser", testAuditActor},
 		{"ServersAndNotices", testServers},
 		{"Retention", testRetention},
 		{"BatchingIndependent", testBatching},
@@ -484,8 +485,63 @@ func testUsageGrouping(t *testing.T, open Opener) {
 			t.Errorf("usage %+v:\n got %s\nwant %s", c.q, got, c.want)
 		}
 	}
+	// Whole months over every server come from usage_monthly; the same
+	// sums per server from usage_daily must agree with them.
+	monthly, err := s.Usage(ctx, ledger.UsageQuery{From: from, To: to, By: ledger.ByMonth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	daily, err := s.Usage(ctx, ledger.UsageQuery{From: from, To: to, By: ledger.ByMonth, PerServer: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := map[string][4]int64{}
+	for _, r := range daily {
+		x := sum[r.Period+"/"+r.Username]
+		sum[r.Period+"/"+r.Username] = [4]int64{x[0] + r.BytesIn, x[1] + r.BytesOut, x[2] + r.Seconds, x[3] + r.Sessions}
+	}
+	if len(monthly) != len(sum) {
+		t.Errorf("usage_monthly has %d rows, usage_daily sums to %d", len(monthly), len(sum))
+	}
+	for _, r := range monthly {
+		if got, want := [4]int64{r.BytesIn, r.BytesOut, r.Seconds, r.Sessions}, sum[r.Period+"/"+r.Username]; got != want {
+			t.Errorf("%s %s: monthly %v, daily %v", r.Period, r.Username, got, want)
+		}
+	}
 	if _, err := s.Usage(ctx, ledger.UsageQuery{From: to, To: from}); ledger.ErrorCode(err) != ledger.ECodeInvalid {
 		t.Errorf("from after to: %v", err)
+	}
+}
+
+// testAuditActor: the web user a console command was signed for is kept
+// and filterable, and so is the VPN user a command was about.
+func testAuditActor(t *testing.T, open Opener) {
+	s := open(t, ledger.ApplyOptions{})
+	g := NewGen("vpn1", &Seq{})
+	apply(t, s,
+		g.AuditFor("kick", "olga", "alice", t0),
+		g.AuditFor("unkick", "olga", "bob", t0.Add(time.Second)),
+		g.AuditFor("disconnect", "victor", "alice", t0.Add(2*time.Second)),
+		g.Audit("kick", "ops", true, t0.Add(3*time.Second)), // a person's own key: no actor, user alice
+	)
+	p, err := s.Audit(ctx, ledger.AuditQuery{Actor: "olga"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Items) != 2 || p.Items[0].Action != "unkick" || p.Items[0].Actor != "olga" || p.Items[1].Action != "kick" {
+		t.Errorf("by actor olga: %+v", p.Items)
+	}
+	p, _ = s.Audit(ctx, ledger.AuditQuery{User: "alice"})
+	if len(p.Items) != 3 {
+		t.Errorf("about alice: %d entries, want 3", len(p.Items))
+	}
+	for _, a := range p.Items {
+		if a.Args["user"] != "alice" {
+			t.Errorf("about alice: %+v", a)
+		}
+	}
+	if p.Items[0].Actor != "" || p.Items[1].Actor != "victor" {
+		t.Errorf("actors %q, %q; want none and victor", p.Items[0].Actor, p.Items[1].Actor)
 	}
 }
 

@@ -286,19 +286,33 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 				bytes_out = u.bytes_out + excluded.bytes_out, seconds = u.seconds + excluded.seconds, sessions = u.sessions + excluded.sessions`,
 			day, user, server, bin, bout, secs, sess)
 	}
+	if n := len(c.Monthly); n > 0 {
+		month, user := make([]string, n), make([]string, n)
+		bin, bout, secs, sess := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		for i, u := range c.Monthly {
+			month[i], user[i], bin[i], bout[i], secs[i], sess[i] = u.Day+"-01", u.Username, u.BytesIn, u.BytesOut, u.Seconds, u.Sessions
+		}
+		b.Queue(`INSERT INTO usage_monthly AS u (month, username, bytes_in, bytes_out, seconds, sessions)
+			SELECT * FROM unnest($1::text[]::date[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+			ON CONFLICT (month, username) DO UPDATE SET bytes_in = u.bytes_in + excluded.bytes_in,
+				bytes_out = u.bytes_out + excluded.bytes_out, seconds = u.seconds + excluded.seconds, sessions = u.sessions + excluded.sessions`,
+			month, user, bin, bout, secs, sess)
+	}
 	if n := len(c.Audit); n > 0 {
 		id, server, phase, action, subject, key, keyName, role, code, msg, args := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		at := make([]time.Time, n)
 		ok := make([]bool, n)
 		elapsed, supp := make([]int64, n), make([]int64, n)
+		actor, target := make([]string, n), make([]string, n)
 		for i, a := range c.Audit {
 			id[i], server[i], at[i], phase[i], action[i], subject[i], key[i], keyName[i], role[i] = a.EventID, a.ServerID, a.Time, a.Phase, a.Action, a.Subject, a.Key, a.KeyName, a.Role
 			ok[i], code[i], msg[i], args[i], elapsed[i], supp[i] = a.OK, a.Code, a.Message, argsJSON(a.Args), a.ElapsedMS, a.Suppressed
+			actor[i], target[i] = a.Actor, a.Args["user"]
 		}
-		b.Queue(`INSERT INTO audit (event_id, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args, elapsed_ms, suppressed)
+		b.Queue(`INSERT INTO audit (event_id, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args, elapsed_ms, suppressed, actor, target_user)
 			SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-				$10::boolean[], $11::text[], $12::text[], $13::text[]::jsonb[], $14::bigint[], $15::bigint[]) ON CONFLICT DO NOTHING`,
-			id, server, at, phase, action, subject, key, keyName, role, ok, code, msg, args, elapsed, supp)
+				$10::boolean[], $11::text[], $12::text[], $13::text[]::jsonb[], $14::bigint[], $15::bigint[], $16::text[], $17::text[]) ON CONFLICT DO NOTHING`,
+			id, server, at, phase, action, subject, key, keyName, role, ok, code, msg, args, elapsed, supp, actor, target)
 	}
 	for _, n := range c.Notices {
 		b.Queue(`INSERT INTO spool_notices (event_id, server_id, type, time, reason, events, bytes, seq_ranges)

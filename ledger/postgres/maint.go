@@ -47,6 +47,9 @@ func (s *Store) Prune(ctx context.Context, r ledger.Retention, now time.Time) (l
 			{&p.Applied, `DELETE FROM applied_events WHERE event_id IN (SELECT event_id FROM applied_events WHERE event_time < $1 LIMIT $2)`, []any{cut}},
 			{&p.UsageDays, `DELETE FROM usage_daily WHERE (day, username, server_id) IN
 				(SELECT day, username, server_id FROM usage_daily WHERE day < $1::date LIMIT $2)`, []any{ledger.Day(cut)}},
+			// A month goes when all of it is older than the retention.
+			{&p.UsageMonths, `DELETE FROM usage_monthly WHERE (month, username) IN
+				(SELECT month, username FROM usage_monthly WHERE month < date_trunc('month', $1::date)::date LIMIT $2)`, []any{ledger.Day(cut)}},
 			{&p.Audit, `DELETE FROM audit WHERE event_id IN (SELECT event_id FROM audit WHERE time < $1 LIMIT $2)`, []any{cut}},
 			{&p.Notices, `DELETE FROM spool_notices WHERE event_id IN (SELECT event_id FROM spool_notices WHERE time < $1 LIMIT $2)`, []any{cut}},
 			{&p.Rejected, `DELETE FROM rejected_events WHERE stream_seq IN (SELECT stream_seq FROM rejected_events WHERE received < $1 LIMIT $2)`, []any{cut}},
@@ -118,6 +121,13 @@ func (s *Store) Checksum(ctx context.Context) (map[string]string, error) {
 			var u ledger.UsageDelta
 			err := r.Scan(&u.Day, &u.Username, &u.ServerID, &u.BytesIn, &u.BytesOut, &u.Seconds, &u.Sessions)
 			c.Row(u.Day, u.Username, u.ServerID, u.BytesIn, u.BytesOut, u.Seconds, u.Sessions)
+			return err
+		}},
+		{"usage_monthly", `SELECT to_char(month, 'YYYY-MM'), username, bytes_in, bytes_out, seconds, sessions FROM usage_monthly
+			ORDER BY month, username COLLATE "C"`, func(r pgx.Rows, c *ledger.Checksummer) error {
+			var u ledger.UsageDelta
+			err := r.Scan(&u.Day, &u.Username, &u.BytesIn, &u.BytesOut, &u.Seconds, &u.Sessions)
+			c.Row(u.Day, u.Username, u.BytesIn, u.BytesOut, u.Seconds, u.Sessions)
 			return err
 		}},
 		{"audit", `SELECT ` + auditCols + ` FROM audit ORDER BY event_id`, func(r pgx.Rows, c *ledger.Checksummer) error {

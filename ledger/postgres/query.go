@@ -181,6 +181,9 @@ func (s *Store) Usage(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageR
 	if err := q.Check(time.Now()); err != nil {
 		return nil, err
 	}
+	if q.FromMonthly() {
+		return s.usageMonthly(ctx, q)
+	}
 	period := "''"
 	switch q.By {
 	case ledger.ByDay:
@@ -230,13 +233,55 @@ func (s *Store) Usage(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageR
 	return out, nil
 }
 
-const auditCols = `event_id::text, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args::text, elapsed_ms, suppressed`
+// usageMonthly answers whole months over every server from
+// usage_monthly.
+func (s *Store) usageMonthly(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageRow, error) {
+	period := "''"
+	if q.By == ledger.ByMonth {
+		period = "to_char(month, 'YYYY-MM')"
+	}
+	var w where
+	w.add("month >= ?::date AND month < ?::date", ledger.Day(q.From), ledger.Day(q.To))
+	if q.User != "" {
+		w.add("username = ?", q.User)
+	}
+	if q.Top > 0 {
+		inner := where{conds: append([]string(nil), w.conds...)}
+		lim := w.arg(q.Top)
+		w.conds = append(w.conds, `username IN (SELECT username FROM usage_monthly`+inner.String()+
+			` GROUP BY username ORDER BY sum(bytes_in + bytes_out) DESC, username COLLATE "C" LIMIT `+lim+`)`)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT username, `+period+`, sum(bytes_in)::bigint, sum(bytes_out)::bigint,
+		sum(seconds)::bigint, sum(sessions)::bigint FROM usage_monthly`+w.String()+` GROUP BY 1, 2`, w.args...)
+	if err != nil {
+		return nil, wrap("postgres ledger: usage", err)
+	}
+	defer rows.Close()
+	var out []ledger.UsageRow
+	for rows.Next() {
+		var r ledger.UsageRow
+		if err := rows.Scan(&r.Username, &r.Period, &r.BytesIn, &r.BytesOut, &r.Seconds, &r.Sessions); err != nil {
+			return nil, wrap("postgres ledger: usage", err)
+		}
+		if q.By == ledger.ByRange {
+			r.Period = q.Period("")
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("postgres ledger: usage", err)
+	}
+	ledger.SortUsage(out)
+	return out, nil
+}
+
+const auditCols = `event_id::text, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args::text, elapsed_ms, suppressed, actor`
 
 func scanAudit(r pgx.Row) (ledger.AuditEntry, error) {
 	var a ledger.AuditEntry
 	var args string
 	if err := r.Scan(&a.EventID, &a.ServerID, &a.Time, &a.Phase, &a.Action, &a.Subject, &a.Key, &a.KeyName, &a.Role, &a.OK,
-		&a.Code, &a.Message, &args, &a.ElapsedMS, &a.Suppressed); err != nil {
+		&a.Code, &a.Message, &args, &a.ElapsedMS, &a.Suppressed, &a.Actor); err != nil {
 		return a, err
 	}
 	a.Time = a.Time.UTC()
@@ -265,6 +310,12 @@ func (s *Store) Audit(ctx context.Context, q ledger.AuditQuery) (ledger.Page[led
 	}
 	if q.Refused {
 		w.add("NOT ok")
+	}
+	if q.User != "" {
+		w.add("target_user = ?", q.User)
+	}
+	if q.Actor != "" {
+		w.add("actor = ?", q.Actor)
 	}
 	if !q.From.IsZero() {
 		w.add("time >= ?", q.From)

@@ -258,11 +258,20 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 	}); err != nil {
 		return err
 	}
-	if err := t.exec(ctx, `INSERT INTO audit (event_id, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args, elapsed_ms, suppressed)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, len(c.Audit), func(i int) []any {
+	if err := t.exec(ctx, `INSERT INTO usage_monthly (month, username, bytes_in, bytes_out, seconds, sessions)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (month, username) DO UPDATE SET
+		bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out,
+		seconds = seconds + excluded.seconds, sessions = sessions + excluded.sessions`, len(c.Monthly), func(i int) []any {
+		u := c.Monthly[i]
+		return []any{u.Day, u.Username, u.BytesIn, u.BytesOut, u.Seconds, u.Sessions}
+	}); err != nil {
+		return err
+	}
+	if err := t.exec(ctx, `INSERT INTO audit (event_id, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args, elapsed_ms, suppressed, actor, target_user)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, len(c.Audit), func(i int) []any {
 		a := c.Audit[i]
 		return []any{ub(a.EventID), a.ServerID, a.Time.UnixMicro(), a.Phase, a.Action, a.Subject, a.Key, a.KeyName, a.Role,
-			b2i(a.OK), a.Code, a.Message, argsJSON(a.Args), a.ElapsedMS, a.Suppressed}
+			b2i(a.OK), a.Code, a.Message, argsJSON(a.Args), a.ElapsedMS, a.Suppressed, a.Actor, a.Args["user"]}
 	}); err != nil {
 		return err
 	}

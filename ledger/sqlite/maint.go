@@ -54,6 +54,9 @@ func (s *Store) Prune(ctx context.Context, r ledger.Retention, now time.Time) (l
 			{&p.Applied, `DELETE FROM applied_events WHERE event_id IN (SELECT event_id FROM applied_events WHERE event_time < ? LIMIT ?)`, []any{c}},
 			{&p.UsageDays, `DELETE FROM usage_daily WHERE (day, username, server_id) IN
 				(SELECT day, username, server_id FROM usage_daily WHERE day < ? LIMIT ?)`, []any{ledger.Day(cut)}},
+			// A month goes when all of it is older than the retention.
+			{&p.UsageMonths, `DELETE FROM usage_monthly WHERE (month, username) IN
+				(SELECT month, username FROM usage_monthly WHERE month < ? LIMIT ?)`, []any{ledger.Day(cut)[:7]}},
 			{&p.Audit, `DELETE FROM audit WHERE rowid IN (SELECT rowid FROM audit WHERE time < ? LIMIT ?)`, []any{c}},
 			{&p.Notices, `DELETE FROM spool_notices WHERE rowid IN (SELECT rowid FROM spool_notices WHERE time < ? LIMIT ?)`, []any{c}},
 			{&p.Rejected, `DELETE FROM rejected_events WHERE stream_seq IN (SELECT stream_seq FROM rejected_events WHERE received < ? LIMIT ?)`, []any{c}},
@@ -150,6 +153,13 @@ func (s *Store) Checksum(ctx context.Context) (map[string]string, error) {
 			var u ledger.UsageDelta
 			err := r.Scan(&u.Day, &u.Username, &u.ServerID, &u.BytesIn, &u.BytesOut, &u.Seconds, &u.Sessions)
 			c.Row(u.Day, u.Username, u.ServerID, u.BytesIn, u.BytesOut, u.Seconds, u.Sessions)
+			return err
+		}},
+		{"usage_monthly", `SELECT month, username, bytes_in, bytes_out, seconds, sessions FROM usage_monthly
+			ORDER BY month, username`, func(r *sql.Rows, c *ledger.Checksummer) error {
+			var u ledger.UsageDelta
+			err := r.Scan(&u.Day, &u.Username, &u.BytesIn, &u.BytesOut, &u.Seconds, &u.Sessions)
+			c.Row(u.Day, u.Username, u.BytesIn, u.BytesOut, u.Seconds, u.Sessions)
 			return err
 		}},
 		{"audit", `SELECT ` + auditCols + ` FROM audit ORDER BY event_id`, func(r *sql.Rows, c *ledger.Checksummer) error {

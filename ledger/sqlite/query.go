@@ -170,6 +170,9 @@ func (s *Store) Usage(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageR
 	if err := q.Check(time.Now()); err != nil {
 		return nil, err
 	}
+	if q.FromMonthly() {
+		return s.usageMonthly(ctx, q)
+	}
 	period := "''"
 	switch q.By {
 	case ledger.ByDay:
@@ -219,6 +222,47 @@ func (s *Store) Usage(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageR
 	return out, nil
 }
 
+// usageMonthly answers whole months over every server from
+// usage_monthly.
+func (s *Store) usageMonthly(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageRow, error) {
+	period := "''"
+	if q.By == ledger.ByMonth {
+		period = "month"
+	}
+	var w where
+	w.add("month >= ? AND month < ?", ledger.Day(q.From)[:7], ledger.Day(q.To)[:7])
+	if q.User != "" {
+		w.add("username = ?", q.User)
+	}
+	if q.Top > 0 {
+		inner := where{conds: append([]string(nil), w.conds...), args: append([]any(nil), w.args...)}
+		w.add(`username IN (SELECT username FROM usage_monthly`+inner.String()+
+			` GROUP BY username ORDER BY sum(bytes_in + bytes_out) DESC, username LIMIT ?)`, append(inner.args, q.Top)...)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT username, `+period+`, sum(bytes_in), sum(bytes_out), sum(seconds), sum(sessions)
+		FROM usage_monthly`+w.String()+` GROUP BY 1, 2`, w.args...)
+	if err != nil {
+		return nil, wrap("sqlite ledger: usage", err)
+	}
+	defer rows.Close()
+	var out []ledger.UsageRow
+	for rows.Next() {
+		var r ledger.UsageRow
+		if err := rows.Scan(&r.Username, &r.Period, &r.BytesIn, &r.BytesOut, &r.Seconds, &r.Sessions); err != nil {
+			return nil, wrap("sqlite ledger: usage", err)
+		}
+		if q.By == ledger.ByRange {
+			r.Period = q.Period("")
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("sqlite ledger: usage", err)
+	}
+	ledger.SortUsage(out)
+	return out, nil
+}
+
 // Audit pages audit entries newest first.
 func (s *Store) Audit(ctx context.Context, q ledger.AuditQuery) (ledger.Page[ledger.AuditEntry], error) {
 	var page ledger.Page[ledger.AuditEntry]
@@ -237,6 +281,12 @@ func (s *Store) Audit(ctx context.Context, q ledger.AuditQuery) (ledger.Page[led
 	}
 	if q.Refused {
 		w.add("ok = 0")
+	}
+	if q.User != "" {
+		w.add("target_user = ?", q.User)
+	}
+	if q.Actor != "" {
+		w.add("actor = ?", q.Actor)
 	}
 	if !q.From.IsZero() {
 		w.add("time >= ?", q.From.UnixMicro())
@@ -275,7 +325,7 @@ func (s *Store) Audit(ctx context.Context, q ledger.AuditQuery) (ledger.Page[led
 	return page, nil
 }
 
-const auditCols = `event_id, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args, elapsed_ms, suppressed`
+const auditCols = `event_id, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args, elapsed_ms, suppressed, actor`
 
 func scanAudit(r scanner) (ledger.AuditEntry, error) {
 	var a ledger.AuditEntry
@@ -283,7 +333,7 @@ func scanAudit(r scanner) (ledger.AuditEntry, error) {
 	var t int64
 	var args string
 	if err := r.Scan(&id, &a.ServerID, &t, &a.Phase, &a.Action, &a.Subject, &a.Key, &a.KeyName, &a.Role, &a.OK,
-		&a.Code, &a.Message, &args, &a.ElapsedMS, &a.Suppressed); err != nil {
+		&a.Code, &a.Message, &args, &a.ElapsedMS, &a.Suppressed, &a.Actor); err != nil {
 		return a, err
 	}
 	a.EventID, a.Time = us2(id), time.UnixMicro(t).UTC()

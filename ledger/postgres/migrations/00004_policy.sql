@@ -1,5 +1,5 @@
 -- Fleet policy (docs/policy.md), PostgreSQL. Aligned with
--- ledger/sqlite/migrations/00002_policy.sql. None of these tables is a
+-- ledger/sqlite/migrations/00004_policy.sql. None of these tables is a
 -- projection of the events stream: replay does not rebuild them and
 -- Reset does not empty them (policies are set by operators, the rest is
 -- the engine's own state).

@@ -1,5 +1,5 @@
 -- Fleet policy (docs/policy.md), SQLite. Aligned with
--- ledger/postgres/migrations/00002_policy.sql. Times are INTEGER Unix
+-- ledger/postgres/migrations/00004_policy.sql. Times are INTEGER Unix
 -- microseconds (UTC); days TEXT YYYY-MM-DD; JSON as TEXT. None of these
 -- tables is a projection of the events stream: replay does not rebuild
 -- them and Reset does not empty them (policies are set by operators, the

@@ -1,0 +1,280 @@
+package console
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/sqlite"
+)
+
+// The page benchmark's fleet: 10 million sessions of 20 000 users on 50
+// servers over 400 days (the default retention), 200 users online per
+// server, 100 000 audit entries.
+var benchSessions = func() int {
+	if n, err := strconv.Atoi(os.Getenv("CONSOLE_BENCH_SESSIONS")); err == nil && n > 0 {
+		return n
+	}
+	return 10_000_000
+}()
+
+const (
+	benchUsers   = 20_000
+	benchServers = 50
+	benchDays    = 400
+	benchOnline  = 200
+	benchAudit   = 100_000
+)
+
+// benchDB makes (once; it is kept and reused) a SQLite ledger with the
+// benchmark's fleet, written with SQL directly: applying 20 million events
+// through the ledger would take far longer and measure the ingest, which
+// the ledger's own benchmark does. The schema is the ledger's (its
+// migrations), so the indexes the queries use are the real ones.
+func benchDB(b *testing.B, path string, end time.Time) {
+	ctx := context.Background()
+	if _, err := os.Stat(path); err == nil {
+		return
+	}
+	tmp := path + ".building"
+	os.Remove(tmp)
+	if _, err := sqlite.Migrate(ctx, tmp); err != nil {
+		b.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+tmp+"?_pragma=journal_mode(wal)&_pragma=synchronous(off)")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	exec := func(q string, args ...any) {
+		start := time.Now()
+		if _, err := db.ExecContext(ctx, q, args...); err != nil {
+			b.Fatalf("%v\n%s", err, q)
+		}
+		b.Logf("%s: %s", time.Since(start).Round(time.Millisecond), q[:min(len(q), 60)])
+	}
+	// Indexes after the rows: building them once is much faster.
+	var idx []string
+	rows, _ := db.QueryContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('sessions', 'usage_daily', 'audit') AND sql IS NOT NULL`)
+	for rows.Next() {
+		var s string
+		rows.Scan(&s)
+		idx = append(idx, s)
+	}
+	rows.Close()
+	for _, s := range idx {
+		var name string
+		fmt.Sscanf(s[len("CREATE INDEX "):], "%s", &name)
+		exec("DROP INDEX " + name)
+	}
+	startUS := end.Add(-benchDays * 24 * time.Hour).UnixMicro()
+	spanUS := end.Add(-time.Hour).UnixMicro() - startUS
+	// Session n: user n*7919 % users, server n % servers, connected
+	// evenly over the span, lasting 1 minute to 3 hours; the newest ones
+	// still open. VPN addresses are reused across users (a /16 per
+	// server), real addresses come from a pool.
+	exec(`WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+INSERT INTO sessions SELECT
+  randomblob(16), randomblob(16), 'vpn' || (i % ?2), 'spool', 'user' || ((i * 7919) % ?3), 'staff', 'default', 1000 + i % 30000, 'vpns' || (i % 200),
+  '198.51.' || ((i / 256) % 256) || '.' || (i % 256), '203.0.113.1',
+  '10.' || (i % ?2) || '.' || ((i / 250) % 256) || '.' || (2 + i % 250), '10.' || (i % ?2) || '.0.1', NULL, NULL,
+  'host', 'Open AnyConnect VPN Agent v9.01-3', '', '', '',
+  ?4 + i * (?5 / ?1), 0,
+  CASE WHEN i >= ?1 - ?6 THEN NULL ELSE ?4 + i * (?5 / ?1) + (60 + (i * 104729) % 10800) * 1000000 END, 0,
+  CASE WHEN i >= ?1 - ?6 THEN 'open' ELSE 'disconnect' END, '', 'connect',
+  (i * 31) % 50000000, (i * 97) % 500000000, 60 + (i * 104729) % 10800, 0, NULL, CASE WHEN i >= ?1 - ?6 THEN 0 ELSE 1 END, 0, 0
+FROM n`, benchSessions-1, benchServers, benchUsers, startUS, spanUS, benchServers*benchOnline)
+	exec(`INSERT INTO usage_daily SELECT date(connected_at / 1000000, 'unixepoch'), username, server_id,
+  sum(bytes_in), sum(bytes_out), sum(seconds), count(*) FROM sessions GROUP BY 1, 2, 3`)
+	exec(`WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+INSERT INTO audit SELECT randomblob(16), 'vpn' || (i % ?2), ?3 + i * (?4 / ?1), 'done', CASE i % 3 WHEN 0 THEN 'kick' WHEN 1 THEN 'disconnect' ELSE 'unkick' END,
+  'ocserv.cmd.vpn' || (i % ?2) || '.kick', 'UCONSOLE', 'console', 'read-write', 1, '', '', json_object('user', 'user' || ((i * 13) % ?5)), 3, 0,
+  CASE WHEN i % 2 = 0 THEN 'olga' ELSE '' END, 'user' || ((i * 13) % ?5)
+FROM n`, benchAudit-1, benchServers, startUS, spanUS, benchUsers)
+	for _, s := range idx {
+		exec(s)
+	}
+	exec("ANALYZE")
+	db.Close()
+	if err := os.Rename(tmp, path); err != nil {
+		b.Fatal(err)
+	}
+	os.Remove(tmp + "-wal")
+	os.Remove(tmp + "-shm")
+}
+
+// BenchmarkConsolePages measures the server-side time of the overview, a
+// user page and a who search at 10 million sessions (handler in process,
+// from the request to the last byte of the rendered page), and, as the
+// baseline of the same run, the ledger queries each page makes. It writes
+// the figures as JSON to $CONSOLE_BENCH_OUT when set (scripts/bench-console.sh).
+func BenchmarkConsolePages(b *testing.B) {
+	dir := os.Getenv("CONSOLE_BENCH_DIR")
+	if dir == "" {
+		dir = filepath.Join("..", "bench", "results")
+	}
+	os.MkdirAll(dir, 0o755)
+	// The fleet ends at a fixed day so the data can be reused.
+	end := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	// The schema version is in the name: a database from an older build
+	// is not reused (the ledger refuses a stale schema).
+	path := filepath.Join(dir, fmt.Sprintf("console-%d-schema%d.db", benchSessions, sqlite.SchemaVersion()))
+	benchDB(b, path, end)
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, path, sqlite.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+
+	// The console, with its clock at the fleet's end, the live state of
+	// every server and one logged-in viewer.
+	now := func() time.Time { return end }
+	log := slog.New(slog.DiscardHandler)
+	live := NewLive(log, now)
+	for s := 0; s < benchServers; s++ {
+		id := "vpn" + strconv.Itoa(s)
+		var items []OnlineSession
+		for u := 0; u < benchOnline; u++ {
+			items = append(items, OnlineSession{ServerID: id, Username: "user" + strconv.Itoa((s*benchOnline+u)*7%benchUsers),
+				SessionUID: fmt.Sprintf("%s-%d", id, u), WorkerID: u, Device: "vpns" + strconv.Itoa(u), VPNIPv4: "10.0.0.1",
+				ConnectedAt: end.Add(-time.Duration(u) * time.Minute), HasCounters: true, BytesIn: 1 << 20, BytesOut: 1 << 24, Source: "snapshot"})
+		}
+		live.mu.Lock()
+		live.server(id).setUsers(items, end)
+		live.changedLocked()
+		live.mu.Unlock()
+	}
+	users := filepath.Join(b.TempDir(), "users")
+	h, _ := HashPassword("bench-password-1", cheapArgon)
+	EditAccounts(users, func(m map[string]Account) error {
+		m["bench"] = Account{Name: "bench", Role: Viewer, Hash: h}
+		return nil
+	})
+	accts, _ := LoadAccounts(users)
+	sessions, _ := OpenSessions("", time.Hour, time.Hour, now)
+	cookie, _, _ := sessions.Create("bench", "127.0.0.1", "bench")
+	auditor, err := OpenSpoolAuditor(filepath.Join(b.TempDir(), "spool"), "console")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer auditor.Close()
+	cfg := DefaultConfig()
+	srv, err := New(Options{Config: cfg, Accounts: accts, Sessions: sessions, Ledger: store, Live: live, Audit: auditor, Log: log, Now: now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h2 := srv.Handler()
+	rng := rand.New(rand.NewPCG(1, 2))
+	get := func(path string) time.Duration {
+		req := httptest.NewRequest("GET", path, nil)
+		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
+		rec := httptest.NewRecorder()
+		start := time.Now()
+		h2.ServeHTTP(rec, req)
+		d := time.Since(start)
+		if rec.Code != 200 {
+			b.Fatalf("%s: %d\n%s", path, rec.Code, rec.Body.String())
+		}
+		return d
+	}
+	type figure struct {
+		Page     string  `json:"page"`
+		N        int     `json:"n"`
+		P50ms    float64 `json:"p50_ms"`
+		P99ms    float64 `json:"p99_ms"`
+		Query50  float64 `json:"query_p50_ms"`
+		Query99  float64 `json:"query_p99_ms"`
+		Ratio50  float64 `json:"page_over_query_p50"`
+		GoalP99  float64 `json:"goal_p99_ms"`
+		Sessions int     `json:"sessions"`
+	}
+	pct := func(l []time.Duration, p float64) float64 {
+		sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+		return float64(l[min(len(l)-1, int(float64(len(l))*p))].Microseconds()) / 1000
+	}
+	const n = 300
+	var figs []figure
+	measure := func(page string, pagePath func() string, query func() error) {
+		var pt, qt []time.Duration
+		for i := 0; i < n; i++ {
+			// Every overview pays the ledger's server list (the cache is
+			// emptied), so the figure is the uncached page.
+			srv.cacheMu.Lock()
+			srv.servers = nil
+			srv.cacheMu.Unlock()
+			// Page and queries alternate which goes first, so neither
+			// always pays the cold reads of a new user's rows for the
+			// other.
+			path := pagePath()
+			timeQuery := func() {
+				start := time.Now()
+				if err := query(); err != nil {
+					b.Fatal(err)
+				}
+				qt = append(qt, time.Since(start))
+			}
+			if i%2 == 1 {
+				timeQuery()
+			}
+			pt = append(pt, get(path))
+			if i%2 == 0 {
+				timeQuery()
+			}
+		}
+		f := figure{Page: page, N: n, P50ms: pct(pt, .5), P99ms: pct(pt, .99), Query50: pct(qt, .5), Query99: pct(qt, .99),
+			GoalP99: 100, Sessions: benchSessions}
+		f.Ratio50 = f.P50ms / f.Query50
+		figs = append(figs, f)
+		b.ReportMetric(f.P99ms, page+"_p99_ms")
+	}
+	user := func() string { return "user" + strconv.Itoa(rng.IntN(benchUsers)) }
+	var cur string
+	measure("overview", func() string { return "/" }, func() error { _, err := store.Servers(ctx); return err })
+	measure("user", func() string { cur = user(); return "/users/" + cur }, func() error {
+		if _, err := store.History(ctx, ledger.HistoryQuery{User: cur, Limit: 25}); err != nil {
+			return err
+		}
+		today := time.Date(end.Year(), end.Month(), end.Day(), 0, 0, 0, 0, time.UTC)
+		if _, err := store.Usage(ctx, ledger.UsageQuery{From: today.AddDate(0, 0, -29), To: today.AddDate(0, 0, 1), By: ledger.ByDay, User: cur}); err != nil {
+			return err
+		}
+		_, err := store.Audit(ctx, ledger.AuditQuery{User: cur, Limit: 20})
+		return err
+	})
+	var ip, at string
+	measure("search", func() string {
+		i := rng.IntN(benchSessions)
+		ip = fmt.Sprintf("10.%d.%d.%d", i%benchServers, (i/250)%256, 2+i%250)
+		at = time.UnixMicro(end.Add(-benchDays*24*time.Hour).UnixMicro() + int64(i)*((end.Add(-time.Hour).UnixMicro()-end.Add(-benchDays*24*time.Hour).UnixMicro())/int64(benchSessions)) + 30e6).UTC().Format(time.RFC3339)
+		return "/search?who=1&ip=" + ip + "&at=" + at
+	}, func() error {
+		t, _ := time.Parse(time.RFC3339, at)
+		_, err := store.Who(ctx, ledger.WhoQuery{IP: ip, At: t})
+		return err
+	})
+	for _, f := range figs {
+		b.Logf("%-8s page p50 %.2f ms p99 %.2f ms; ledger queries p50 %.2f ms p99 %.2f ms; page/query %.2fx", f.Page, f.P50ms, f.P99ms, f.Query50, f.Query99, f.Ratio50)
+	}
+	if out := os.Getenv("CONSOLE_BENCH_OUT"); out != "" {
+		data, _ := json.MarshalIndent(figs, "", "  ")
+		if err := os.WriteFile(out, data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,287 @@
+package console
+
+import (
+	"encoding/json"
+	"html/template"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/events"
+	"github.com/ocserv-telemetry/ocserv-telemetry/livestate"
+)
+
+func TestPasswordHashes(t *testing.T) {
+	h, err := HashPassword("correct horse battery", cheapArgon)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(h, "$argon2id$v=19$m=64,t=1,p=1$") {
+		t.Fatalf("hash %s", h)
+	}
+	if !CheckHash(h, "correct horse battery") || CheckHash(h, "correct horse batterx") || CheckHash(h, "") {
+		t.Fatal("CheckHash accepts the wrong password or refuses the right one")
+	}
+	h2, _ := HashPassword("correct horse battery", cheapArgon)
+	if h == h2 {
+		t.Fatal("two hashes of one password are equal: no salt")
+	}
+	if _, err := HashPassword("short", cheapArgon); err == nil {
+		t.Fatal("a 5-character password was accepted")
+	}
+	for _, bad := range []string{"", "$argon2i$v=19$m=64,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA",
+		"$argon2id$v=19$m=4194304,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA", "$2b$10$abcdefghijklmnopqrstuv"} {
+		if CheckHash(bad, "x") {
+			t.Errorf("CheckHash(%q) accepted", bad)
+		}
+	}
+}
+
+func TestAccountsFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "users")
+	h, _ := HashPassword("a-long-password", cheapArgon)
+	for _, tc := range []struct{ content, want string }{
+		{"alice operator\n", "line 1: want"},
+		{"alice admin " + h + "\n", `role "admin" is not viewer or operator`},
+		{"-alice viewer " + h + "\n", "must not start with"},
+		{"alice viewer not-a-hash\n", "not an argon2id hash"},
+		{"alice viewer " + h + "\nalice operator " + h + "\n", "line 2: user alice listed twice"},
+	} {
+		if _, err := ParseAccounts([]byte(tc.content)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.content, err, tc.want)
+		}
+	}
+	if err := EditAccounts(p, func(m map[string]Account) error {
+		m["alice"] = Account{Name: "alice", Role: Viewer, Hash: h}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(p)
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("accounts file mode %v", fi.Mode())
+	}
+	a, err := LoadAccounts(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acct, ok, _ := a.Lookup("alice"); !ok || acct.Role != Viewer {
+		t.Fatalf("alice: %+v %v", acct, ok)
+	}
+	// A change is seen at the next lookup; a role change counts at once.
+	EditAccounts(p, func(m map[string]Account) error {
+		m["alice"] = Account{Name: "alice", Role: Operator, Hash: h}
+		m["bob"] = Account{Name: "bob", Role: Viewer, Hash: h}
+		return nil
+	})
+	os.Chtimes(p, time.Now().Add(time.Second), time.Now().Add(time.Second))
+	if acct, _, _ := a.Lookup("alice"); acct.Role != Operator {
+		t.Fatalf("role change not seen: %+v", acct)
+	}
+	// Readable by others: nobody logs in (fail closed).
+	os.Chmod(p, 0o644)
+	os.Chtimes(p, time.Now().Add(2*time.Second), time.Now().Add(2*time.Second))
+	if _, _, err := a.Lookup("alice"); err == nil || !strings.Contains(err.Error(), "readable by others") {
+		t.Fatalf("world-readable file: %v", err)
+	}
+}
+
+func TestSessionsPersistAndExpire(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2026, 11, 24, 7, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	p := filepath.Join(dir, "sessions.json")
+	s, err := OpenSessions(p, time.Hour, 10*time.Minute, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookie, sess, err := s.Create("olga", "127.0.0.1", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sess.CSRF == "" || len(sess.CSRF) < 40 {
+		t.Fatalf("CSRF token %q", sess.CSRF)
+	}
+	// Reopened from the file (a restart), the cookie still works.
+	s2, _ := OpenSessions(p, time.Hour, 10*time.Minute, clock)
+	if got, err := s2.Lookup(cookie); err != nil || got.User != "olga" || got.CSRF != sess.CSRF {
+		t.Fatalf("after reopen: %+v %v", got, err)
+	}
+	// Idle past the timeout: gone.
+	now = now.Add(11 * time.Minute)
+	if _, err := s2.Lookup(cookie); err != ErrNoSession {
+		t.Fatalf("idle session: %v", err)
+	}
+	// Absolute lifetime, even when used.
+	c2, _, _ := s2.Create("olga", "127.0.0.1", "test")
+	for i := 0; i < 7; i++ {
+		now = now.Add(9 * time.Minute)
+		if _, err := s2.Lookup(c2); err != nil && i < 6 {
+			t.Fatalf("used session ended early at step %d: %v", i, err)
+		}
+	}
+	if _, err := s2.Lookup(c2); err != ErrNoSession {
+		t.Fatalf("session past its lifetime: %v", err)
+	}
+	// Garbage cookies.
+	for _, c := range []string{"", "nodot", ".", "x.", strings.Repeat("a", 300) + ".b"} {
+		if _, err := s2.Lookup(c); err != ErrNoSession {
+			t.Errorf("cookie %q: %v", c, err)
+		}
+	}
+	// Deleting a user's sessions.
+	c3, _, _ := s2.Create("victor", "127.0.0.1", "x")
+	if n := s2.DeleteUser("victor"); n != 1 {
+		t.Fatalf("DeleteUser: %d", n)
+	}
+	if _, err := s2.Lookup(c3); err != ErrNoSession {
+		t.Fatal("deleted user's session lives")
+	}
+}
+
+func TestLoginLimiter(t *testing.T) {
+	l := newLoginLimiter(10*time.Second, 3)
+	t0 := time.Unix(1e9, 0)
+	for i := 0; i < 3; i++ {
+		if w := l.allow(t0, "ip:a", "user:x"); w != 0 {
+			t.Fatalf("attempt %d waited %s", i, w)
+		}
+	}
+	if w := l.allow(t0, "ip:a", "user:y"); w == 0 || w > 10*time.Second {
+		t.Fatalf("4th from the same address: wait %s", w)
+	}
+	// A refused attempt is not charged to the other key: user y from
+	// another address still has its whole burst.
+	for i := 0; i < 3; i++ {
+		if w := l.allow(t0, "ip:b", "user:y"); w != 0 {
+			t.Fatalf("user y from b, attempt %d: wait %s", i, w)
+		}
+	}
+	if w := l.allow(t0.Add(10*time.Second), "ip:a", "user:z"); w != 0 {
+		t.Fatalf("after the interval: wait %s", w)
+	}
+}
+
+func TestLocalPathOnly(t *testing.T) {
+	for in, want := range map[string]string{
+		"/users/alice?cursor=x": "/users/alice?cursor=x", "": "/", "//evil.example": "/", "https://evil.example/": "/",
+		"/\\evil.example": "/", "javascript:alert(1)": "/", "/ok\r\nSet-Cookie: x": "/", "relative": "/",
+	} {
+		if got := localPath(in); got != want {
+			t.Errorf("localPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestUndeclaredPartialFailsAtStart(t *testing.T) {
+	tm := template.Must(template.New("x").Parse(`{{define "content"}}{{template "nowhere" .}}{{end}}`))
+	if err := checkCalls(tm); err == nil || !strings.Contains(err.Error(), "nowhere") {
+		t.Fatalf("checkCalls: %v", err)
+	}
+	a, err := loadAssets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parseViews(a); err != nil {
+		t.Fatalf("the shipped views: %v", err)
+	}
+	if _, err := a.url("vendor/nothing.js"); err == nil {
+		t.Fatal("an unknown asset has a URL")
+	}
+	// Every vendored file is listed with its integrity in VERSIONS.
+	versions, _ := staticFS.ReadFile("static/vendor/VERSIONS")
+	for name := range a.byName {
+		if strings.HasPrefix(name, "vendor/") && !strings.HasPrefix(name, "vendor/LICENSE") && name != "vendor/VERSIONS" &&
+			!strings.Contains(string(versions), " "+strings.TrimPrefix(name, "vendor/")) {
+			t.Errorf("%s is not in vendor/VERSIONS (run scripts/vendor-js.sh)", name)
+		}
+	}
+}
+
+func TestTemplatesEscapeHostileValues(t *testing.T) {
+	b := newBench(t, benchOpts{noCommands: true})
+	hostile := `<script>alert(1)</script>"'`
+	// A VPN user name an attacker chose arrives through an event.
+	g := b.gen("vpn1")
+	uid := "01930000-0000-7000-8000-000000000001"
+	ev := events.Event{V: 1, EventID: "01930000-0000-7000-8000-000000000002", ServerID: "vpn1", SpoolID: g.SpoolID, Seq: 1,
+		Type: events.Connect, Time: time.Now().UTC().Format(time.RFC3339Nano), SessionUID: uid,
+		Session: &events.Session{ID: 1, Username: hostile, Device: "vpns0", IPRemote: "192.168.250.9"}, Admitted: new(bool)}
+	*ev.Admitted = true
+	data, _ := json.Marshal(ev)
+	b.nc.Publish("ocserv.events.vpn1.connect", data)
+	b.waitLive("the hostile user online", func(l []ServerLive) bool { return online(l, "vpn1", hostile) })
+	c := b.client()
+	c.mustLogin(viewerUser, viewerPass)
+	_, page := c.get("/online")
+	if strings.Contains(page, "<script>alert(1)") {
+		t.Fatal("a user name was not escaped")
+	}
+	if !strings.Contains(page, "&lt;script&gt;alert(1)&lt;/script&gt;") {
+		t.Fatalf("the escaped name is missing:\n%s", page)
+	}
+}
+
+func TestLiveMergesSnapshotsAndEvents(t *testing.T) {
+	l := NewLive(slog.New(slog.DiscardHandler), nil)
+	t0 := time.Now().UTC()
+	setUsers := func(items []OnlineSession, at time.Time) {
+		l.mu.Lock()
+		l.server("vpn1").setUsers(items, at)
+		l.changedLocked()
+		l.mu.Unlock()
+	}
+	in := uint64(10)
+	setUsers([]OnlineSession{fromUserItem("vpn1", livestate.UserItem{ID: 1, Username: "alice", Device: "vpns0", SessionUID: "u1", BytesIn: &in, BytesOut: &in})}, t0)
+	ev := func(typ events.Type, uid, user string, at time.Time) []byte {
+		ok := true
+		e := events.Event{V: 1, EventID: uid + string(typ), ServerID: "vpn1", SpoolID: "sp1", Type: typ, Time: at.Format(time.RFC3339Nano),
+			SessionUID: uid, Session: &events.Session{ID: 2, Username: user, Device: "vpns1"}}
+		if typ == events.Connect {
+			e.Admitted = &ok
+		}
+		b, _ := json.Marshal(e)
+		return b
+	}
+	names := func() []string {
+		var out []string
+		for _, o := range l.Servers()[0].Sessions {
+			out = append(out, o.Username)
+		}
+		return out
+	}
+	l.onEvent(ev(events.Connect, "u2", "bob", t0.Add(time.Second)))
+	if got := names(); strings.Join(got, ",") != "alice,bob" {
+		t.Fatalf("after bob's connect: %v", got)
+	}
+	l.onEvent(ev(events.Disconnect, "u1", "alice", t0.Add(2*time.Second)))
+	if got := names(); strings.Join(got, ",") != "bob" {
+		t.Fatalf("after alice's disconnect: %v", got)
+	}
+	// A later snapshot is the truth: it lists bob (linked), not alice.
+	setUsers([]OnlineSession{{ServerID: "vpn1", Username: "bob", SessionUID: "u2", Source: "snapshot"}}, t0.Add(5*time.Second))
+	if got := names(); strings.Join(got, ",") != "bob" || l.Servers()[0].Sessions[0].Source != "snapshot" {
+		t.Fatalf("after the snapshot: %v", l.Servers()[0].Sessions)
+	}
+	// A refused login is not online.
+	b, _ := json.Marshal(events.Event{V: 1, EventID: "x", ServerID: "vpn1", SpoolID: "sp1", Type: events.Connect,
+		Time: t0.Add(6 * time.Second).Format(time.RFC3339Nano), SessionUID: "u3", Session: &events.Session{Username: "mallory"}, Admitted: new(bool)})
+	l.onEvent(b)
+	if got := names(); strings.Join(got, ",") != "bob" {
+		t.Fatalf("a refused login shows: %v", got)
+	}
+	// Two spools publishing under one server_id: a clone warning.
+	if len(l.Servers()[0].Clones) != 0 {
+		t.Fatal("clone warning with one spool")
+	}
+	e2 := events.Event{V: 1, EventID: "y", ServerID: "vpn1", SpoolID: "sp2", Type: events.HostUpdate, Time: t0.Format(time.RFC3339Nano)}
+	b, _ = json.Marshal(e2)
+	l.onEvent(b)
+	if c := l.Servers()[0].Clones; len(c) != 2 {
+		t.Fatalf("clones %v, want sp1 and sp2", c)
+	}
+}
