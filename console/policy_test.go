@@ -110,11 +110,14 @@ func TestPolicyResetAndExtend(t *testing.T) {
 	c.mustLogin(opUser, opPass)
 
 	_, page := c.get("/users/alice")
-	for _, want := range []string{`id="policy-verdict" class="bad" data-allowed="false"`, `<span id="quota-remaining">0 B</span>`,
+	for _, want := range []string{`id="policy-verdict" class="verdict bad" data-allowed="false"`, `<span id="quota-remaining">0 B</span>`,
 		"lifetime", `id="quota-reset"`, `id="expiry-extend"`, "works until the end of " + exp.AddDate(0, 0, -1).Format(time.DateOnly)} {
 		if !strings.Contains(page, want) {
 			t.Errorf("alice's page lacks %q", want)
 		}
+	}
+	if strings.Contains(page, "lifts by itself") {
+		t.Error("a lifetime quota's denial says it lifts by itself")
 	}
 	// bob's limit comes from his group; he has no quota to reset.
 	_, page = c.get("/users/bob")
