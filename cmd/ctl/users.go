@@ -1,19 +1,17 @@
 package main
 
 import (
-	"bufio"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
-	"encoding/json"
-
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/passprompt"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ocpasswd"
 )
 
@@ -146,11 +144,10 @@ func printAccounts(w io.Writer, r result) error {
 // twice on the terminal with echo off. It is sealed before it leaves.
 func (g *globals) readPassword(fromStdin bool) (string, error) {
 	if fromStdin {
-		line, err := bufio.NewReader(g.stdin).ReadString('\n')
-		if err != nil && line == "" {
+		pw, err := passprompt.Line(g.stdin)
+		if err != nil {
 			return "", usageErr("--password-stdin: no password on stdin")
 		}
-		pw := strings.TrimRight(line, "\r\n")
 		if pw == "" {
 			return "", usageErr("--password-stdin: empty password")
 		}
@@ -162,41 +159,15 @@ func (g *globals) readPassword(fromStdin bool) (string, error) {
 	if !g.isTerminal() {
 		return "", usageErr("no terminal to ask for the password; use --password-stdin")
 	}
-	a, err := readNoEcho(g.stderr, "password: ")
-	if err != nil {
-		return "", err
-	}
-	b, err := readNoEcho(g.stderr, "again: ")
-	if err != nil {
-		return "", err
-	}
-	if a != b {
+	a, err := passprompt.Twice(g.stderr, "password: ", "again: ")
+	if errors.Is(err, passprompt.ErrMismatch) {
 		return "", fmt.Errorf("the passwords differ")
+	}
+	if err != nil {
+		return "", err
 	}
 	if a == "" {
 		return "", fmt.Errorf("empty password")
 	}
 	return a, nil
-}
-
-func readNoEcho(w io.Writer, prompt string) (string, error) {
-	fd := int(os.Stdin.Fd())
-	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	if err != nil {
-		return "", err
-	}
-	t := *old
-	t.Lflag &^= unix.ECHO
-	t.Lflag |= unix.ICANON
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &t); err != nil {
-		return "", err
-	}
-	defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
-	fmt.Fprint(w, prompt)
-	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
-	fmt.Fprintln(w)
-	if err != nil && line == "" {
-		return "", err
-	}
-	return strings.TrimRight(line, "\r\n"), nil
 }

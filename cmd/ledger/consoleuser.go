@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -11,9 +10,8 @@ import (
 	"sort"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ocserv-telemetry/ocserv-telemetry/console"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/passprompt"
 )
 
 // consoleUserCmd manages the web console's accounts file:
@@ -155,48 +153,11 @@ func (c *consoleUserCmd) password(fromStdin bool) (string, error) {
 		in = os.Stdin
 	}
 	if fromStdin {
-		line, err := bufio.NewReader(io.LimitReader(in, 4096)).ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return "", fmt.Errorf("read the password: %w", err)
-		}
-		return strings.TrimRight(line, "\r\n"), nil
+		return passprompt.Line(in)
 	}
-	if _, err := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS); err != nil {
+	pw, err := passprompt.Twice(c.stderr, "Password: ", "Again: ")
+	if errors.Is(err, passprompt.ErrNoTerminal) {
 		return "", usageError{errors.New("no terminal to ask for the password: use --password-stdin")}
 	}
-	a, err := readNoEcho(c.stderr, "Password: ")
-	if err != nil {
-		return "", err
-	}
-	b, err := readNoEcho(c.stderr, "Again: ")
-	if err != nil {
-		return "", err
-	}
-	if a != b {
-		return "", errors.New("the two passwords differ")
-	}
-	return a, nil
-}
-
-// readNoEcho reads one line from the terminal with echo off.
-func readNoEcho(w io.Writer, prompt string) (string, error) {
-	fd := int(os.Stdin.Fd())
-	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	if err != nil {
-		return "", err
-	}
-	t := *old
-	t.Lflag &^= unix.ECHO
-	t.Lflag |= unix.ICANON
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &t); err != nil {
-		return "", err
-	}
-	defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
-	fmt.Fprint(w, prompt)
-	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
-	fmt.Fprintln(w)
-	if err != nil && line == "" {
-		return "", err
-	}
-	return strings.TrimRight(line, "\r\n"), nil
+	return pw, err
 }

@@ -1,0 +1,390 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ledgertest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/sqlite"
+)
+
+// These tests run the consumer against a real nats-server (embedded) and
+// a real SQLite ledger; the whole service (bin/ledger) is tested in
+// cmd/ledger. Here: what only the consumer decides.
+
+const streamName = "OCSERV_EVENTS"
+
+type bed struct {
+	t     *testing.T
+	srv   *server.Server
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	store *sqlite.Store
+	gen   *ledgertest.Gen
+}
+
+func newBed(t *testing.T, storeDir string) *bed {
+	t.Helper()
+	srv, err := natstest.Start(natstest.Options{StoreDir: storeDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	b := &bed{t: t, srv: srv, gen: ledgertest.NewGen("vpn-a", nil)}
+	b.connect()
+	if _, err := b.js.CreateStream(context.Background(), jetstream.StreamConfig{Name: streamName, Subjects: []string{"ocserv.events.>"},
+		Storage: jetstream.FileStorage, Duplicates: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	b.store = openStore(t, filepath.Join(t.TempDir(), "ledger.db"))
+	return b
+}
+
+// openStore makes a migrated SQLite ledger, as `ledger migrate` does.
+func openStore(t *testing.T, path string) *sqlite.Store {
+	t.Helper()
+	if _, err := sqlite.Migrate(context.Background(), path); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sqlite.Open(context.Background(), path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func (b *bed) connect() {
+	b.t.Helper()
+	nc, err := nats.Connect(b.srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(nc.Close)
+	b.nc = nc
+	if b.js, err = jetstream.New(nc); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// publish puts msgs on the stream as the shipper does (its message id is
+// the event id, so JetStream's window drops a re-send).
+func (b *bed) publish(msgs ...ledger.Message) {
+	b.t.Helper()
+	for _, m := range msgs {
+		if _, err := b.js.Publish(context.Background(), m.Subject, m.Data); err != nil {
+			b.t.Fatalf("publish %s: %v", m.Subject, err)
+		}
+	}
+}
+
+// sessions makes n complete sessions (connect, disconnect) of user.
+func (b *bed) sessions(user string, n int) []ledger.Message {
+	var out []ledger.Message
+	at := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	for i := range n {
+		uid := ledgertest.UID()
+		out = append(out,
+			b.gen.Connect(uid, ledgertest.Conn{User: user, IPReal: "203.0.113.7", VPN4: fmt.Sprintf("10.8.%d.%d", i/250, 2+i%250)}, at),
+			b.gen.Disconnect(uid, 1000, 2000, 60, at.Add(time.Minute)))
+	}
+	return out
+}
+
+func (b *bed) run(store interface {
+	ledger.IngestStore
+	Ping(context.Context) error
+}, batch int) (*Consumer, func()) {
+	b.t.Helper()
+	c := New(Options{JS: b.js, Stream: streamName, Prefix: "ocserv", Store: store, Batch: batch, MaxWait: 20 * time.Millisecond,
+		Log: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { b.stopWait(cancel, done) }) }
+	b.t.Cleanup(stop)
+	return c, stop
+}
+
+func (b *bed) stopWait(cancel func(), done <-chan error) {
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			b.t.Errorf("consumer: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		b.t.Error("consumer did not stop within 10s of its context ending")
+	}
+}
+
+// waitPosition waits until the database's committed position reaches seq.
+func (b *bed) waitPosition(seq uint64) ledger.Position {
+	b.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p, err := b.store.Position(context.Background())
+		if err == nil && p.StreamSeq >= seq {
+			return p
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("position %d (err %v), want %d within 30s", p.StreamSeq, err, seq)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (b *bed) count(user string) int {
+	b.t.Helper()
+	page, err := b.store.History(context.Background(), ledger.HistoryQuery{User: user, Limit: 1000})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return len(page.Items)
+}
+
+// refusing is a store whose database answers but refuses any batch that
+// holds an event of the user named bad: the consumer must find that one
+// event, reject it with the database's reason, and apply the rest.
+type refusing struct {
+	*sqlite.Store
+	bad     string
+	batches atomic.Int64
+}
+
+func (r *refusing) Apply(ctx context.Context, msgs []ledger.Message) (ledger.BatchResult, error) {
+	r.batches.Add(1)
+	for _, m := range msgs {
+		if strings.Contains(string(m.Data), `"username":"`+r.bad+`"`) {
+			return ledger.BatchResult{}, errors.New(`value too long for type character varying(64) (SQLSTATE 22001)`)
+		}
+	}
+	return r.Store.Apply(ctx, msgs)
+}
+
+func TestRefusedEventIsRejectedAloneAndTheStreamGoesOn(t *testing.T) {
+	b := newBed(t, t.TempDir())
+	before := b.sessions("alice", 20)
+	bad := b.sessions("mallory", 1)[:1] // its connect only
+	after := b.sessions("bob", 20)
+	b.publish(before...)
+	b.publish(bad...)
+	b.publish(after...)
+	total := uint64(len(before) + len(bad) + len(after))
+
+	st := &refusing{Store: b.store, bad: "mallory"}
+	c, _ := b.run(st, 500)
+	b.waitPosition(total)
+
+	if n := b.count("alice"); n != 20 {
+		t.Errorf("alice: %d sessions, want 20 (the events before the refused one)", n)
+	}
+	if n := b.count("bob"); n != 20 {
+		t.Errorf("bob: %d sessions, want 20 (the events after the refused one)", n)
+	}
+	if n := b.count("mallory"); n != 0 {
+		t.Errorf("mallory: %d sessions, want 0 (the database refused it)", n)
+	}
+	s := c.Status()
+	if s.Rejected != 1 || s.Errors["rejected_by_database"] != 1 {
+		t.Errorf("status: rejected %d, rejected_by_database %d; want 1 and 1", s.Rejected, s.Errors["rejected_by_database"])
+	}
+	if s.Applied != int64(total-1) {
+		t.Errorf("status: applied %d, want %d", s.Applied, total-1)
+	}
+	if s.State != StateRunning {
+		t.Errorf("state %q after a refused event, want %q", s.State, StateRunning)
+	}
+	rej, err := b.store.Rejected(context.Background(), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rej) != 1 || !strings.Contains(rej[0].Reason, "SQLSTATE 22001") {
+		t.Fatalf("rejected rows %+v, want one naming the database's refusal", rej)
+	}
+}
+
+// A store that is away for a while: nothing is acknowledged meanwhile,
+// the state says so, and once it is back every event is applied once.
+type away struct {
+	*sqlite.Store
+	mu   sync.Mutex
+	down bool
+}
+
+func (a *away) set(down bool) { a.mu.Lock(); a.down = down; a.mu.Unlock() }
+
+func (a *away) Apply(ctx context.Context, msgs []ledger.Message) (ledger.BatchResult, error) {
+	a.mu.Lock()
+	down := a.down
+	a.mu.Unlock()
+	if down {
+		return ledger.BatchResult{}, ledger.Unavailable("apply", errors.New("connection refused"))
+	}
+	return a.Store.Apply(ctx, msgs)
+}
+
+func TestDatabaseAwayHoldsTheBatch(t *testing.T) {
+	b := newBed(t, t.TempDir())
+	st := &away{Store: b.store}
+	first := b.sessions("alice", 10)
+	b.publish(first...)
+	c, _ := b.run(st, 100)
+	b.waitPosition(uint64(len(first)))
+
+	st.set(true)
+	second := b.sessions("alice", 10)
+	b.publish(second...)
+	deadline := time.Now().Add(20 * time.Second)
+	for c.Status().State != StateDatabaseDown {
+		if time.Now().After(deadline) {
+			t.Fatalf("state %q, want %q while the database is away", c.Status().State, StateDatabaseDown)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p, _ := b.store.Position(context.Background()); p.StreamSeq != uint64(len(first)) {
+		t.Fatalf("position moved to %d while the database was away", p.StreamSeq)
+	}
+	st.set(false)
+	b.waitPosition(uint64(len(first) + len(second)))
+	if n := b.count("alice"); n != 20 {
+		t.Fatalf("alice: %d sessions after the database came back, want 20", n)
+	}
+	s := c.Status()
+	if s.Errors["database"] == 0 || s.State != StateRunning || s.Duplicates != 0 {
+		t.Fatalf("status %+v: want database errors counted, running again, no duplicates", s)
+	}
+}
+
+// The database, not the consumer's ack state, holds the position: a new
+// consumer (the service restarted, or another instance took over) starts
+// right after what was committed, and what was already applied is not
+// applied again even when JetStream would redeliver it.
+func TestRestartStartsAfterTheCommittedPosition(t *testing.T) {
+	b := newBed(t, t.TempDir())
+	first := b.sessions("alice", 15)
+	b.publish(first...)
+	_, stop := b.run(b.store, 7) // odd batches: a partly acknowledged stream
+	b.waitPosition(uint64(len(first)))
+	stop()
+
+	second := b.sessions("alice", 15)
+	b.publish(second...)
+	c, _ := b.run(b.store, 7)
+	b.waitPosition(uint64(len(first) + len(second)))
+	if n := b.count("alice"); n != 30 {
+		t.Fatalf("alice: %d sessions, want 30", n)
+	}
+	if s := c.Status(); s.Duplicates != 0 || s.Applied != int64(len(second)) {
+		t.Fatalf("the second consumer applied %d (duplicates %d), want %d and 0", s.Applied, s.Duplicates, len(second))
+	}
+}
+
+// NATS restarts under the consumer (same store directory): the state
+// names it, and once it is back the stream is applied to its end.
+func TestNATSRestart(t *testing.T) {
+	dir := t.TempDir()
+	b := newBed(t, dir)
+	first := b.sessions("alice", 10)
+	b.publish(first...)
+	c, _ := b.run(b.store, 50)
+	b.waitPosition(uint64(len(first)))
+
+	port := b.srv.Addr().(*net.TCPAddr).Port
+	b.srv.Shutdown()
+	b.srv.WaitForShutdown()
+	deadline := time.Now().Add(20 * time.Second)
+	for c.Status().State != StateNATSDown {
+		if time.Now().After(deadline) {
+			t.Fatalf("state %q, want %q while NATS is down", c.Status().State, StateNATSDown)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	srv, err := natstest.Start(natstest.Options{StoreDir: dir, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	b.srv = srv
+
+	second := b.sessions("alice", 10)
+	pubDeadline := time.Now().Add(20 * time.Second)
+	for _, m := range second {
+		for {
+			_, err := b.js.Publish(context.Background(), m.Subject, m.Data)
+			if err == nil {
+				break
+			}
+			if time.Now().After(pubDeadline) {
+				t.Fatalf("publish after the restart: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	b.waitPosition(uint64(len(first) + len(second)))
+	if n := b.count("alice"); n != 20 {
+		t.Fatalf("alice: %d sessions after NATS came back, want 20", n)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for c.Status().State != StateRunning {
+		if time.Now().After(deadline) {
+			t.Fatalf("state %q after NATS came back, want %q", c.Status().State, StateRunning)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Replay into an empty database rebuilds the same tables the live
+// consumer wrote, and a second replay over them changes nothing.
+func TestReplayRebuildsTheSameLedger(t *testing.T) {
+	b := newBed(t, t.TempDir())
+	msgs := b.sessions("alice", 30)
+	msgs = append(msgs, b.sessions("bob", 30)...)
+	b.publish(msgs...)
+	_, stop := b.run(b.store, 64)
+	b.waitPosition(uint64(len(msgs)))
+	stop()
+	live, err := b.store.Checksum(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	fresh := openStore(t, filepath.Join(t.TempDir(), "rebuilt.db"))
+	for round := range 2 {
+		res, err := Replay(context.Background(), ReplayOptions{JS: b.js, Stream: streamName, Prefix: "ocserv", Store: fresh, Batch: 25})
+		if err != nil {
+			t.Fatalf("replay %d: %v", round, err)
+		}
+		if res.Messages != uint64(len(msgs)) || res.LastSeq != uint64(len(msgs)) {
+			t.Fatalf("replay %d: %+v, want %d messages up to seq %d", round, res, len(msgs), len(msgs))
+		}
+		if round == 1 && (res.Applied != 0 || res.Duplicates != int64(len(msgs))) {
+			t.Fatalf("second replay applied %d (duplicates %d), want 0 and %d", res.Applied, res.Duplicates, len(msgs))
+		}
+		got, err := fresh.Checksum(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for table, sum := range live {
+			if got[table] != sum {
+				t.Errorf("replay %d: table %s differs from the live ledger", round, table)
+			}
+		}
+	}
+}
