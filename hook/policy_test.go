@@ -105,6 +105,14 @@ func TestPolicyRefusals(t *testing.T) {
 			b.fresh()
 			b.put(policy.Verdict{User: "alice", Reason: policy.ReasonQuota, Message: "monthly traffic quota of 5.0 MiB (total) used", Until: &later})
 		}, "alice", true, policy.ReasonQuota, mirror.StateFresh, "policy: monthly traffic quota of 5.0 MiB (total) used (until "},
+		{"a group member the command service cannot name is refused all the same", "POLICY=on\n", func(b *policyBed) {
+			b.fresh()
+			b.put(policy.Verdict{User: "jörg smith", Reason: policy.ReasonQuota, Message: "daily traffic quota of 1.0 MiB (total) used", Until: &later})
+		}, "jörg smith", true, policy.ReasonQuota, mirror.StateFresh, "policy: daily traffic quota"},
+		{"another user's verdict decides nothing (names differ by case)", "POLICY=on\n", func(b *policyBed) {
+			b.fresh()
+			b.put(policy.Verdict{User: "alice", Reason: policy.ReasonQuota, Message: "daily quota used", Until: &later})
+		}, "Alice", false, "", mirror.StateFresh, ""},
 		{"expired", "POLICY=on\n", func(b *policyBed) {
 			b.fresh()
 			b.put(policy.Verdict{User: "alice", Reason: policy.ReasonExpired, Message: "the account expired on 2026-01-01T00:00:00Z"})

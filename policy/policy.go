@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -154,6 +155,28 @@ func ValidName(s string) error {
 				return fmt.Errorf("control or invalid character %U is not allowed (letters, digits and . _ @ + - only)", r)
 			}
 			return fmt.Errorf("%q is not allowed (letters, digits and . _ @ + - only)", r)
+		}
+	}
+	return nil
+}
+
+// ValidUser checks a user name as ocserv hands it to the hook, for a
+// verdict's key and its mirror file: 1 to 64 bytes (ocserv's limit) of
+// valid UTF-8 without control characters. It is wider than ValidName on
+// purpose: a group's policy applies to every member, also one whose name
+// the command service cannot take ("jörg", "john smith"), and the hook
+// must still refuse them at login. Key and file name are the name's hex,
+// so no character of it reaches a subject or a path.
+func ValidUser(s string) error {
+	if s == "" || len(s) > MaxNameLen {
+		return fmt.Errorf("must be 1 to %d bytes", MaxNameLen)
+	}
+	if !utf8.ValidString(s) {
+		return errors.New("not valid UTF-8")
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("control character %U is not allowed", r)
 		}
 	}
 	return nil

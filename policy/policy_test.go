@@ -225,3 +225,19 @@ func TestValidName(t *testing.T) {
 		}
 	}
 }
+
+// A verdict's user is any name ocserv can hand the hook (a group's
+// policy covers members the command service cannot name), but never one
+// that could break a line or a terminal.
+func TestValidUser(t *testing.T) {
+	for _, ok := range []string{"alice", "jörg", "john smith", "a/b", "-rf", ".hidden", strings.Repeat("x", 64)} {
+		if err := ValidUser(ok); err != nil {
+			t.Errorf("ValidUser(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "al\x00ice", "a\nb", "a\u0085b", "\xff\xfe", strings.Repeat("x", 65)} {
+		if err := ValidUser(bad); err == nil {
+			t.Errorf("ValidUser(%q) accepted", bad)
+		}
+	}
+}

@@ -241,6 +241,7 @@ func (p *policyParts) register(reg *prometheus.Registry) {
 	c("ocserv_ledger_policy_unkicks_total", "Kicks lifted.", func(s engine.Stats) float64 { return float64(s.Unkicks) })
 	c("ocserv_ledger_policy_disconnects_total", "Sessions over a limit ended.", func(s engine.Stats) float64 { return float64(s.Disconnects) })
 	c("ocserv_ledger_policy_command_errors_total", "Commands to hosts that failed (sent again later).", func(s engine.Stats) float64 { return float64(s.CommandErrs) })
+	c("ocserv_ledger_policy_no_command_users_total", "Users whose sessions could not be ended by command: the command service refuses their name (their logins are refused).", func(s engine.Stats) float64 { return float64(s.NoCommand) })
 	c("ocserv_ledger_policy_notices_total", "Notices recorded.", func(s engine.Stats) float64 { return float64(s.Notices) })
 	c("ocserv_ledger_policy_bucket_bytes_total", "Bytes of verdicts put to the bucket by this instance.", func(s engine.Stats) float64 { return float64(s.PublishBytes) })
 }

@@ -126,7 +126,7 @@ func Decode(user string, b []byte) (policy.Verdict, error) {
 	if v.V != policy.VerdictVersion {
 		return v, fmt.Errorf("verdict of %q is version %d; this build reads %d", user, v.V, policy.VerdictVersion)
 	}
-	if err := policy.ValidName(user); err != nil {
+	if err := policy.ValidUser(user); err != nil {
 		return v, fmt.Errorf("verdict of %q: %w", user, err)
 	}
 	return v, nil

@@ -2,6 +2,7 @@ package bucket
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -185,6 +186,17 @@ func TestKeys(t *testing.T) {
 	}
 	if _, err := Decode("alice", make([]byte, MaxValue+1)); err == nil {
 		t.Error("an oversized value must be refused")
+	}
+	// A group member's name the command service refuses still has a
+	// verdict a host reads; a control character never does.
+	for _, u := range []string{"jörg", "john smith"} {
+		b, _ := json.Marshal(policy.Verdict{V: policy.VerdictVersion, User: u, Reason: policy.ReasonQuota})
+		if v, err := Decode(u, b); err != nil || v.User != u {
+			t.Errorf("Decode(%q): %+v %v", u, v, err)
+		}
+	}
+	if _, err := Decode("a\nb", []byte(`{"v":1,"user":"a\nb"}`)); err == nil {
+		t.Error("a user name with a newline must be refused")
 	}
 }
 

@@ -19,6 +19,9 @@ import (
 func (e *Engine) act(ctx context.Context, f *UserFacts, ev *policy.Evaluation) {
 	u := f.Effective.User
 	v := &ev.Verdict
+	if (!v.Allowed || ev.Excess) && len(ev.End) > 0 && !e.commandable(u) {
+		return
+	}
 	if !v.Allowed {
 		// Every server the user is on: the kick puts them on its kick
 		// list (so a cookie reconnect is refused even before the verdict
@@ -161,6 +164,27 @@ func (e *Engine) due_(u, target, action string) bool {
 		}
 	}
 	return true
+}
+
+// commandable reports whether the command service takes u as a user
+// argument. A group's policy also covers members whose names it refuses
+// ("jörg", "john smith"): their verdict still reaches every host and the
+// hook refuses their logins, but no command can end a session of theirs,
+// so none is sent (it would only fail, every Retry) and the engine says
+// so once per user.
+func (e *Engine) commandable(u string) bool {
+	if policy.ValidName(u) == nil || e.o.Enforcer == nil {
+		return true
+	}
+	if !e.noCmd[u] {
+		if e.noCmd == nil {
+			e.noCmd = map[string]bool{}
+		}
+		e.noCmd[u] = true
+		e.count(func(st *Stats) { st.NoCommand++ })
+		e.o.Log.Warn("policy: cannot end this user's sessions by command (the command service accepts letters, digits and . _ @ + - only); their logins are still refused", "user", u)
+	}
+	return false
 }
 
 func paceKey(u, target, action string) string { return u + "\x00" + target + "\x00" + action }

@@ -118,8 +118,12 @@ type Stats struct {
 	Unkicks      int64     `json:"unkicks"`
 	Disconnects  int64     `json:"disconnects"`
 	CommandErrs  int64     `json:"command_errors"`
-	Notices      int64     `json:"notices"`
-	Heartbeats   int64     `json:"heartbeats"`
+	// NoCommand counts users whose sessions the engine could not end by
+	// command because the command service refuses their name; the hosts
+	// still refuse them at login.
+	NoCommand  int64 `json:"no_command_users"`
+	Notices    int64 `json:"notices"`
+	Heartbeats int64 `json:"heartbeats"`
 	// HeartbeatsSkipped counts heartbeats not written because the last
 	// evaluation failed.
 	HeartbeatsSkipped int64  `json:"heartbeats_skipped"`
@@ -147,9 +151,12 @@ type Engine struct {
 	sent      map[string]bool            // notice ids recorded
 	paced     map[string]time.Time       // user|server|action → last attempt
 	logged    map[string]loggedErr       // server → the last command error logged
-	next      *wakeHeap
-	ready     bool
-	failing   bool // the last evaluation failed
+	// noCmd: users denied or past a limit whose name the command service
+	// refuses (outside policy.ValidName), logged once each.
+	noCmd   map[string]bool
+	next    *wakeHeap
+	ready   bool
+	failing bool // the last evaluation failed
 	// live mirrors ready for other goroutines (Settle on a standby
 	// returns at once: its engine evaluates nothing).
 	live atomic.Bool

@@ -329,6 +329,30 @@ func TestGroupPolicy(t *testing.T) {
 	}
 }
 
+// A group's policy covers a member whose name the command service refuses
+// ("jörg smith"): the verdict reaches the bucket in a form hosts accept,
+// so logins are refused, but no command is sent that could only fail; the
+// engine says so once.
+func TestGroupMemberTheCommandServiceCannotName(t *testing.T) {
+	b := newBed(t, nil)
+	now := time.Now().UTC()
+	const u = "jörg smith"
+	uid := ledgertest.UID()
+	b.apply(b.gen("a").Connect(uid, ledgertest.Conn{User: u, Group: "guests", Worker: 61}, now),
+		b.gen("a").Accounting(uid, ledgertest.Acct{Slot: 1, In: 600, Out: 600, Connected: now}, now.Add(time.Second)))
+	b.put(policy.Policy{Scope: policy.ScopeGroup, Name: "guests",
+		Quota: &policy.Quota{Bytes: 1000, Direction: policy.DirTotal, Period: policy.Period{Kind: policy.Daily}}})
+	b.until("jörg denied by his group's quota", func() bool { v := b.verdict(u); return v != nil && !v.Allowed })
+	b.eng.Touch(u)
+	b.settle()
+	if cmds := b.rec.seen(); len(cmds) != 0 {
+		t.Errorf("commands sent for a name the command service refuses: %v", cmds)
+	}
+	if n := b.eng.Stats().NoCommand; n != 1 {
+		t.Errorf("no_command_users %d, want 1 (counted once however many rounds)", n)
+	}
+}
+
 // Notices: 80% then 100%, each recorded and published once, however many
 // rounds see them.
 func TestNoticesOnce(t *testing.T) {

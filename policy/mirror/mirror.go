@@ -174,7 +174,7 @@ func (m *Mirror) Dir() string { return m.dir }
 // Put writes v as its user's verdict: to a temporary file, synced, then
 // renamed over the old one.
 func (m *Mirror) Put(v policy.Verdict) error {
-	if err := policy.ValidName(v.User); err != nil {
+	if err := policy.ValidUser(v.User); err != nil {
 		return fmt.Errorf("mirror verdict: user %q: %w", v.User, err)
 	}
 	b, err := json.Marshal(v)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -139,7 +140,17 @@ func TestOpenRefusesAWritableDir(t *testing.T) {
 	if _, err := Open(spool); err == nil {
 		t.Fatal("a mirror directory others can write must be refused")
 	}
-	if err := (&Mirror{dir: t.TempDir()}).Put(policy.Verdict{User: "../../etc/passwd"}); err == nil {
-		t.Fatal("a user name that is not valid must be refused")
+	// Any name ocserv can pass is a file name of hex inside the directory:
+	// a path in it goes nowhere else.
+	dir := t.TempDir()
+	m := &Mirror{dir: dir}
+	if err := m.Put(policy.Verdict{V: policy.VerdictVersion, User: "../../etc/passwd"}); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 || ents[0].Name() != FileName("../../etc/passwd") || strings.ContainsAny(ents[0].Name(), "./") {
+		t.Fatalf("mirror directory holds %v", ents)
+	}
+	if err := m.Put(policy.Verdict{V: policy.VerdictVersion, User: "a\nb"}); err == nil {
+		t.Fatal("a user name with a control character must be refused")
 	}
 }
