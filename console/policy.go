@@ -36,6 +36,10 @@ type policyView struct {
 	Sessions *sessionsView
 	// Off lists kinds explicitly off ("none") for this user.
 	Off []string
+	// Actionable: the ledger's policy commands can name this user (a
+	// group's policy also binds members whose names they cannot take,
+	// "jörg smith"; the page shows where those stand, without actions).
+	Actionable bool
 }
 
 // usageView is a quota or a connected-time limit in its current period.
@@ -67,8 +71,8 @@ type sessionsView struct {
 
 // standing evaluates one user; nil when no policy applies to them.
 func (s *Server) standing(ctx context.Context, user string) (*engine.Standing, error) {
-	if policy.ValidName(user) != nil {
-		return nil, nil // a name no policy can name
+	if policy.ValidUser(user) != nil {
+		return nil, nil // not a name ocserv can pass: no verdict is ever about it
 	}
 	m, err := engine.Explain(ctx, s.o.Policies, []string{user}, s.o.Now())
 	if err != nil {
@@ -82,7 +86,8 @@ func (s *Server) standing(ctx context.Context, user string) (*engine.Standing, e
 }
 
 func newPolicyView(x *engine.Standing, now time.Time) *policyView {
-	v := &policyView{Group: x.Group, Allowed: x.Verdict.Allowed, Reason: x.Verdict.Reason, Message: x.Verdict.Message}
+	v := &policyView{Group: x.Group, Allowed: x.Verdict.Allowed, Reason: x.Verdict.Reason, Message: x.Verdict.Message,
+		Actionable: policy.ValidName(x.User) == nil}
 	if x.Verdict.Until != nil {
 		v.Until = *x.Verdict.Until
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/cmdsvc"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ledgertest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/opauth"
 	"github.com/ocserv-telemetry/ocserv-telemetry/policy"
 	"github.com/ocserv-telemetry/ocserv-telemetry/policy/engine"
@@ -22,11 +23,16 @@ const aliceQuota = 100_000_000
 
 // seedPolicies is seedFleet plus policies: alice has her own lifetime
 // quota (used up) and an expiry at the end of the 10th day from today;
-// the group staff (bob, carol) has a session limit. It returns alice's
-// expiry.
+// the group staff (bob, carol) has a session limit; the group guests a
+// quota, which binds "jörg smith", a name the ledger's policy commands
+// cannot take. It returns alice's expiry.
 func (b *bench) seedPolicies() time.Time {
 	b.t.Helper()
 	b.seedFleet()
+	uid, at := ledgertest.UID(), time.Now().UTC().Add(-2*time.Hour)
+	g := b.gen("vpn2")
+	b.feed(g.Connect(uid, ledgertest.Conn{User: "jörg smith", Group: "guests", IPReal: "203.0.113.44", VPN4: "192.168.251.44", Worker: 4400, Device: "vpns4"}, at),
+		g.Disconnect(uid, 1000, 2000, 600, at.Add(10*time.Minute)))
 	ctx := context.Background()
 	now := time.Now().UTC()
 	exp := time.Date(now.Year(), now.Month(), now.Day()+11, 0, 0, 0, 0, time.UTC)
@@ -34,6 +40,7 @@ func (b *bench) seedPolicies() time.Time {
 		{Scope: policy.ScopeUser, Name: "alice", Quota: &policy.Quota{Bytes: aliceQuota, Direction: policy.DirTotal, Period: policy.Period{Kind: policy.Lifetime}},
 			Expiry: &policy.Expiry{At: exp}, UpdatedBy: "test"},
 		{Scope: policy.ScopeGroup, Name: "staff", Sessions: &policy.SessionLimit{Max: 2, OnExcess: policy.ExcessRefuse}, UpdatedBy: "test"},
+		{Scope: policy.ScopeGroup, Name: "guests", Quota: &policy.Quota{Bytes: 1 << 30, Direction: policy.DirTotal, Period: policy.Period{Kind: policy.Lifetime}}, UpdatedBy: "test"},
 	} {
 		if err := b.store.PutPolicy(ctx, p, now); err != nil {
 			b.t.Fatal(err)
@@ -123,6 +130,12 @@ func TestPolicyResetAndExtend(t *testing.T) {
 	_, page = c.get("/users/bob")
 	if !strings.Contains(page, `data-kind="sessions"`) || !strings.Contains(page, "at most 2 across the fleet") || strings.Contains(page, `id="quota-reset"`) {
 		t.Errorf("bob's page: want the group's session limit and no quota reset\n%s", page)
+	}
+	// jörg's group binds him; the ledger's commands cannot name him, and
+	// the page says so instead of offering what would be refused.
+	_, page = c.get("/users/j%C3%B6rg%20smith")
+	if !strings.Contains(page, `data-kind="quota"`) || !strings.Contains(page, `id="policy-no-actions"`) || strings.Contains(page, `id="quota-reset"`) {
+		t.Errorf("jörg's page: want the group's quota, the note and no reset\n%s", page)
 	}
 	// dave has no policy: no section at all.
 	if _, page = c.get("/users/dave"); strings.Contains(page, `id="policy"`) {
@@ -232,6 +245,7 @@ func TestPolicyBadInput(t *testing.T) {
 		{"GET", "/confirm/policy/reset?user=bob&kind=quota", nil, 400, "bob has no quota limit to reset"},
 		{"GET", "/confirm/policy/reset?user=dave", nil, 404, "No policy applies to dave"},
 		{"GET", "/confirm/policy/reset?user=..%2Fetc", nil, 400, "Bad input: user:"},
+		{"GET", "/confirm/policy/reset?user=j%C3%B6rg%20smith&kind=quota", nil, 400, "Bad input: user:"},
 		{"GET", "/confirm/policy/grant?user=alice", nil, 404, "Unknown policy action"},
 		{"POST", "/actions/policy/reset", url.Values{"csrf": {tok}, "user": {"alice"}, "kind": {"all"}}, 400, "is not quota or time"},
 		{"POST", "/actions/policy/reset", url.Values{"csrf": {tok}, "user": {"al ice"}, "kind": {"quota"}}, 400, "Bad input: user:"},
