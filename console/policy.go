@@ -34,8 +34,9 @@ type policyView struct {
 	Time     *usageView
 	Expiry   *expiryView
 	Sessions *sessionsView
-	// Off lists kinds explicitly off ("none") for this user.
-	Off []string
+	// Off lists kinds set to "none" (no limit of this kind), with the
+	// scope that says so (the user's own policy, over their group's).
+	Off []offKind
 	// Actionable: the ledger's policy commands can name this user (a
 	// group's policy also binds members whose names they cannot take,
 	// "jörg smith"; the page shows where those stand, without actions).
@@ -62,6 +63,8 @@ type expiryView struct {
 	WarnDays int
 }
 
+type offKind struct{ Kind, From string }
+
 type sessionsView struct {
 	Max      int
 	OnExcess string
@@ -74,13 +77,11 @@ func (s *Server) standing(ctx context.Context, user string) (*engine.Standing, e
 	if policy.ValidUser(user) != nil {
 		return nil, nil // not a name ocserv can pass: no verdict is ever about it
 	}
-	m, err := engine.Explain(ctx, s.o.Policies, []string{user}, s.o.Now())
-	if err != nil {
+	// Only the user's own policy and their group's are read: the page's
+	// cost does not grow with the fleet's number of policies.
+	x, ok, err := engine.ExplainUser(ctx, s.o.Policies, user, s.o.Now())
+	if err != nil || !ok {
 		return nil, err
-	}
-	x, ok := m[user]
-	if !ok {
-		return nil, nil
 	}
 	return &x, nil
 }
@@ -116,31 +117,16 @@ func newPolicyView(x *engine.Standing, now time.Time) *policyView {
 	if sl := x.Sessions; sl != nil && !sl.Off {
 		v.Sessions = &sessionsView{Max: sl.Max, OnExcess: sl.OnExcess, Open: x.Open, From: from(policy.KindSessions)}
 	}
-	for kind, off := range map[string]bool{
-		policy.KindQuota:    x.Quota != nil && x.Quota.Off,
-		policy.KindExpiry:   x.Expiry != nil && x.Expiry.Off,
-		policy.KindSessions: x.Sessions != nil && x.Sessions.Off,
-		policy.KindTime:     x.Time != nil && x.Time.Off,
-	} {
-		if off {
-			v.Off = append(v.Off, kind)
+	// A kind turned off ("none") is absent from the effective policy but
+	// named in From.
+	set := map[string]bool{policy.KindQuota: x.Quota != nil, policy.KindExpiry: x.Expiry != nil,
+		policy.KindSessions: x.Sessions != nil, policy.KindTime: x.Time != nil}
+	for _, kind := range policy.Kinds {
+		if from := x.From[kind]; from != "" && !set[kind] {
+			v.Off = append(v.Off, offKind{Kind: kind, From: string(from)})
 		}
 	}
-	sortKinds(v.Off)
 	return v
-}
-
-// sortKinds puts kinds in policy.Kinds' order.
-func sortKinds(l []string) {
-	rank := map[string]int{}
-	for i, k := range policy.Kinds {
-		rank[k] = i
-	}
-	for i := 1; i < len(l); i++ {
-		for j := i; j > 0 && rank[l[j]] < rank[l[j-1]]; j-- {
-			l[j], l[j-1] = l[j-1], l[j]
-		}
-	}
 }
 
 // throughDay is the last UTC day an account works when it stops at a UTC

@@ -40,6 +40,10 @@ func (b *bench) seedPolicies() time.Time {
 		{Scope: policy.ScopeUser, Name: "alice", Quota: &policy.Quota{Bytes: aliceQuota, Direction: policy.DirTotal, Period: policy.Period{Kind: policy.Lifetime}},
 			Expiry: &policy.Expiry{At: exp}, UpdatedBy: "test"},
 		{Scope: policy.ScopeGroup, Name: "staff", Sessions: &policy.SessionLimit{Max: 2, OnExcess: policy.ExcessRefuse}, UpdatedBy: "test"},
+		// carol's own policy turns her group's session limit off and
+		// limits her connected time.
+		{Scope: policy.ScopeUser, Name: "carol", Sessions: &policy.SessionLimit{Off: true},
+			Time: &policy.TimeLimit{Seconds: 36000, Period: policy.Period{Kind: policy.Lifetime}}, UpdatedBy: "test"},
 		{Scope: policy.ScopeGroup, Name: "guests", Quota: &policy.Quota{Bytes: 1 << 30, Direction: policy.DirTotal, Period: policy.Period{Kind: policy.Lifetime}}, UpdatedBy: "test"},
 	} {
 		if err := b.store.PutPolicy(ctx, p, now); err != nil {
@@ -131,6 +135,13 @@ func TestPolicyResetAndExtend(t *testing.T) {
 	if !strings.Contains(page, `data-kind="sessions"`) || !strings.Contains(page, "at most 2 across the fleet") || strings.Contains(page, `id="quota-reset"`) {
 		t.Errorf("bob's page: want the group's session limit and no quota reset\n%s", page)
 	}
+	_, page = c.get("/users/carol")
+	if !strings.Contains(page, `<tr data-kind="sessions" class="off"><td>sessions</td><td>none: no limit of this kind</td><td>—</td><td>user</td></tr>`) {
+		t.Errorf("carol's page: want her own \"no session limit\" over her group's\n%s", page)
+	}
+	if !strings.Contains(page, `<tr data-kind="time">`) || !strings.Contains(page, `id="time-reset"`) {
+		t.Errorf("carol's page: want her connected-time limit and its reset\n%s", page)
+	}
 	// jörg's group binds him; the ledger's commands cannot name him, and
 	// the page says so instead of offering what would be refused.
 	_, page = c.get("/users/j%C3%B6rg%20smith")
@@ -164,6 +175,19 @@ func TestPolicyResetAndExtend(t *testing.T) {
 	rs := b.resets("alice")
 	if len(rs) != 1 || rs[0].Kind != policy.KindQuota || !strings.HasPrefix(rs[0].By, "console (U") || !strings.HasSuffix(rs[0].By, ") for "+opUser) {
 		t.Errorf("the ledger's reset record %+v: want kind quota by the console key for %s", rs, opUser)
+	}
+
+	// carol's connected-time reset.
+	_, page = c.get("/confirm/policy/reset?user=carol&kind=time")
+	if !strings.Contains(page, "Reset the connected-time count of carol?") {
+		t.Fatalf("time reset confirmation:\n%s", page)
+	}
+	resp, _ = c.do("POST", "/actions/policy/reset", confirmForm(t, page), nil)
+	if flash, _ := c.follow(resp); !strings.HasPrefix(flash, "carol: connected-time count reset for this period. Now allowed.") {
+		t.Errorf("flash %q", flash)
+	}
+	if rs := b.resets("carol"); len(rs) != 1 || rs[0].Kind != policy.KindTime {
+		t.Errorf("carol's resets %+v, want one of kind time", rs)
 	}
 
 	// The expiry extension: 30 days from the current expiry.
@@ -203,13 +227,16 @@ func TestPolicyResetAndExtend(t *testing.T) {
 	}
 
 	audits := b.consoleAudits(func(l []cmdsvc.Audit) bool {
-		return countAudits(l, "policy-reset", cmdsvc.PhaseDone, opUser) == 1 && countAudits(l, "policy-set", cmdsvc.PhaseDone, opUser) == 2
+		return countAudits(l, "policy-reset", cmdsvc.PhaseDone, opUser) == 2 && countAudits(l, "policy-set", cmdsvc.PhaseDone, opUser) == 2
 	})
 	for _, a := range audits {
 		if a.Action != "policy-reset" && a.Action != "policy-set" {
 			continue
 		}
-		if !a.OK || a.Args["user"] != "alice" || a.Args["remote"] != "127.0.0.1" || a.Subject != "ocserv.ledger."+a.Action {
+		if a.Args["user"] == "carol" && a.Args["kind"] != policy.KindTime {
+			t.Errorf("carol's reset audited as %+v", a)
+		}
+		if !a.OK || (a.Args["user"] != "alice" && a.Args["user"] != "carol") || a.Args["remote"] != "127.0.0.1" || a.Subject != "ocserv.ledger."+a.Action {
 			t.Errorf("audit %+v", a)
 		}
 		if a.Action == "policy-set" && (a.Args["expire"] == "" || a.Args["previous"] == "") {
