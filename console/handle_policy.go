@@ -189,12 +189,12 @@ func (s *Server) handlePolicyAction(w http.ResponseWriter, r *http.Request, c *r
 			return
 		}
 		if x == nil || x.Expiry == nil || x.Expiry.Off || !x.Expires.Equal(cur) {
-			now := "none"
+			have := "none"
 			if x != nil && !x.Expires.IsZero() {
-				now = expiryText(x.Expires)
+				have = expiryText(x.Expires)
 			}
 			s.fail(w, r, c, http.StatusConflict, fmt.Sprintf("%s's expiry changed since the confirmation (it was %s, it is %s now): nothing was changed; look at the user page again.",
-				user, expiryText(cur), now))
+				user, expiryText(cur), have))
 			return
 		}
 		delete(args, "user")
