@@ -47,11 +47,14 @@ func (b *policyBed) config(extra string) string {
 // connect runs the hook for a connect of user and returns its exit
 // status and the event it wrote.
 func (b *policyBed) run(cfg, reason, user string) (int, events.Event, string) {
+	return b.runEnv(cfg, map[string]string{"REASON": reason, "ID": "4711", "DEVICE": "vpns0", "USERNAME": user, "IP_REAL": "192.0.2.10"})
+}
+
+func (b *policyBed) runEnv(cfg string, env map[string]string) (int, events.Event, string) {
 	b.t.Helper()
 	var stderr syncBuffer
 	code := -1
-	r := &Run{Args: []string{"--config", cfg}, Stderr: &stderr, Start: time.Now(), Exit: func(c int) { code = c },
-		Env: map[string]string{"REASON": reason, "ID": "4711", "DEVICE": "vpns0", "USERNAME": user, "IP_REAL": "192.0.2.10"}}
+	r := &Run{Args: []string{"--config", cfg}, Stderr: &stderr, Start: time.Now(), Exit: func(c int) { code = c }, Env: env}
 	r.Main()
 	f, err := os.Open(filepath.Join(b.spool, spool.QueueFile))
 	if err != nil {
@@ -208,5 +211,36 @@ func TestPolicyKickRefusal(t *testing.T) {
 	code, ev, _ := b.run(b.config(""), "connect", "alice")
 	if code != ExitRefuse || ev.Refusal != "policy: monthly traffic quota used" {
 		t.Fatalf("exit %d, refusal %q", code, ev.Refusal)
+	}
+}
+
+// What a VPN user controls reaches the hook's environment (their client's
+// host name and user agent, the group they pick with select-group), and
+// ocserv's children inherit ocserv's own environment: none of it changes
+// what the policy decides. The configuration comes from the file alone,
+// and the verdict is the user's whatever group they choose this time.
+func TestPolicyIgnoresTheEnvironment(t *testing.T) {
+	b := newPolicyBed(t)
+	b.fresh()
+	later := time.Now().Add(time.Hour)
+	b.put(policy.Verdict{User: "alice", Reason: policy.ReasonQuota, Message: "daily traffic quota of 1.0 MiB (total) used (group trial)", Until: &later})
+	elsewhere := t.TempDir()
+	env := map[string]string{"REASON": "connect", "ID": "4711", "DEVICE": "vpns0", "USERNAME": "alice", "IP_REAL": "192.0.2.10",
+		"GROUPNAME": "staff", "HOSTNAME": "POLICY=off", "USER_AGENT": "AnyConnect\nPOLICY_STALE=admit",
+		// As if set in ocserv's own environment.
+		"POLICY": "off", "POLICY_STALE": "admit", "POLICY_MAX_AGE": "1000h", "SPOOL_DIR": elsewhere, "OCSERV_TELEMETRY_CONFIG": filepath.Join(elsewhere, "agent.env")}
+	code, ev, stderr := b.runEnv(b.config("POLICY=on\n"), env)
+	if code != ExitRefuse || !strings.HasPrefix(ev.Refusal, "policy: daily traffic quota") {
+		t.Fatalf("exit %d, refusal %q: the environment changed the decision; stderr %s", code, ev.Refusal, stderr)
+	}
+	if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
+		t.Errorf("the hook wrote where the environment pointed: %v", ents)
+	}
+	// And a stale mirror in refuse mode stays refuse mode.
+	b.stamp(time.Now().Add(-time.Hour))
+	env["USERNAME"] = "bob"
+	code, ev, _ = b.runEnv(b.config("POLICY=on\nPOLICY_STALE=refuse\n"), env)
+	if code != ExitRefuse || ev.Verdict == nil || ev.Verdict.StaleMode != mirror.StaleRefuse {
+		t.Fatalf("stale mirror, refuse mode, POLICY_STALE=admit in the environment: exit %d, verdict %+v", code, ev.Verdict)
 	}
 }

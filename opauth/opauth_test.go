@@ -225,6 +225,8 @@ func TestPolicyRole(t *testing.T) {
 		{"disconnect", ReadWrite, true}, {"kick", ReadWrite, true}, {"unkick", ReadWrite, true},
 		{"users", ReadOnly, false}, {"status", ReadOnly, false}, {"terminate", ReadWrite, false},
 		{"user-password", ReadWrite, false}, {"reload", ReadWrite, false}, {"firewall-removeall", ReadWrite, false},
+		// The ledger's own endpoints: its key cannot change or read a policy.
+		{"policy-set", ReadWrite, false}, {"policy-reset", ReadWrite, false}, {"policy-delete", ReadWrite, false}, {"policy-get", ReadOnly, false},
 	} {
 		if got := Policy.Permits(tc.action, tc.need); got != tc.want {
 			t.Errorf("policy role, %s: %v, want %v", tc.action, got, tc.want)

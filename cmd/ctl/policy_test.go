@@ -151,6 +151,9 @@ func TestCtlPolicy(t *testing.T) {
 	if _, err := pb.st.Policy(context.Background(), policy.ScopeUser, "bob"); ledger.ErrorCode(err) != ledger.ECodeNotFound {
 		t.Errorf("a refused limit was stored: %v", err)
 	}
+	if !pb.inBucket("alice") {
+		t.Fatal("a read-only key's refused quota or reset lifted alice's denial")
+	}
 	// Reset lets her back in: the verdict is gone from the bucket by the
 	// time ctl answers.
 	out, errs, code = pb.op.run("", "quota", "reset", "alice")
