@@ -64,7 +64,7 @@ demo: build
 
 # The console's screenshots in docs/console/ (a real headless Chromium).
 screenshots:
-	$(GO) test -count=1 -run TestBrowserConsole ./console -screenshots=$(CURDIR)/docs/console
+	$(GO) test -count=1 -run 'TestBrowser(Console|Policy)$$' ./console -screenshots=$(CURDIR)/docs/console
 
 # .deb and .rpm in dist/ (nfpm, from the module proxy).
 package: build

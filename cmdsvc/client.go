@@ -127,16 +127,24 @@ func (c *Client) Send(ctx context.Context, serverID, action string, body []byte)
 // request is the connection's request, or with InboxPrefix one on an
 // inbox of its own under that prefix.
 func (c *Client) request(ctx context.Context, subj string, body []byte) (*nats.Msg, error) {
-	if c.InboxPrefix == "" {
-		return c.NC.RequestWithContext(ctx, subj, body)
+	return RequestUnder(ctx, c.NC, c.InboxPrefix, subj, body)
+}
+
+// RequestUnder is nc's request, or with a non-empty inboxPrefix one whose
+// reply subject is a fresh inbox under that prefix instead of the
+// connection's own (the console's answers on the ledger's connection,
+// docs/nats.md). The ledger's query client uses it too.
+func RequestUnder(ctx context.Context, nc *nats.Conn, inboxPrefix, subj string, body []byte) (*nats.Msg, error) {
+	if inboxPrefix == "" {
+		return nc.RequestWithContext(ctx, subj, body)
 	}
-	inbox := c.newInbox()
-	sub, err := c.NC.SubscribeSync(inbox)
+	inbox := newInboxUnder(nc, inboxPrefix)
+	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
 		return nil, err
 	}
 	defer sub.Unsubscribe()
-	if err := c.NC.PublishRequest(subj, inbox, body); err != nil {
+	if err := nc.PublishRequest(subj, inbox, body); err != nil {
 		return nil, err
 	}
 	msg, err := sub.NextMsgWithContext(ctx)
@@ -152,12 +160,14 @@ func (c *Client) request(ctx context.Context, subj string, body []byte) (*nats.M
 
 // newInbox is a fresh reply subject: under InboxPrefix when set,
 // otherwise under the connection's own prefix.
-func (c *Client) newInbox() string {
-	if c.InboxPrefix == "" {
-		return c.NC.NewRespInbox()
+func (c *Client) newInbox() string { return newInboxUnder(c.NC, c.InboxPrefix) }
+
+func newInboxUnder(nc *nats.Conn, prefix string) string {
+	if prefix == "" {
+		return nc.NewRespInbox()
 	}
 	// nats.NewInbox is _INBOX.<nuid>: the same unique token, our prefix.
-	return c.InboxPrefix + "." + strings.TrimPrefix(nats.NewInbox(), nats.InboxPrefix)
+	return prefix + "." + strings.TrimPrefix(nats.NewInbox(), nats.InboxPrefix)
 }
 
 // Discover asks every command service instance for its info ($SRV.INFO)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +21,8 @@ import (
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/sqlite"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy/engine"
 )
 
 // The page benchmark's fleet: 10 million sessions of 20 000 users on 50
@@ -96,11 +99,18 @@ INSERT INTO sessions SELECT
   'host', 'Open AnyConnect VPN Agent v9.01-3', '', '', '',
   ?4 + i * (?5 / ?1), 0,
   CASE WHEN i >= ?1 - ?6 THEN NULL ELSE ?4 + i * (?5 / ?1) + (60 + (i * 104729) % 10800) * 1000000 END, 0,
-  CASE WHEN i >= ?1 - ?6 THEN 'open' ELSE 'disconnect' END, '', 'connect',
-  (i * 31) % 50000000, (i * 97) % 500000000, 60 + (i * 104729) % 10800, 0, NULL, CASE WHEN i >= ?1 - ?6 THEN 0 ELSE 1 END, 0, 0
+  CASE WHEN i >= ?1 - ?6 THEN 'open' ELSE 'disconnect' END, '', 'connect'
 FROM n`, benchSessions-1, benchServers, benchUsers, startUS, spanUS, benchServers*benchOnline)
-	exec(`INSERT INTO usage_daily SELECT date(connected_at / 1000000, 'unixepoch'), username, server_id,
-  sum(bytes_in), sum(bytes_out), sum(seconds), count(*) FROM sessions GROUP BY 1, 2, 3`)
+	// The counters live in their own narrow table (as the ledger keeps
+	// them); session n is row n+1 of sessions, written in order.
+	exec(`INSERT INTO session_counters SELECT session_uid,
+  ((rowid - 1) * 31) % 50000000, ((rowid - 1) * 97) % 500000000, 60 + ((rowid - 1) * 104729) % 10800, 0, NULL,
+  CASE WHEN state = 'open' THEN 0 ELSE 1 END, 0, 0
+FROM sessions`)
+	exec(`INSERT INTO usage_daily SELECT date(s.connected_at / 1000000, 'unixepoch'), s.username, s.server_id,
+  sum(c.bytes_in), sum(c.bytes_out), sum(c.seconds), count(*) FROM sessions s JOIN session_counters c USING (session_uid) GROUP BY 1, 2, 3`)
+	exec(`INSERT INTO usage_monthly SELECT substr(day, 1, 7), username, sum(bytes_in), sum(bytes_out), sum(seconds), sum(sessions)
+  FROM usage_daily GROUP BY 1, 2`)
 	exec(`WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
 INSERT INTO audit SELECT randomblob(16), 'vpn' || (i % ?2), ?3 + i * (?4 / ?1), 'done', CASE i % 3 WHEN 0 THEN 'kick' WHEN 1 THEN 'disconnect' ELSE 'unkick' END,
   'ocserv.cmd.vpn' || (i % ?2) || '.kick', 'UCONSOLE', 'console', 'read-write', 1, '', '', json_object('user', 'user' || ((i * 13) % ?5)), 3, 0,
@@ -118,8 +128,43 @@ FROM n`, benchAudit-1, benchServers, startUS, spanUS, benchUsers)
 	os.Remove(tmp + "-shm")
 }
 
+// benchPolicies gives every user of the fleet a policy of their own (a
+// monthly quota and an expiry) and the group they are all in a session
+// limit, once per database, and fills the users' policy rows from their
+// sessions as the engine keeps them: the user page with policies on then
+// reads a fleet where every user is limited.
+func benchPolicies(b *testing.B, store *sqlite.Store, end time.Time) {
+	ctx := context.Background()
+	page, err := store.Policies(ctx, ledger.PolicyQuery{Limit: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(page.Items) > 0 {
+		return
+	}
+	start := time.Now()
+	monthly := policy.Period{Kind: policy.Monthly, Day: 1}
+	for u := 0; u < benchUsers; u++ {
+		p := policy.Policy{Scope: policy.ScopeUser, Name: "user" + strconv.Itoa(u), UpdatedBy: "bench",
+			Quota:  &policy.Quota{Bytes: 50 << 30, Direction: policy.DirTotal, Period: monthly},
+			Expiry: &policy.Expiry{At: end.AddDate(0, 0, 30+u%60)}}
+		if err := store.PutPolicy(ctx, p, end); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := store.PutPolicy(ctx, policy.Policy{Scope: policy.ScopeGroup, Name: "staff", UpdatedBy: "bench",
+		Sessions: &policy.SessionLimit{Max: 2, OnExcess: policy.ExcessRefuse}}, end); err != nil {
+		b.Fatal(err)
+	}
+	if err := store.RefreshPolicyUsers(ctx, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%s: %d user policies, a group's, the users' policy rows", time.Since(start).Round(time.Millisecond), benchUsers)
+}
+
 // BenchmarkConsolePages measures the server-side time of the overview, a
-// user page and a who search at 10 million sessions (handler in process,
+// user page (without and with policies) and a who search at 10 million
+// sessions (handler in process,
 // from the request to the last byte of the rendered page), and, as the
 // baseline of the same run, the ledger queries each page makes. It writes
 // the figures as JSON to $CONSOLE_BENCH_OUT when set (scripts/bench-console.sh).
@@ -141,6 +186,7 @@ func BenchmarkConsolePages(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer store.Close()
+	benchPolicies(b, store, end)
 
 	// The console, with its clock at the fleet's end, the live state of
 	// every server and one logged-in viewer.
@@ -179,14 +225,25 @@ func BenchmarkConsolePages(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The same console with policies on: the user page adds where the
+	// user stands.
+	srvP, err := New(Options{Config: cfg, Accounts: accts, Sessions: sessions, Ledger: store, Live: live, Audit: auditor, Log: log, Now: now,
+		Policies: store})
+	if err != nil {
+		b.Fatal(err)
+	}
 	h2 := srv.Handler()
 	rng := rand.New(rand.NewPCG(1, 2))
 	get := func(path string) time.Duration {
+		handler := h2
+		if p, ok := strings.CutPrefix(path, "policies:"); ok {
+			path, handler = p, srvP.Handler()
+		}
 		req := httptest.NewRequest("GET", path, nil)
 		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
 		rec := httptest.NewRecorder()
 		start := time.Now()
-		h2.ServeHTTP(rec, req)
+		handler.ServeHTTP(rec, req)
 		d := time.Since(start)
 		if rec.Code != 200 {
 			b.Fatalf("%s: %d\n%s", path, rec.Code, rec.Body.String())
@@ -244,9 +301,17 @@ func BenchmarkConsolePages(b *testing.B) {
 		b.ReportMetric(f.P99ms, page+"_p99_ms")
 	}
 	user := func() string { return "user" + strconv.Itoa(rng.IntN(benchUsers)) }
+	// The page with policies on must show the standing it is timed for.
+	req := httptest.NewRequest("GET", "/users/user1", nil)
+	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
+	rec := httptest.NewRecorder()
+	srvP.Handler().ServeHTTP(rec, req)
+	if !strings.Contains(rec.Body.String(), `id="policy-verdict"`) {
+		b.Fatalf("the user page with policies on has no policy section:\n%s", rec.Body.String())
+	}
 	var cur string
 	measure("overview", func() string { return "/" }, func() error { _, err := store.Servers(ctx); return err })
-	measure("user", func() string { cur = user(); return "/users/" + cur }, func() error {
+	userQueries := func() error {
 		if _, err := store.History(ctx, ledger.HistoryQuery{User: cur, Limit: 25}); err != nil {
 			return err
 		}
@@ -255,6 +320,17 @@ func BenchmarkConsolePages(b *testing.B) {
 			return err
 		}
 		_, err := store.Audit(ctx, ledger.AuditQuery{User: cur, Limit: 20})
+		return err
+	}
+	measure("user", func() string { cur = user(); return "/users/" + cur }, userQueries)
+	measure("user+policy", func() string { cur = user(); return "policies:/users/" + cur }, func() error {
+		if err := userQueries(); err != nil {
+			return err
+		}
+		_, ok, err := engine.ExplainUser(ctx, store, cur, end)
+		if err == nil && !ok {
+			err = fmt.Errorf("%s has no policy in the benchmark's fleet", cur)
+		}
 		return err
 	})
 	var ip, at string

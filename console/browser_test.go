@@ -7,6 +7,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/ocserv-telemetry/ocserv-telemetry/cmdsvc"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/browsertest"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ledgertest"
@@ -128,4 +129,93 @@ func TestBrowserConsole(t *testing.T) {
 		t.Errorf("the viewer sees %d kick buttons", kicks)
 	}
 	br.CheckClean(CSP)
+}
+
+// TestBrowserPolicy drives the policy views in a real headless Chromium:
+// an operator sees alice denied for her quota, resets it through the
+// confirmation and sees her allowed with the whole quota left, extends
+// her expiry by 30 days and sees the new date, and gets a clear message
+// for a negative extension; a viewer sees her standing without any action
+// button, and a form the viewer forges in the page (with their own valid
+// CSRF token) is refused by the server and audited.
+func TestBrowserPolicy(t *testing.T) {
+	b := newBench(t, benchOpts{policies: true})
+	exp := b.seedPolicies()
+	br := browsertest.New(t)
+	login(br, b.url, opUser, opPass)
+
+	br.Do("alice's page", chromedp.Navigate(b.url+"/users/alice"), chromedp.WaitVisible(chromedp.ID("policy-verdict")))
+	if got := attr(br, "#policy-verdict", "data-allowed"); got != "false" {
+		t.Fatalf("alice's verdict: data-allowed=%q, want false (quota used up)", got)
+	}
+	br.Shot(*screenshots, "policy")
+	br.Do("reset the quota",
+		chromedp.Click(chromedp.ID("quota-reset")),
+		chromedp.WaitVisible(chromedp.ID("confirm")),
+		chromedp.Click(chromedp.ID("confirm")),
+		chromedp.WaitVisible(chromedp.ID("flash")),
+	)
+	if flash := br.Text("#flash"); flash != "alice: quota count reset for this period. Now allowed. Quota: 95.4 MiB of 95.4 MiB left." {
+		t.Errorf("flash after the reset: %q", flash)
+	}
+	if got, left := attr(br, "#policy-verdict", "data-allowed"), br.Text("#quota-remaining"); got != "true" || left != "95.4 MiB" {
+		t.Errorf("after the reset: data-allowed=%q, %q left; want true and the whole quota", got, left)
+	}
+
+	want := exp.AddDate(0, 0, 30)
+	br.Do("extend the expiry",
+		chromedp.SendKeys(chromedp.CSS(`#extend-form input[name="days"]`), "30"),
+		chromedp.Click(chromedp.ID("expiry-extend")),
+		chromedp.WaitVisible(chromedp.ID("expiry-new")),
+	)
+	if got := br.Text("#expiry-new"); got != expiryText(want) {
+		t.Errorf("the confirmation says the new expiry is %q, want %q", got, expiryText(want))
+	}
+	br.Do("confirm the extension", chromedp.Click(chromedp.ID("confirm")), chromedp.WaitVisible(chromedp.ID("flash")))
+	if got := attr(br, "#expiry-at", "data-at"); got != want.Format(time.RFC3339) {
+		t.Errorf("alice's page shows the expiry %q, want %s", got, want.Format(time.RFC3339))
+	}
+	br.Do("a negative extension",
+		chromedp.SendKeys(chromedp.CSS(`#extend-form input[name="days"]`), "-3"),
+		chromedp.Click(chromedp.ID("expiry-extend")),
+		chromedp.WaitVisible(chromedp.ID("error-message")),
+	)
+	if msg := br.Text("#error-message"); msg != `Bad extension: days: "-3" is not a whole number of days from 1 to 3660 (an extension cannot shorten the account; ctl expire sets any date).` {
+		t.Errorf("message for a negative extension: %q", msg)
+	}
+
+	br.Do("log out", chromedp.Navigate(b.url+"/"), chromedp.WaitVisible(chromedp.ID("logout")), chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("username")))
+	login(br, b.url, viewerUser, viewerPass)
+	br.Do("viewer: alice's page", chromedp.Navigate(b.url+"/users/alice"), chromedp.WaitVisible(chromedp.ID("policy-verdict")))
+	if n := br.Count(`#quota-reset, #time-reset, #expiry-extend, #extend-form`); n != 0 {
+		t.Errorf("the viewer sees %d policy action controls", n)
+	}
+	// The viewer builds the operator's form in the page and posts it.
+	browsertest.Get(br, "forge a reset form", chromedp.Evaluate[bool](`(() => {
+		const f = document.createElement("form");
+		f.method = "post"; f.action = "/actions/policy/reset";
+		for (const [k, v] of [["csrf", document.querySelector('meta[name="csrf-token"]').content], ["user", "alice"], ["kind", "quota"], ["return", "/users/alice"]]) {
+			const i = document.createElement("input"); i.type = "hidden"; i.name = k; i.value = v; f.appendChild(i);
+		}
+		document.body.appendChild(f); f.submit(); return true;
+	})()`))
+	br.Do("the refusal", chromedp.WaitVisible(chromedp.ID("error-message")))
+	if msg := br.Text("#error-message"); msg != "Your account is a viewer: actions need an operator account." {
+		t.Errorf("the viewer's forged reset: %q", msg)
+	}
+	if rs := b.resets("alice"); len(rs) != 1 {
+		t.Errorf("alice has %d resets, want the operator's one", len(rs))
+	}
+	b.consoleAudits(func(l []cmdsvc.Audit) bool {
+		return countAudits(l, "policy-reset", cmdsvc.PhaseDone, opUser) == 1 && countAudits(l, "policy-set", cmdsvc.PhaseDone, opUser) == 1 &&
+			countAudits(l, "policy-reset", cmdsvc.PhaseRefused, viewerUser) == 1
+	})
+	// The two refusals the test caused are the browser's only complaints.
+	br.CheckClean(CSP, "status of 400 (Bad Request) (network "+b.url+"/confirm/policy/extend?",
+		"status of 403 (Forbidden) (network "+b.url+"/actions/policy/reset:")
+}
+
+// attr is an attribute of the first element sel matches.
+func attr(br *browsertest.Browser, sel, name string) string {
+	return browsertest.Get(br, "attribute "+name+" of "+sel, chromedp.AttributeValue(chromedp.CSS(sel), name)).Value
 }

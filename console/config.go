@@ -111,7 +111,7 @@ var keys = map[string]key{
 		func(c *Config, v string) error { return absPath(&c.TLSKey, v) }},
 	"LEDGER_CONSOLE_USERS": {"accounts file (default /etc/ocserv-telemetry/console-users; ledger console-user manages it)",
 		func(c *Config, v string) error { return absPath(&c.Users, v) }},
-	"LEDGER_CONSOLE_KEY": {"the console's nkey seed file, which signs its commands (default /etc/ocserv-telemetry/console.nk)",
+	"LEDGER_CONSOLE_KEY": {"the console's nkey seed file, which signs its commands to the hosts and its policy changes to the ledger (default /etc/ocserv-telemetry/console.nk)",
 		func(c *Config, v string) error { return absPath(&c.Key, v) }},
 	"LEDGER_CONSOLE_STATE_DIR": {"sessions file and audit spool (default /var/lib/ocserv-telemetry-ledger/console)",
 		func(c *Config, v string) error { return absPath(&c.StateDir, v) }},

@@ -86,8 +86,19 @@ func (s *Server) handleUser(w http.ResponseWriter, r *http.Request, c *reqCtx) {
 		serverIDs = append(serverIDs, id)
 	}
 	sort.Strings(serverIDs)
+	var pv *policyView
+	if s.o.Policies != nil {
+		x, err := s.standing(ctx, name)
+		if err != nil {
+			s.ledgerFail(w, r, c, err)
+			return
+		}
+		if x != nil {
+			pv = newPolicyView(x, now)
+		}
+	}
 	self := "/users/" + url.PathEscape(name)
-	s.view(r, c, "user", name).set("Name", name).set("History", hist.Items).
+	s.view(r, c, "user", name).set("Policy", pv).set("Name", name).set("History", hist.Items).
 		set("Next", hist.NextCursor).set("NextQuery", self+"?cursor="+url.QueryEscape(hist.NextCursor)).
 		set("Chart", string(chartJSON)).set("Total", total).set("Audit", audit.Items).set("ServerIDs", serverIDs).
 		set("Body", map[string]any{"Rows": open, "CanAct": c.Account.Role.CanAct(), "Now": now, "Return": self}).

@@ -28,6 +28,7 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/api"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ledgertest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/sqlite"
 	"github.com/ocserv-telemetry/ocserv-telemetry/livestate"
@@ -72,6 +73,12 @@ type bench struct {
 type benchOpts struct {
 	noCommands bool
 	loginBurst int
+	// policies runs the ledger's query service with its policy
+	// endpoints on the bench's store, trusting the console's key with
+	// ledgerRole (default read-write), and gives the console the
+	// policy views and actions.
+	policies   bool
+	ledgerRole opauth.Role
 }
 
 func newBench(t *testing.T, o benchOpts) *bench {
@@ -165,8 +172,18 @@ func newBench(t *testing.T, o benchOpts) *bench {
 	if o.loginBurst > 0 {
 		b.cfg.LoginBurst, b.cfg.LoginEvery = o.loginBurst, time.Hour
 	}
-	b.s, err = New(Options{Config: b.cfg, Accounts: accts, Sessions: sessions, Ledger: b.store, Live: b.live,
-		Commands: cmds, Audit: auditor, KeyPublic: pub, Prefix: "ocserv", Log: log})
+	opts := Options{Config: b.cfg, Accounts: accts, Sessions: sessions, Ledger: b.store, Live: b.live,
+		Commands: cmds, Audit: auditor, KeyPublic: pub, Prefix: "ocserv", Log: log}
+	if o.policies {
+		role := o.ledgerRole
+		if role == "" {
+			role = opauth.ReadWrite
+		}
+		b.startLedgerAPI(pub, role, log)
+		opts.Policies = b.store
+		opts.LedgerActions = &api.Client{NC: b.nc, Prefix: "ocserv", Key: kp, TTL: 30 * time.Second}
+	}
+	b.s, err = New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,6 +196,34 @@ func newBench(t *testing.T, o benchOpts) *bench {
 	go func() { defer close(done); b.s.Serve(ctx, ln) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return b
+}
+
+// startLedgerAPI runs the ledger's real query service (signed requests,
+// trusted keys, nonces) with its policy endpoints on the bench's store,
+// trusting the console's key with role. It has no policy engine (as on a
+// standby instance): the console reads where users stand from the
+// database, which is where the endpoints write.
+func (b *bench) startLedgerAPI(consolePub string, role opauth.Role, log *slog.Logger) {
+	t := b.t
+	dir := t.TempDir()
+	trusted := filepath.Join(dir, "ledger.keys")
+	os.WriteFile(trusted, []byte(string(role)+" "+consolePub+" console\n"), 0o644)
+	tr, err := opauth.LoadTrusted(trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonces, err := opauth.OpenNonceCache(filepath.Join(dir, "nonces"), opauth.NonceLimits{}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nonces.Close() })
+	svc, err := api.Start(api.Options{NC: b.nc, Prefix: "ocserv", Store: b.store, Log: log, Build: "test",
+		Verifier: &opauth.Verifier{Trusted: tr, Nonces: nonces, MaxSkew: 30 * time.Second, MaxValidity: 5 * time.Minute},
+		Policy:   &api.PolicyHooks{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Stop() })
 }
 
 // startHost runs the real command service for "vpn1" with a stand-in

@@ -44,6 +44,14 @@ type Options struct {
 	// say why they cannot.
 	Commands Commander
 	Audit    Auditor
+	// Policies reads the fleet's policies and where users stand
+	// (engine.Explain over the ledger's database); nil when the ledger
+	// does not run them (LEDGER_POLICY=off): no policy views then.
+	Policies ledger.PolicyStore
+	// LedgerActions sends the policy changes (quota reset, expiry
+	// extension) to the ledger's query service, signed with the
+	// console's key; nil without a key.
+	LedgerActions LedgerActor
 	// Prefix is the subject prefix (SUBJECT_PREFIX), for audit subjects.
 	Prefix string
 	// KeyPublic is the console's public key (U…), named in its audits.
@@ -121,6 +129,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /sessions/revoke", s.auth(s.handleRevoke))
 	mux.Handle("GET /confirm/{action}", s.auth(s.handleConfirm))
 	mux.Handle("POST /actions/{action}", s.auth(s.handleAction))
+	mux.Handle("GET /policies", s.auth(s.handlePolicies))
+	mux.Handle("GET /confirm/policy/{action}", s.auth(s.handlePolicyConfirm))
+	mux.Handle("POST /actions/policy/{action}", s.auth(s.handlePolicyAction))
 	mux.Handle("GET /live", s.auth(s.handleLive))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, nil, http.StatusNotFound, "There is no page at "+short(r.URL.Path)+".")

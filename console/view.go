@@ -21,11 +21,14 @@ var viewDefs = map[string][]string{
 	"error":    nil,
 	"overview": {"overview-body"},
 	"online":   {"online-body", "online-rows"},
-	"user":     {"online-rows", "session-rows", "audit-rows", "pager"},
+	"user":     {"online-rows", "session-rows", "audit-rows", "pager", "policy-standing"},
 	"search":   {"session-rows", "pager"},
 	"audit":    {"audit-rows", "pager"},
 	"sessions": nil,
 	"confirm":  nil,
+	// fleet policies (docs/policy.md), when the ledger runs them
+	"policy-confirm": nil,
+	"policies":       {"pager"},
 }
 
 type viewTmpl struct {
@@ -257,7 +260,7 @@ type view struct {
 
 func (s *Server) view(r *http.Request, c *reqCtx, name, title string) *view {
 	v := &view{s: s, name: name, data: map[string]any{
-		"Title": title, "Path": r.URL.Path, "Now": s.o.Now().UTC(), "Nav": name,
+		"Title": title, "Path": r.URL.Path, "Now": s.o.Now().UTC(), "Nav": name, "PoliciesOn": s.o.Policies != nil,
 	}}
 	if c != nil {
 		v.data["User"] = c.Account.Name

@@ -2,7 +2,7 @@
 # Web console benchmarks (DESIGN.md: console pages p99 <= 100 ms at 10M
 # sessions), each beside a baseline of the same run:
 #  - page time, server side (handler in process, request to last byte), of
-#    the overview, a user page and a who search at CONSOLE_BENCH_SESSIONS
+#    the overview, a user page (without and with policies) and a who search at CONSOLE_BENCH_SESSIONS
 #    (default 10 000 000) sessions in a SQLite ledger, against the ledger
 #    queries each page makes;
 #  - as root (real ocserv, openconnect, shipper, bin/ledger and a headless

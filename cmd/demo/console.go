@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/api"
 	"github.com/ocserv-telemetry/ocserv-telemetry/livestate"
 )
 
@@ -50,7 +51,11 @@ func runConsole(tmp, bin, natsURL string, nc *nats.Conn, connectSome func() erro
 	if err := os.WriteFile(filepath.Join(dir, "console.nk"), seed, 0o600); err != nil {
 		return err
 	}
-	os.WriteFile(filepath.Join(dir, "operators.keys"), nil, 0o600)
+	// The ledger trusts the console's key read-write, so the console's
+	// quota reset and expiry extension work (and the demo sets alice's
+	// policy with it below).
+	pub, _ := kp.PublicKey()
+	os.WriteFile(filepath.Join(dir, "operators.keys"), []byte("read-write "+pub+" console\n"), 0o600)
 	listen := "127.0.0.1:8790"
 	if ln, err := net.Listen("tcp", listen); err == nil {
 		ln.Close()
@@ -69,6 +74,7 @@ func runConsole(tmp, bin, natsURL string, nc *nats.Conn, connectSome func() erro
 		"LEDGER_TRUSTED_KEYS=" + filepath.Join(dir, "operators.keys"),
 		"LEDGER_NONCE_FILE=" + filepath.Join(dir, "nonces"),
 		"LEDGER_CONSUMER=ocserv_console_demo",
+		"LEDGER_POLICY=on",
 		"LEDGER_CONSOLE=on",
 		"LEDGER_CONSOLE_LISTEN=" + listen,
 		"LEDGER_CONSOLE_USERS=" + filepath.Join(dir, "console-users"),
@@ -115,7 +121,18 @@ func runConsole(tmp, bin, natsURL string, nc *nats.Conn, connectSome func() erro
 		serve.Process.Kill()
 		return err
 	}
+	// A policy for alice, so her page shows where she stands and offers
+	// the quota reset and the expiry extension.
+	lc := &api.Client{NC: nc, Prefix: "ocserv", Key: kp}
+	pctx, pcancel := context.WithTimeout(context.Background(), 15*time.Second)
+	rep, err := lc.Do(pctx, "policy-set", map[string]string{"scope": "user", "name": "alice", "quota": "1GiB", "expire": time.Now().UTC().AddDate(0, 0, 30).Format(time.DateOnly)})
+	pcancel()
+	if err != nil || !rep.OK {
+		serve.Process.Kill()
+		return fmt.Errorf("policy-set for alice: %v %+v\n%s", err, rep, logBuf.String())
+	}
 	fmt.Printf("\n   web console: http://%s/\n   log in as:   demo / %s\n", listen, password)
+	fmt.Println("   alice has a quota and an expiry: /users/alice shows them, with the reset and the extension")
 	fmt.Println("   (no ocserv runs here: the overview says occtl is missing, and who is online comes from the")
 	fmt.Println("   hook's events; actions need a command service, which the demo does not run)")
 	fmt.Println("   serving until Ctrl-C")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/cmdsvc"
 	"github.com/ocserv-telemetry/ocserv-telemetry/console"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/api"
 	"github.com/ocserv-telemetry/ocserv-telemetry/natsjs"
 )
 
@@ -47,12 +48,19 @@ func startConsole(ctx context.Context, st settings, db *store, conn *natsjs.Conn
 		return nil, err
 	}
 	var cmds console.Commander
+	var ledgerActions console.LedgerActor
 	pub := ""
 	kp, err := readUserSeed(c.Key)
 	switch {
 	case err == nil:
 		pub, _ = kp.PublicKey()
 		cmds = &cmdsvc.Client{NC: conn.NC, Prefix: st.Agent.SubjectPrefix, Key: kp, TTL: 30 * time.Second, InboxPrefix: c.InboxPrefix}
+		// The policy changes go to the ledger's query service (any
+		// instance; the active one's engine acts on them) signed with
+		// the same key, which LEDGER_TRUSTED_KEYS must trust read-write;
+		// their answers come back under the console's inbox prefix too
+		// (the ledger's own inbox is where its JetStream pulls arrive).
+		ledgerActions = &api.Client{NC: conn.NC, Prefix: st.Agent.SubjectPrefix, Key: kp, TTL: 30 * time.Second, InboxPrefix: c.InboxPrefix}
 	case errors.Is(err, os.ErrNotExist):
 		log.Warn("no console key: pages work, actions are unavailable", "LEDGER_CONSOLE_KEY", c.Key)
 	default:
@@ -60,8 +68,12 @@ func startConsole(ctx context.Context, st settings, db *store, conn *natsjs.Conn
 		return nil, fmt.Errorf("LEDGER_CONSOLE_KEY: %w", err)
 	}
 	live := console.NewLive(log, nil)
-	srv, err := console.New(console.Options{Config: c, Accounts: accts, Sessions: sessions, Ledger: db, Live: live,
-		Commands: cmds, Audit: auditor, KeyPublic: pub, Prefix: st.Agent.SubjectPrefix, Log: log})
+	o := console.Options{Config: c, Accounts: accts, Sessions: sessions, Ledger: db, Live: live,
+		Commands: cmds, LedgerActions: ledgerActions, Audit: auditor, KeyPublic: pub, Prefix: st.Agent.SubjectPrefix, Log: log}
+	if st.Policy.Enabled {
+		o.Policies = db
+	}
+	srv, err := console.New(o)
 	if err != nil {
 		auditor.Close()
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -162,12 +163,31 @@ func (br *Browser) Shot(dir, name string) {
 
 // CheckClean fails the test for every error or warning the browser
 // reported and for every page whose Content-Security-Policy is not csp.
-func (br *Browser) CheckClean(csp string) {
+// expected are problems the test caused on purpose (a refused request is
+// "Failed to load resource: ... 403"): each must have been reported
+// exactly once, and only those are let through.
+func (br *Browser) CheckClean(csp string, expected ...string) {
 	br.t.Helper()
 	br.mu.Lock()
 	defer br.mu.Unlock()
+	seen := make([]int, len(expected))
 	for _, p := range br.problems {
-		br.t.Errorf("browser reported: %s", p)
+		ok := false
+		for i, e := range expected {
+			if strings.Contains(p, e) {
+				seen[i]++
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			br.t.Errorf("browser reported: %s", p)
+		}
+	}
+	for i, e := range expected {
+		if seen[i] != 1 {
+			br.t.Errorf("the browser reported %q %d times, want once", e, seen[i])
+		}
 	}
 	if len(br.docCSP) == 0 {
 		br.t.Error("no page response was seen")

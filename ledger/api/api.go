@@ -159,7 +159,7 @@ func (s *Service) handle(action string, r micro.Request) {
 	var query func(context.Context) (any, error)
 	var err error
 	if isPolicy && s.o.Policy != nil {
-		query, err = s.preparePolicy(action, ver.Cmd.Args, keyLabel(ver.Key))
+		query, err = s.preparePolicy(action, ver.Cmd.Args, byLabel(ver))
 	} else {
 		query, err = s.prepare(action, ver.Cmd.Args)
 	}
@@ -491,6 +491,15 @@ func (s *Service) prepare(action string, m map[string]string) (func(context.Cont
 }
 
 // keyLabel names a key for the records: its name and the key.
+// byLabel names who asked for a change: the key, and the person a
+// service key acted for (the console's web user), both signed.
+func byLabel(v opauth.Verified) string {
+	if v.Cmd.Actor != "" {
+		return keyLabel(v.Key) + " for " + v.Cmd.Actor
+	}
+	return keyLabel(v.Key)
+}
+
 func keyLabel(k opauth.TrustedKey) string {
 	if k.Name != "" {
 		return k.Name + " (" + k.Key + ")"

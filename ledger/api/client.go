@@ -21,6 +21,10 @@ type Client struct {
 	Prefix string
 	Key    nkeys.KeyPair
 	TTL    time.Duration // each request's validity (default 60s)
+	// InboxPrefix, when set, is where the answers come back instead of
+	// the connection's own inbox (the console on the ledger's own
+	// connection; cmdsvc.Client.InboxPrefix says why).
+	InboxPrefix string
 }
 
 // ErrNoLedger: no ledger instance answers.
@@ -29,16 +33,26 @@ var ErrNoLedger = errors.New("no ledger answers (is ocserv-telemetry-ledger runn
 // Do signs action with args and returns the reply; a reply carrying an
 // error is returned as the Reply (OK false), err is for not getting one.
 func (c *Client) Do(ctx context.Context, action string, args map[string]string) (*cmdsvc.Reply, error) {
+	return c.DoAs(ctx, "", action, args)
+}
+
+// DoAs is Do for a service key acting for a person (the web console for
+// its logged-in user): actor goes into the signed command, and the ledger
+// records it with the key's name on what the request changes (a policy's
+// updated_by, a reset's by).
+func (c *Client) DoAs(ctx context.Context, actor, action string, args map[string]string) (*cmdsvc.Reply, error) {
 	ttl := c.TTL
 	if ttl <= 0 {
 		ttl = 60 * time.Second
 	}
 	subj := Subject(c.Prefix, action)
-	body, err := opauth.Sign(c.Key, opauth.NewCommand(subj, action, args, time.Now(), ttl))
+	cmd := opauth.NewCommand(subj, action, args, time.Now(), ttl)
+	cmd.Actor = actor
+	body, err := opauth.Sign(c.Key, cmd)
 	if err != nil {
 		return nil, err
 	}
-	msg, err := c.NC.RequestWithContext(ctx, subj, body)
+	msg, err := cmdsvc.RequestUnder(ctx, c.NC, c.InboxPrefix, subj, body)
 	if errors.Is(err, nats.ErrNoResponders) {
 		return nil, ErrNoLedger
 	}

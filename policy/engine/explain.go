@@ -41,6 +41,13 @@ func Explain(ctx context.Context, st ledger.PolicyStore, users []string, now tim
 	if err != nil {
 		return nil, err
 	}
+	return explainWith(ctx, st, pols, users, now)
+}
+
+// explainWith is Explain with the policies already read (at least the
+// users' own and their groups').
+func explainWith(ctx context.Context, st ledger.PolicyStore, pols *policies, users []string, now time.Time) (map[string]Standing, error) {
+	out := map[string]Standing{}
 	facts, err := Gather(ctx, st, pols, users, now)
 	if err != nil {
 		return nil, err
