@@ -180,6 +180,22 @@ func TestCommanderNATS(t *testing.T) {
 	if c.NATS.User != "shipper" {
 		t.Fatal("the agent's own credentials changed")
 	}
+	// Its own inbox prefix (the verdicts bucket's watcher) is not a
+	// credential: it replaces the agent's prefix alone.
+	c, probs, err = Parse(strings.NewReader("NATS_USER=vpn1\nNATS_INBOX_PREFIX=_INBOX_vpn1\nCMD_NATS_USER=vpn1-commander\nCMD_NATS_INBOX_PREFIX=_INBOX_vpn1_cmd\n"))
+	if err != nil || len(probs) > 0 {
+		t.Fatal(err, probs)
+	}
+	if n := c.CommanderNATS(); n.InboxPrefix != "_INBOX_vpn1_cmd" || n.User != "vpn1-commander" || c.NATS.InboxPrefix != "_INBOX_vpn1" {
+		t.Fatalf("with CMD_NATS_INBOX_PREFIX: %+v (agent's prefix %q)", n, c.NATS.InboxPrefix)
+	}
+	c, _, _ = Parse(strings.NewReader("NATS_INBOX_PREFIX=_INBOX_vpn1\nCMD_NATS_INBOX_PREFIX=_INBOX_vpn1_cmd\n"))
+	if n := c.CommanderNATS(); n.InboxPrefix != "_INBOX_vpn1_cmd" || n.User != "" {
+		t.Fatalf("CMD_NATS_INBOX_PREFIX alone: %+v", n)
+	}
+	if _, probs, _ := Parse(strings.NewReader("CMD_NATS_INBOX_PREFIX=_INBOX.>\n")); len(probs) == 0 {
+		t.Error("CMD_NATS_INBOX_PREFIX with a wildcard was accepted")
+	}
 }
 
 // Lines longer than the scanner's first buffer are read whole (up to the

@@ -110,10 +110,12 @@ var fields = map[string]field{
 		func(c *Config, v string) error { return setInt(&c.Cmd.KeyQuota, v, 1, 1000000) }},
 	"CMD_INBOX_PREFIX": {"command service: subject prefixes replies may go to, comma-separated; a request naming another reply subject is dropped and audited (default _INBOX, as nats.go and ctl use)",
 		func(c *Config, v string) error { return setSubjects(&c.Cmd.InboxPrefixes, v) }},
-	"CMD_NATS_CREDS": {"command service: its own NATS credentials file; any CMD_NATS_* key replaces all of NATS_CREDS, NATS_NKEY_SEED, NATS_USER, NATS_PASSWORD and NATS_TOKEN for the command service, so it can have its own NATS user with the narrow permissions of docs/commands.md",
+	"CMD_NATS_CREDS": {"command service: its own NATS credentials file; any of CMD_NATS_CREDS, _NKEY_SEED, _USER, _PASSWORD and _TOKEN replaces all of NATS_CREDS, NATS_NKEY_SEED, NATS_USER, NATS_PASSWORD and NATS_TOKEN for the command service, so it can have its own NATS user with the narrow permissions of docs/commands.md",
 		func(c *Config, v string) error { return setOptAbsPath(&c.Cmd.NATS.Creds, v) }},
 	"CMD_NATS_NKEY_SEED": {"command service: path of its own nkey seed file (see CMD_NATS_CREDS)",
 		func(c *Config, v string) error { return setOptAbsPath(&c.Cmd.NATS.NKeySeed, v) }},
+	"CMD_NATS_INBOX_PREFIX": {"command service: subject prefix of its own reply inboxes (with POLICY=on, the verdicts bucket's watcher: API answers and deliveries; default NATS_INBOX_PREFIX); give it its own, e.g. _INBOX_vpn1_cmd, with subscribe rights on it alone (docs/nats.md)",
+		func(c *Config, v string) error { return setSubject(&c.Cmd.NATS.InboxPrefix, v) }},
 	"CMD_NATS_USER": {"command service: its own NATS user name (see CMD_NATS_CREDS)",
 		func(c *Config, v string) error { c.Cmd.NATS.User = v; return nil }},
 	"CMD_NATS_PASSWORD": {"command service: its own NATS password (see CMD_NATS_CREDS; keep this file root-only)",
@@ -212,8 +214,8 @@ type Cmd struct {
 	KeyBurst               int
 	KeyQuota               int // live nonces per operator key
 	InboxPrefixes          []string
-	// NATS holds the command service's own credentials (CMD_NATS_*);
-	// only the credential fields are used. See CommanderNATS.
+	// NATS holds the command service's own credentials (CMD_NATS_*) and
+	// inbox prefix; only those fields are used. See CommanderNATS.
 	NATS            NATS
 	Occtl           string // "" means "occtl" from PATH
 	OcctlSocket     string
@@ -227,13 +229,19 @@ type Cmd struct {
 
 // CommanderNATS is the command service's connection: the agent's servers,
 // TLS and JetStream settings, with the command service's own credentials
-// when any CMD_NATS_* key is set (then none of the agent's credentials is
-// used, so the two identities never mix).
+// when any CMD_NATS_* credential key is set (then none of the agent's
+// credentials is used, so the two identities never mix), and its own inbox
+// prefix when CMD_NATS_INBOX_PREFIX is set: with POLICY=on it watches the
+// verdicts bucket, and its JetStream answers need not pass through the
+// shipper's inbox.
 func (c Config) CommanderNATS() NATS {
 	n := c.NATS
 	o := c.Cmd.NATS
 	if o.Creds != "" || o.NKeySeed != "" || o.User != "" || o.Password != "" || o.Token != "" {
 		n.Creds, n.NKeySeed, n.User, n.Password, n.Token = o.Creds, o.NKeySeed, o.User, o.Password, o.Token
+	}
+	if o.InboxPrefix != "" {
+		n.InboxPrefix = o.InboxPrefix
 	}
 	return n
 }

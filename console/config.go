@@ -123,7 +123,7 @@ var keys = map[string]key{
 			c.ServerID = v
 			return nil
 		}},
-	"LEDGER_CONSOLE_INBOX_PREFIX": {"subject prefix the answers to the console's commands and policy changes come back under (default: the ledger's NATS_INBOX_PREFIX); the hosts' command services publish there, so keep it apart from the ledger's own inbox, e.g. _OPS.console with CMD_INBOX_PREFIX=_OPS and LEDGER_INBOX_PREFIXES=_OPS (docs/nats.md)",
+	"LEDGER_CONSOLE_INBOX_PREFIX": {"subject prefix the answers to the ledger's commands to hosts (the console's, and the policy engine's kicks and disconnects) and to the console's policy changes come back under (default: the ledger's NATS_INBOX_PREFIX); the hosts' command services publish there, so keep it apart from the ledger's own inbox, e.g. _OPS.console with CMD_INBOX_PREFIX=_OPS and LEDGER_INBOX_PREFIXES=_OPS (docs/nats.md)",
 		func(c *Config, v string) error {
 			var p []string
 			if err := config.ParseSubjects(&p, v); err != nil || len(p) != 1 {

@@ -125,6 +125,7 @@ func readSecret(path, what string) ([]byte, error) {
 // policyParts are fleet policy's pieces of a running ledger.
 type policyParts struct {
 	eng  *engine.Engine
+	cmds *cmdsvc.Client // the policy key's commands to hosts; nil without LEDGER_POLICY_KEY
 	sink *webhook.Sink
 	wake chan struct{}
 }
@@ -148,8 +149,14 @@ func startPolicy(st settings, db *store, conn *natsjs.Conn, active func() bool, 
 			return nil, errors.New("LEDGER_POLICY_KEY must hold a user nkey seed (SU…; ctl keygen makes one)")
 		}
 		// Short validity: each command holds a nonce on the host until it
-		// expires, and the hosts bound the live nonces per key.
-		enf = &engine.CommandEnforcer{Client: &cmdsvc.Client{NC: conn.NC, Prefix: st.Agent.SubjectPrefix, Key: kp, TTL: 15 * time.Second}}
+		// expires, and the hosts bound the live nonces per key. The
+		// answers come back under the console's inbox prefix, like the
+		// console's commands: a command service answers only under its
+		// CMD_INBOX_PREFIX and drops the rest, and the ledger's own inbox
+		// (its JetStream pulls) is no place hosts may publish to
+		// (docs/nats.md).
+		p.cmds = &cmdsvc.Client{NC: conn.NC, Prefix: st.Agent.SubjectPrefix, Key: kp, TTL: 15 * time.Second, InboxPrefix: st.Console.InboxPrefix}
+		enf = &engine.CommandEnforcer{Client: p.cmds}
 		log.Info("policy: ending sessions with the policy key; trust it on every host with role policy", "key", pub)
 	} else {
 		log.Warn("policy: LEDGER_POLICY_KEY is not set: verdicts are published and hosts refuse denied logins, but no session is ended mid-way")

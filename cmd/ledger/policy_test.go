@@ -31,8 +31,9 @@ import (
 )
 
 // commanderFor runs a command service for server vpn1 that trusts the
-// ledger's policy key, with an occtl stand-in that records its argv (the
-// real occtl is driven in e2e/).
+// ledger's policy key and answers only under _OPS (CMD_INBOX_PREFIX=_OPS,
+// as docs/nats.md sets it up), with an occtl stand-in that records its
+// argv (the real occtl is driven in e2e/).
 func commanderFor(t *testing.T, b *bed, policyPub string) (spoolDir, argvLog string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -60,7 +61,7 @@ func commanderFor(t *testing.T, b *bed, policyPub string) (spoolDir, argvLog str
 	svc, err := cmdsvc.Start(cmdsvc.Options{NC: b.nc, Prefix: "ocserv", ServerID: "vpn1",
 		Verifier: &opauth.Verifier{Trusted: tr, Nonces: nonces, MaxSkew: 30 * time.Second, MaxValidity: 5 * time.Minute},
 		XKey:     xkp, Occtl: &ocserv.Occtl{Path: occtl, Timeout: 5 * time.Second}, Spool: sp, RefusalAuditsPerMinute: 60,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Build: "test"})
+		InboxPrefixes: []string{"_OPS"}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Build: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,10 @@ func commanderFor(t *testing.T, b *bed, policyPub string) (spoolDir, argvLog str
 // service, crossed by events on the stream, is published to the bucket
 // (created by the ledger, with its heartbeat), ends the user's session
 // through the command service with the ledger's own key, and is noticed
-// to a webhook; a reset lifts the kick and the verdict.
+// to a webhook; a reset lifts the kick and the verdict. The policy
+// engine's commands ask for their answers under LEDGER_CONSOLE_INBOX_PREFIX
+// (_OPS.console), where the command service may answer: under the ledger's
+// own inbox it would drop them, and no session would end.
 func TestServePolicy(t *testing.T) {
 	var mu sync.Mutex
 	notices := map[string]int{}
@@ -98,7 +102,7 @@ func TestServePolicy(t *testing.T) {
 	os.WriteFile(seedFile, seed, 0o600)
 	os.WriteFile(secretFile, []byte(secret+"\n"), 0o600)
 	b := newBed(t, "sqlite", map[string]string{"LEDGER_POLICY": "on", "LEDGER_POLICY_KEY": seedFile, "LEDGER_POLICY_HEARTBEAT": "1s",
-		"LEDGER_POLICY_WEBHOOK_URL": hook.URL, "LEDGER_POLICY_WEBHOOK_SECRET": secretFile})
+		"LEDGER_CONSOLE_INBOX_PREFIX": "_OPS.console", "LEDGER_POLICY_WEBHOOK_URL": hook.URL, "LEDGER_POLICY_WEBHOOK_SECRET": secretFile})
 	opPub, _ := b.operator.PublicKey()
 	os.WriteFile(filepath.Join(b.dir, "operators.keys"), []byte("read-write "+opPub+" test\n"), 0o600)
 	spoolDir, argvLog := commanderFor(t, b, pub)
