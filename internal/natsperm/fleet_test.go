@@ -30,6 +30,8 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/natsjs"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ocserv"
 	"github.com/ocserv-telemetry/ocserv-telemetry/opauth"
+	pbucket "github.com/ocserv-telemetry/ocserv-telemetry/policy/bucket"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy/engine"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
 )
 
@@ -47,9 +49,15 @@ type ledgerSide struct {
 	cons  *ingest.Consumer
 	conn  *natsjs.Conn
 	log   *lockedBuf
+	// eng is the policy engine (LEDGER_POLICY=on), run by runPolicy; the
+	// query service's policy endpoints are wired to it from the start.
+	eng *engine.Engine
 }
 
-func startLedger(t *testing.T, url, keysFile string) *ledgerSide {
+// startLedger starts the ledger's consumer and query service as the
+// ledger user; policyKey is its LEDGER_POLICY_KEY, whose commands to hosts
+// are answered under the console's inbox prefix, as cmd/ledger sets it up.
+func startLedger(t *testing.T, url, keysFile string, policyKey nkeys.KeyPair) *ledgerSide {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -85,7 +93,21 @@ func startLedger(t *testing.T, url, keysFile string) *ledgerSide {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nonces.Close() })
+	l.eng = engine.New(engine.Options{
+		Store: store,
+		Bucket: func(ctx context.Context) (*pbucket.Publisher, error) {
+			kv, _, err := pbucket.Ensure(ctx, l.conn.JS, pbucket.DefaultName, true)
+			if err != nil {
+				return nil, err
+			}
+			return &pbucket.Publisher{KV: kv, Instance: "ledger-1"}, nil
+		},
+		Enforcer: &engine.CommandEnforcer{Client: &cmdsvc.Client{NC: l.conn.NC, Prefix: "ocserv", Key: policyKey, TTL: 15 * time.Second,
+			InboxPrefix: "_OPS.console"}},
+		NC: l.conn.NC, Prefix: "ocserv", Heartbeat: 200 * time.Millisecond, Log: log.With("part", "policy"),
+	})
 	svc, err := api.Start(api.Options{NC: l.conn.NC, Prefix: "ocserv", Store: store, InboxPrefixes: []string{"_OPS"},
+		Policy:   &api.PolicyHooks{Touch: l.eng.Touch, SweepSoon: l.eng.SweepSoon, Settle: l.eng.Settle},
 		Verifier: &opauth.Verifier{Trusted: trusted, Nonces: nonces, MaxSkew: 30 * time.Second, MaxValidity: 5 * time.Minute}, Log: log})
 	if err != nil {
 		t.Fatal(err)
@@ -122,6 +144,7 @@ func (l *ledgerSide) caughtUp(t *testing.T, js jetstream.JetStream) uint64 {
 // ledger's connection: the live view, its audit spool shipped, commands.
 type consoleSide struct {
 	key   nkeys.KeyPair
+	cmdr  *client // vpn1's command service's connection (CMD_NATS_USER, CMD_NATS_INBOX_PREFIX)
 	live  *console.Live
 	audit *console.SpoolAuditor
 }
@@ -137,16 +160,16 @@ func (c *consoleSide) seesServers(ids ...string) bool {
 }
 
 // startConsole starts vpn1's command service as vpn1-commander (the
-// operator's and the console's keys trusted read-write), and the
-// console's live view and audit delivery as the ledger.
-func startConsole(t *testing.T, l *ledgerSide, vpn1 *site) *consoleSide {
+// operator's and the console's keys trusted read-write, the ledger's
+// policy key with the role policy), and the console's live view and
+// audit delivery as the ledger.
+func startConsole(t *testing.T, l *ledgerSide, vpn1 *site, key nkeys.KeyPair, policyPub string) *consoleSide {
 	t.Helper()
-	c := &consoleSide{}
-	c.key, _ = nkeys.CreateUser()
+	c := &consoleSide{key: key}
 	cpub, _ := c.key.PublicKey()
 	dir := t.TempDir()
 	trusted := filepath.Join(dir, "operators.keys")
-	if err := os.WriteFile(trusted, []byte("read-write "+vpn1.opPub+" alice\nread-write "+cpub+" console\n"), 0o600); err != nil {
+	if err := os.WriteFile(trusted, []byte("read-write "+vpn1.opPub+" alice\nread-write "+cpub+" console\npolicy "+policyPub+" ledger-policy\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tr, err := opauth.LoadTrusted(trusted)
@@ -164,7 +187,8 @@ func startConsole(t *testing.T, l *ledgerSide, vpn1 *site) *consoleSide {
 	}
 	t.Cleanup(func() { sp.Close() })
 	xk, _ := nkeys.CreateCurveKeys()
-	cmdr := connect(t, vpn1.srv, "vpn1-commander", "_INBOX_vpn1_commander")
+	cmdr := connect(t, vpn1.srv, "vpn1-commander", "_INBOX_vpn1_cmd")
+	c.cmdr = cmdr
 	svc, err := cmdsvc.Start(cmdsvc.Options{NC: cmdr.nc, Prefix: "ocserv", ServerID: "vpn1", XKey: xk, Spool: sp,
 		Verifier:      &opauth.Verifier{Trusted: tr, Nonces: nonces, MaxSkew: 30 * time.Second, MaxValidity: 5 * time.Minute},
 		Occtl:         &ocserv.Occtl{Path: vpn1.occtl, Timeout: 10 * time.Second},
@@ -224,14 +248,19 @@ func TestDocumentedFleetPermissions(t *testing.T) {
 		t.Errorf("the bucket the shipper created allows rollups (or: %v): any host could wipe it", err)
 	}
 
-	// The operator's key, trusted by the ledger.
+	// The operator's key, read-only, and the console's, read-write (its
+	// policy changes), trusted by the ledger; the ledger's policy key.
 	opKey, _ := nkeys.CreateUser()
 	opPub, _ := opKey.PublicKey()
+	consoleKey, _ := nkeys.CreateUser()
+	consolePub, _ := consoleKey.PublicKey()
+	policyKey, _ := nkeys.CreateUser()
+	policyPub, _ := policyKey.PublicKey()
 	keys := filepath.Join(t.TempDir(), "operators.keys")
-	if err := os.WriteFile(keys, []byte("ro "+opPub+" alice\n"), 0o600); err != nil {
+	if err := os.WriteFile(keys, []byte("ro "+opPub+" alice\nread-write "+consolePub+" console\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l := startLedger(t, s.ClientURL(), keys)
+	l := startLedger(t, s.ClientURL(), keys, policyKey)
 
 	// Two hosts: a session each through the real hook, delivered by the
 	// real shipper with its own user; occtl's workers become snapshots,
@@ -291,7 +320,7 @@ func TestDocumentedFleetPermissions(t *testing.T) {
 	// vpn1's command service as its own user answers alice and the
 	// console (on the ledger's connection, answers under _OPS.console);
 	// the console's live view and audit delivery run as the ledger.
-	csl := startConsole(t, l, vpn1)
+	csl := startConsole(t, l, vpn1, consoleKey, policyPub)
 	for name, c := range map[string]*cmdsvc.Client{
 		"alice":       {NC: alice.nc, Prefix: "ocserv", Key: opKey},
 		"the console": {NC: l.conn.NC, Prefix: "ocserv", Key: csl.key, InboxPrefix: "_OPS.console"},
@@ -462,6 +491,10 @@ func TestDocumentedFleetPermissions(t *testing.T) {
 	if err := ljs.DeleteConsumer(tctx(t, 5*time.Second), stream, other.CachedInfo().Name); err != nil {
 		t.Errorf("the ledger deleting an operator's consumer on the events stream (the page says it can): %v", err)
 	}
+
+	// Fleet policy (LEDGER_POLICY=on, vpn1 with POLICY=on) under the same
+	// block: docs/policy.md's bucket, kicks and console actions.
+	fleetPolicy(t, s, l, vpn1, csl)
 
 	if v := l.log.String(); strings.Contains(v, "Permissions Violation") {
 		t.Errorf("the ledger hit a permissions violation:\n%s", v)
