@@ -13,7 +13,8 @@
 //	                          mirror is current
 //
 // Only the ledger writes the bucket; hosts only read it. The NATS
-// permissions that enforce this are in docs/policy.md.
+// permissions that enforce this are in docs/nats.md's fleet block
+// (docs/policy.md, "Permissions").
 package bucket
 
 import (
