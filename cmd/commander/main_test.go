@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/cmdsvc"
@@ -21,6 +22,9 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/sdnotify"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/sdnotify/notifytest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy/bucket"
+	"github.com/ocserv-telemetry/ocserv-telemetry/policy/mirror"
 )
 
 func TestBuildFromAgentConfig(t *testing.T) {
@@ -195,5 +199,109 @@ func TestNotifySocketNobodyReads(t *testing.T) {
 	t.Logf("stopped %s after the stop", time.Since(start).Round(time.Millisecond))
 	if out := log.String(); !strings.Contains(out, "READY=1, STOPPING=1 not taken") {
 		t.Errorf("the undelivered READY=1 and STOPPING=1 are not named in the log:\n%s", out)
+	}
+}
+
+// With POLICY=on the command service follows the verdicts bucket on its
+// own connection: as its own NATS user (CMD_NATS_USER) and under its own
+// inbox (CMD_NATS_INBOX_PREFIX), with exactly the rights docs/nats.md
+// gives vpn1-commander, none of the shipper's inbox. Its mirror gets the
+// ledger's verdict and heartbeat with no permissions violation. (Without
+// CMD_NATS_INBOX_PREFIX it would watch under the shipper's inbox, which
+// its user may not read: no verdict would ever arrive.)
+func TestPolicyMirrorUnderItsOwnInbox(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nats.conf")
+	os.WriteFile(conf, []byte(`listen: 127.0.0.1:-1
+jetstream: {store_dir: "`+filepath.Join(dir, "js")+`"}
+accounts: {
+  OCSERV: {
+    jetstream: enabled
+    users: [
+      {user: vpn7, password: vpn7-secret, permissions: {subscribe: {allow: ["_INBOX_vpn7.>"]}}}
+      {user: vpn7-commander, password: vpn7-commander-secret, permissions: {
+        publish: {allow: [
+          "_OPS.>",
+          "$JS.API.STREAM.INFO.KV_OCSERV_POLICY",
+          "$JS.API.CONSUMER.CREATE.KV_OCSERV_POLICY.*.$KV.OCSERV_POLICY.>",
+          "$JS.API.CONSUMER.DELETE.KV_OCSERV_POLICY.*",
+          "$JS.FC.KV_OCSERV_POLICY.>"
+        ]}
+        subscribe: {allow: ["ocserv.cmd.vpn7.>", "$SRV.PING", "$SRV.INFO", "$SRV.STATS",
+                            "$SRV.*.ocserv-telemetry", "$SRV.*.ocserv-telemetry.*", "_INBOX_vpn7_cmd.>"]}
+      }}
+      {user: ledger, password: ledger-secret}
+    ]
+  }
+}
+`), 0o600)
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.NoLog, opts.NoSigs = true, true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lnc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("ledger", "ledger-secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lnc.Close()
+	ljs, _ := jetstream.New(lnc)
+	kv, _, err := bucket.Ensure(ctx, ljs, bucket.DefaultName, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := &bucket.Publisher{KV: kv, Instance: "ledger-1"}
+	if err := pub.Put(ctx, policy.Verdict{V: policy.VerdictVersion, User: "erin", Reason: policy.ReasonQuota, Message: "quota used", Decided: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Heartbeat(ctx, time.Now(), 1); err != nil {
+		t.Fatal(err)
+	}
+
+	op, _ := nkeys.CreateUser()
+	opPub, _ := op.PublicKey()
+	os.WriteFile(filepath.Join(dir, "keys"), []byte("ro "+opPub+" t\n"), 0o644)
+	spoolDir := filepath.Join(dir, "spool")
+	cfg, probs, err := config.Parse(strings.NewReader(strings.Join([]string{
+		"SERVER_ID=vpn7", "SPOOL_DIR=" + spoolDir, "NATS_URL=" + srv.ClientURL(),
+		"NATS_USER=vpn7", "NATS_PASSWORD=vpn7-secret", "NATS_INBOX_PREFIX=_INBOX_vpn7",
+		"CMD_NATS_USER=vpn7-commander", "CMD_NATS_PASSWORD=vpn7-commander-secret", "CMD_NATS_INBOX_PREFIX=_INBOX_vpn7_cmd",
+		"CMD_INBOX_PREFIX=_OPS", "POLICY=on",
+		"CMD_TRUSTED_KEYS=" + filepath.Join(dir, "keys"), "CMD_XKEY_SEED=" + filepath.Join(dir, "etc", "xkey"),
+		"CMD_NONCE_FILE=" + filepath.Join(dir, "state", "nonces"),
+	}, "\n")))
+	if err != nil || len(probs) > 0 {
+		t.Fatal(err, probs)
+	}
+	out := &syncBuf{}
+	_, closeAll, err := Build(cfg, slog.New(slog.NewTextHandler(out, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll()
+	for {
+		r := mirror.Lookup(spoolDir, "erin", time.Now(), time.Minute)
+		if r.State == mirror.StateFresh && r.Verdict != nil && !r.Verdict.Allowed {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("erin's verdict never reached the mirror (%+v); the commander's log:\n%s", r, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if strings.Contains(out.String(), "Permissions Violation") {
+		t.Errorf("the command service hit a permissions violation:\n%s", out.String())
 	}
 }
