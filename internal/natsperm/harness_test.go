@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/hooktest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
 )
 
 var shipperBin, hookBin, ctlBin string
@@ -59,46 +59,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// permissionsConf is the block docs/nats.md gives between its markers:
-// the test runs exactly what the page tells operators to write.
-func permissionsConf(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile("../../docs/nats.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile("(?s)<!-- permissions:begin -->\\s*```[a-z]*\\n(.*?)```\\s*<!-- permissions:end -->").FindSubmatch(b)
-	if m == nil {
-		t.Fatal("docs/nats.md has no permissions block between its markers")
-	}
-	return string(m[1])
-}
-
-// startServer runs nats-server with the documented block on a loopback
-// port; only the listen address and the store directory are added.
+// startServer runs nats-server with exactly the block docs/nats.md gives
+// operators.
 func startServer(t *testing.T) *server.Server {
 	t.Helper()
-	dir := t.TempDir()
-	conf := "listen: 127.0.0.1:-1\njetstream: {store_dir: \"" + filepath.Join(dir, "js") + "\"}\n" + permissionsConf(t)
-	path := filepath.Join(dir, "nats.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	opts, err := server.ProcessConfigFile(path)
-	if err != nil {
-		t.Fatalf("the documented configuration does not load: %v", err)
-	}
-	opts.NoLog, opts.NoSigs = true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
+	return natstest.RunDocumented(t, "../../docs/nats.md")
 }
 
 // client is a connection as one documented user; viol keeps every

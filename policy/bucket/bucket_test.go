@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -198,13 +196,4 @@ func TestKeys(t *testing.T) {
 	if _, err := Decode("a\nb", []byte(`{"v":1,"user":"a\nb"}`)); err == nil {
 		t.Error("a user name with a newline must be refused")
 	}
-}
-
-// writeConf writes a nats-server configuration file.
-func writeConf(t *testing.T, body string) string {
-	p := filepath.Join(t.TempDir(), "nats.conf")
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

@@ -1,8 +1,6 @@
 package bucket
 
 import (
-	"os"
-	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -11,43 +9,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/policy/mirror"
 )
 
-// permissionsConf is the nats-server configuration docs/policy.md gives
-// for the bucket, between its permissions markers: the test runs exactly
-// what the documentation tells operators to write.
-func permissionsConf(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile("../../docs/policy.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile("(?s)<!-- permissions:begin -->\\s*```[a-z]*\\n(.*?)```\\s*<!-- permissions:end -->").FindSubmatch(b)
-	if m == nil {
-		t.Fatal("docs/policy.md has no permissions block between its markers")
-	}
-	return string(m[1])
-}
-
+// permServer runs nats-server with exactly the block docs/policy.md gives.
 func permServer(t *testing.T) *server.Server {
 	t.Helper()
-	conf := "listen: 127.0.0.1:-1\njetstream: {store_dir: \"" + t.TempDir() + "\"}\n" + permissionsConf(t)
-	opts, err := server.ProcessConfigFile(writeConf(t, conf))
-	if err != nil {
-		t.Fatalf("the documented configuration does not load: %v", err)
-	}
-	opts.NoLog, opts.NoSigs = true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
+	return natstest.RunDocumented(t, "../../docs/policy.md")
 }
 
 // userJS connects as a documented user, with its documented inbox
