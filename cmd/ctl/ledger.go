@@ -49,9 +49,7 @@ func ledgerCmds(g *globals) []*cobra.Command {
 				if err := printSessions(w, res.Sessions); err != nil {
 					return err
 				}
-				if res.NextCursor != "" {
-					fmt.Fprintf(w, "(more: add --cursor %s)\n", res.NextCursor)
-				}
+				morePages(w, res.NextCursor)
 				return nil
 			})
 		}}
@@ -151,9 +149,7 @@ func ledgerCmds(g *globals) []*cobra.Command {
 				if err := printAudit(w, res.Entries); err != nil {
 					return err
 				}
-				if res.NextCursor != "" {
-					fmt.Fprintf(w, "(more: add --cursor %s)\n", res.NextCursor)
-				}
+				morePages(w, res.NextCursor)
 				return nil
 			})
 		}}
@@ -382,4 +378,12 @@ func bytesH(n int64) string {
 		f /= u
 	}
 	return strconv.FormatFloat(f, 'f', 1, 64) + " " + units[i]
+}
+
+// morePages tells how to ask for the next page of a paged ledger answer
+// (nothing on the last page).
+func morePages(w io.Writer, next string) {
+	if next != "" {
+		fmt.Fprintf(w, "(more: add --cursor %s)\n", next)
+	}
 }

@@ -61,9 +61,7 @@ func policyCmds(g *globals) []*cobra.Command {
 				if err := printPolicies(w, res.Policies); err != nil {
 					return err
 				}
-				if res.NextCursor != "" {
-					fmt.Fprintf(w, "(more: add --cursor %s)\n", res.NextCursor)
-				}
+				morePages(w, res.NextCursor)
 				return nil
 			})
 		}}
@@ -99,9 +97,7 @@ func policyCmds(g *globals) []*cobra.Command {
 				if err := tw.Flush(); err != nil {
 					return err
 				}
-				if res.NextCursor != "" {
-					fmt.Fprintf(w, "(more: add --cursor %s)\n", res.NextCursor)
-				}
+				morePages(w, res.NextCursor)
 				return nil
 			})
 		}}
