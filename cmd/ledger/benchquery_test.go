@@ -360,7 +360,12 @@ func genPG(t *testing.T, c *pgtest.Cluster, dsn string, n int) time.Duration {
 			FROM usage_daily GROUP BY 1, 2`,
 	)
 	stmts = append(stmts, ddl...)
-	stmts = append(stmts, "VACUUM ANALYZE")
+	// A ledger that has run for a year has had its old rows vacuumed and
+	// frozen by autovacuum long ago (hint bits set, visibility map all
+	// visible, nothing left for autovacuum to do) and its dirty pages
+	// checkpointed: the generated one is brought to the same state, so
+	// the questions are not measured against a first VACUUM's work.
+	stmts = append(stmts, "VACUUM (FREEZE, ANALYZE)", "CHECKPOINT")
 	for _, q := range stmts {
 		qb := time.Now()
 		if _, err := conn.Exec(ctx, q); err != nil {
