@@ -94,8 +94,15 @@ func (s *Store) History(ctx context.Context, q ledger.HistoryQuery) (ledger.Page
 		w.add("(connected_at, session_uid) < (?, ?::uuid)", c.Time, c.ID)
 	}
 	lim := w.arg(q.Limit + 1)
+	// sessions.session_uid, not session_uid: a bare name in ORDER BY is
+	// the output column first, and the output's session_uid is the uuid
+	// as text. Ordered by the uuid itself (as the cursor compares it),
+	// the user's, server's or connect index gives the whole order and the
+	// scan stops at the page's end; ordered by the text, the index gave
+	// only connected_at and an incremental sort (and a text collation the
+	// cursor knew nothing of) decided the ties.
 	list, err := s.sessions(ctx, `SELECT `+selectSessionCols+sessionsFrom+w.String()+
-		` ORDER BY connected_at DESC, session_uid DESC LIMIT `+lim, w.args...)
+		` ORDER BY connected_at DESC, sessions.session_uid DESC LIMIT `+lim, w.args...)
 	if err != nil {
 		return page, wrap("postgres ledger: history", err)
 	}
