@@ -147,9 +147,17 @@ var pgWorkingSet = []string{"sessions_vpn4", "sessions_real", "sessions_user", "
 // to what the questions themselves touch): the earlier warm-up's
 // sequential scans left the primary keys, by which who and history fetch
 // every row, to the questions' first reads from disk.
+//
+// LEDGER_BENCH_COLD=1 leaves it out, for a figure of a ledger just
+// started on a cold page cache (drop the machine's caches first; only the
+// questions' own warm-up then reads ahead of the timed ones).
 func warm(t *testing.T, engine, dsn string) {
 	ctx := context.Background()
 	begin := time.Now()
+	if os.Getenv("LEDGER_BENCH_COLD") == "1" {
+		t.Logf("%s: not warmed (LEDGER_BENCH_COLD=1)", engine)
+		return
+	}
 	if engine == "sqlite" {
 		qs := []string{
 			`SELECT sum(length(user_agent)) FROM sessions`,
