@@ -63,6 +63,26 @@ func (s *Store) History(ctx context.Context, q ledger.HistoryQuery) (ledger.Page
 	if err := q.Check(); err != nil {
 		return page, err
 	}
+	query, args, err := historySQL(q)
+	if err != nil {
+		return page, err
+	}
+	list, err := s.sessions(ctx, query, args...)
+	if err != nil {
+		return page, wrap("postgres ledger: history", err)
+	}
+	if len(list) > q.Limit {
+		list = list[:q.Limit]
+		last := list[len(list)-1]
+		page.NextCursor = ledger.Cursor{Time: last.ConnectedAt, ID: last.UID}.Encode()
+	}
+	page.Items = list
+	return page, nil
+}
+
+// historySQL is the statement of a checked history question: a page and
+// one row more, to know whether another page follows.
+func historySQL(q ledger.HistoryQuery) (string, []any, error) {
 	var w where
 	if q.User != "" {
 		w.add("username = ?", q.User)
@@ -89,7 +109,7 @@ func (s *Store) History(ctx context.Context, q ledger.HistoryQuery) (ledger.Page
 	if q.Cursor != "" {
 		c, err := ledger.DecodeCursor(q.Cursor)
 		if err != nil {
-			return page, err
+			return "", nil, err
 		}
 		w.add("(connected_at, session_uid) < (?, ?::uuid)", c.Time, c.ID)
 	}
@@ -101,18 +121,8 @@ func (s *Store) History(ctx context.Context, q ledger.HistoryQuery) (ledger.Page
 	// scan stops at the page's end; ordered by the text, the index gave
 	// only connected_at and an incremental sort (and a text collation the
 	// cursor knew nothing of) decided the ties.
-	list, err := s.sessions(ctx, `SELECT `+selectSessionCols+sessionsFrom+w.String()+
-		` ORDER BY connected_at DESC, sessions.session_uid DESC LIMIT `+lim, w.args...)
-	if err != nil {
-		return page, wrap("postgres ledger: history", err)
-	}
-	if len(list) > q.Limit {
-		list = list[:q.Limit]
-		last := list[len(list)-1]
-		page.NextCursor = ledger.Cursor{Time: last.ConnectedAt, ID: last.UID}.Encode()
-	}
-	page.Items = list
-	return page, nil
+	return `SELECT ` + selectSessionCols + sessionsFrom + w.String() +
+		` ORDER BY connected_at DESC, sessions.session_uid DESC LIMIT ` + lim, w.args, nil
 }
 
 // Session is one session with its samples.
