@@ -263,6 +263,7 @@ func BenchmarkConsolePages(b *testing.B) {
 		Ratio50  float64 `json:"page_over_query_p50"`
 		GoalP99  float64 `json:"goal_p99_ms"`
 		Sessions int     `json:"sessions"`
+		DBMB     int64   `json:"db_mb"` // the database file's size
 	}
 	pct := func(l []time.Duration, p float64) float64 {
 		sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
@@ -378,8 +379,11 @@ func BenchmarkConsolePages(b *testing.B) {
 		b.Logf("cold page times not measured: emptying the page cache needs root (and CONSOLE_BENCH_COLD > 0)")
 	}
 	cache = "warm"
-	warmUp(b, path)
+	dbMB := warmUp(b, path) >> 20
 	pages()
+	for i := range figs {
+		figs[i].DBMB = dbMB
+	}
 	for _, f := range figs {
 		b.Logf("%-11s %s (%d) page p50 %.2f ms p99 %.2f ms; ledger queries p50 %.2f ms p99 %.2f ms; page/query %.2fx", f.Page, f.Cache, f.N, f.P50ms, f.P99ms, f.Query50, f.Query99, f.Ratio50)
 	}
@@ -424,7 +428,7 @@ func dropCaches(b *testing.B) {
 // warmUp reads the database file once, so the warm figures are those of
 // a running service whose database the page cache holds, whatever ran on
 // the machine before the benchmark.
-func warmUp(b *testing.B, path string) {
+func warmUp(b *testing.B, path string) int64 {
 	start := time.Now()
 	f, err := os.Open(path)
 	if err != nil {
@@ -436,4 +440,5 @@ func warmUp(b *testing.B, path string) {
 		b.Fatalf("warm up: read %s: %v", path, err)
 	}
 	b.Logf("%s: read the database (%d MB) into the page cache", time.Since(start).Round(time.Millisecond), n>>20)
+	return n
 }

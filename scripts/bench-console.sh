@@ -29,7 +29,7 @@ fi
 {
 	bench_run_line
 	echo
-	echo "Page time at $(jq '.[0].sessions' "$tmp/pages.json") sessions; warm: the database read into the page cache first (a running service), cold: every request after the page cache was emptied (the goal is the warm figure):"
+	echo "Page time at $(jq '.[0].sessions' "$tmp/pages.json") sessions; warm: the database ($(jq '.[0].db_mb' "$tmp/pages.json") MB) read into the page cache first (a running service), cold: every request after the page cache was emptied (the goal is the warm figure):"
 	echo
 	echo "| page | cache | requests | p50 | p99 | ledger queries p50 | ledger queries p99 | page / queries (p50) | p99 within the goal |"
 	echo "|---|---|---|---|---|---|---|---|---|"
