@@ -170,9 +170,9 @@ func checkAssets(views map[string]*viewTmpl, a *assets) error {
 
 func templateFuncs(a *assets) template.FuncMap {
 	return template.FuncMap{
-		"asset": a.url,
+		"asset":    a.url,
 		"userPath": userPath,
-		"bytes": humanBytes,
+		"bytes":    humanBytes,
 		"rate": func(f float64) string {
 			return humanBytes(int64(f)) + "/s"
 		},
