@@ -337,4 +337,22 @@ func TestUserLinksCarryAnyName(t *testing.T) {
 			t.Errorf("%q has no link on the online page", n)
 		}
 	}
+	// An operator gets the buttons only for names the hosts' commands
+	// take; for the others, how to do it on the host instead of a button
+	// that can only fail.
+	op := b.client()
+	op.mustLogin(opUser, opPass)
+	_, page = op.get("/online")
+	for _, n := range []string{"john smith", "alice"} {
+		row := regexp.MustCompile(`(?s)<tr data-user="` + regexp.QuoteMeta(html.EscapeString(n)) + `".*?</tr>`).FindString(page)
+		kick, note := strings.Contains(row, `data-action="kick"`), strings.Contains(row, "occtl disconnect id")
+		if want := n == "alice"; kick != want || note == want {
+			t.Errorf("%q's row: kick button %v, occtl note %v:\n%s", n, kick, note, row)
+		}
+		_, up := op.get(userPath(n))
+		form, warn := strings.Contains(up, `action="/confirm/kick"`), strings.Contains(up, `id="user-not-actionable"`)
+		if want := n == "alice"; form != want || warn == want {
+			t.Errorf("%q's page: kick form %v, warning %v", n, form, warn)
+		}
+	}
 }
