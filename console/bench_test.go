@@ -2,7 +2,9 @@ package console
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -178,9 +180,9 @@ func BenchmarkConsolePages(b *testing.B) {
 	os.MkdirAll(dir, 0o755)
 	// The fleet ends at a fixed day so the data can be reused.
 	end := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	// The schema version is in the name: a database from an older build
-	// is not reused (the ledger refuses a stale schema).
-	path := filepath.Join(dir, fmt.Sprintf("console-%d-schema%d.db", benchSessions, sqlite.SchemaVersion()))
+	// The schema version and the migrations' tag are in the name: a
+	// database from another schema is not reused.
+	path := filepath.Join(dir, fmt.Sprintf("console-%d-schema%d-%s.db", benchSessions, sqlite.SchemaVersion(), migrationsTag(b)))
 	benchDB(b, path, end)
 	ctx := context.Background()
 	store, err := sqlite.Open(ctx, path, sqlite.Options{})
@@ -467,4 +469,27 @@ func diskRead(b *testing.B) int64 {
 	}
 	b.Fatalf("disk reads: no read_bytes in /proc/self/io")
 	return 0
+}
+
+// migrationsTag names the set of the SQLite ledger's migrations (a hash of
+// their names and text): branches number their migrations apart and merge
+// them later, so a database made before a lower-numbered migration landed
+// has the same latest version but not the same schema, and must not be
+// reused.
+func migrationsTag(b *testing.B) string {
+	dir := filepath.Join("..", "ledger", "sqlite", "migrations")
+	files, err := os.ReadDir(dir)
+	if err != nil {
+		b.Fatalf("the ledger's migrations: %v", err)
+	}
+	h := sha256.New()
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join(dir, f.Name()))
+		if err != nil {
+			b.Fatalf("the ledger's migrations: %v", err)
+		}
+		fmt.Fprintf(h, "%s %d\n", f.Name(), len(data))
+		h.Write(data)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:8]
 }
