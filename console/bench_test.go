@@ -471,25 +471,19 @@ func diskRead(b *testing.B) int64 {
 	return 0
 }
 
-// migrationsTag names the set of the SQLite ledger's migrations (a hash of
-// their names and text): branches number their migrations apart and merge
+// migrationsTag names the set of the SQLite ledger's migrations (a hash
+// of their file names): branches number their migrations apart and merge
 // them later, so a database made before a lower-numbered migration landed
 // has the same latest version but not the same schema, and must not be
 // reused.
 func migrationsTag(b *testing.B) string {
-	dir := filepath.Join("..", "ledger", "sqlite", "migrations")
-	files, err := os.ReadDir(dir)
+	files, err := os.ReadDir(filepath.Join("..", "ledger", "sqlite", "migrations"))
 	if err != nil {
 		b.Fatalf("the ledger's migrations: %v", err)
 	}
 	h := sha256.New()
 	for _, f := range files {
-		data, err := os.ReadFile(filepath.Join(dir, f.Name()))
-		if err != nil {
-			b.Fatalf("the ledger's migrations: %v", err)
-		}
-		fmt.Fprintf(h, "%s %d\n", f.Name(), len(data))
-		h.Write(data)
+		fmt.Fprintln(h, f.Name())
 	}
 	return hex.EncodeToString(h.Sum(nil))[:8]
 }
