@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pressly/goose/v3"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/pgtest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
@@ -90,6 +91,7 @@ func TestBenchQueries(t *testing.T) {
 			gen = genSQLite(t, path, n)
 			// Data cached by an older build: its migrations bring it
 			// up to date (and fill what they add).
+			catchUpSQLite(t, path)
 			if _, err := sqlite.Migrate(ctx, path); err != nil {
 				t.Fatal(err)
 			}
@@ -223,6 +225,44 @@ func warm(t *testing.T, engine, dsn string) int64 {
 	}
 	t.Logf("%s: warmed %.0f MiB (%s) in %s", engine, float64(total)/(1<<20), strings.Join(pgWorkingSet, ", "), time.Since(begin).Round(time.Millisecond))
 	return total
+}
+
+// catchUpSQLite applies to cached SQLite data the migrations numbered
+// below its version that it lacks: one merged from another branch after
+// the data was made (00004, the policy tables, landed after data made at
+// version 5). goose applies those only when asked to, out of order, and
+// the ledger never asks (it refuses such a database); the benchmark's
+// cache is not worth 15 minutes of generation for tables of its own that
+// no question reads. A migration that changed existing tables could not
+// be applied out of order like this: delete the cache to regenerate it.
+func catchUpSQLite(t *testing.T, path string) {
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, os.DirFS(filepath.Join("..", "..", "ledger", "sqlite", "migrations")),
+		goose.WithDisableGlobalRegistry(true), goose.WithAllowOutofOrder(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := p.GetDBVersion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := p.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range status {
+		if m.State == goose.StatePending && m.Source.Version < cur {
+			if _, err := p.ApplyVersion(ctx, m.Source.Version, true); err != nil {
+				t.Fatalf("cached SQLite data: migration %d out of order: %v", m.Source.Version, err)
+			}
+			t.Logf("sqlite: cached data at version %d lacked migration %d: applied", cur, m.Source.Version)
+		}
+	}
 }
 
 func fmtGen(d time.Duration) string {
