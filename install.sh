@@ -139,51 +139,37 @@ changed() {
 	fi
 }
 
+# needs OPTION: what an option that takes a value wants (for the error
+# when it is missing); false for every other argument.
+needs() {
+	case $1 in
+	--firewall) echo "off or on" ;;
+	--bin-dir | --root) echo "a directory" ;;
+	--ocserv-conf) echo "a file" ;;
+	--server-id) echo "a value" ;;
+	--ocserv-version) echo "a version" ;;
+	--console-admin) echo "an account name" ;;
+	*) return 1 ;;
+	esac
+}
+
 while [ $# -gt 0 ]; do
+	# "--option value" is read as "--option=value".
+	if what=$(needs "$1"); then
+		[ $# -ge 2 ] || die "$1 needs $what"
+		opt="$1=$2"
+		shift 2
+		set -- "$opt" "$@"
+	fi
 	case $1 in
 	--firewall=*) FIREWALL=${1#--firewall=} ;;
-	--firewall)
-		[ $# -ge 2 ] || die "--firewall needs off or on"
-		FIREWALL=$2
-		shift
-		;;
 	--bin-dir=*) BIN_DIR=${1#--bin-dir=} ;;
-	--bin-dir)
-		[ $# -ge 2 ] || die "--bin-dir needs a directory"
-		BIN_DIR=$2
-		shift
-		;;
 	--ocserv-conf=*) OCSERV_CONF=${1#--ocserv-conf=} ;;
-	--ocserv-conf)
-		[ $# -ge 2 ] || die "--ocserv-conf needs a file"
-		OCSERV_CONF=$2
-		shift
-		;;
 	--root=*) ROOT=${1#--root=} ;;
-	--root)
-		[ $# -ge 2 ] || die "--root needs a directory"
-		ROOT=$2
-		shift
-		;;
 	--server-id=*) SERVER_ID=${1#--server-id=} ;;
-	--server-id)
-		[ $# -ge 2 ] || die "--server-id needs a value"
-		SERVER_ID=$2
-		shift
-		;;
 	--ocserv-version=*) OCSERV_VERSION=${1#--ocserv-version=} ;;
-	--ocserv-version)
-		[ $# -ge 2 ] || die "--ocserv-version needs a version"
-		OCSERV_VERSION=$2
-		shift
-		;;
-	--commands) COMMANDS=on ;;
 	--console-admin=*) CONSOLE_ADMIN=${1#--console-admin=} ;;
-	--console-admin)
-		[ $# -ge 2 ] || die "--console-admin needs an account name"
-		CONSOLE_ADMIN=$2
-		shift
-		;;
+	--commands) COMMANDS=on ;;
 	--ledger) LEDGER=on ;;
 	--ledger=*)
 		LEDGER=on

@@ -2,9 +2,12 @@ package console
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -14,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -176,9 +180,9 @@ func BenchmarkConsolePages(b *testing.B) {
 	os.MkdirAll(dir, 0o755)
 	// The fleet ends at a fixed day so the data can be reused.
 	end := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	// The schema version is in the name: a database from an older build
-	// is not reused (the ledger refuses a stale schema).
-	path := filepath.Join(dir, fmt.Sprintf("console-%d-schema%d.db", benchSessions, sqlite.SchemaVersion()))
+	// The schema version and the migrations' tag are in the name: a
+	// database from another schema is not reused.
+	path := filepath.Join(dir, fmt.Sprintf("console-%d-schema%d-%s.db", benchSessions, sqlite.SchemaVersion(), migrationsTag(b)))
 	benchDB(b, path, end)
 	ctx := context.Background()
 	store, err := sqlite.Open(ctx, path, sqlite.Options{})
@@ -252,6 +256,7 @@ func BenchmarkConsolePages(b *testing.B) {
 	}
 	type figure struct {
 		Page     string  `json:"page"`
+		Cache    string  `json:"cache"` // "warm" or "cold"
 		N        int     `json:"n"`
 		P50ms    float64 `json:"p50_ms"`
 		P99ms    float64 `json:"p99_ms"`
@@ -260,25 +265,38 @@ func BenchmarkConsolePages(b *testing.B) {
 		Ratio50  float64 `json:"page_over_query_p50"`
 		GoalP99  float64 `json:"goal_p99_ms"`
 		Sessions int     `json:"sessions"`
+		DBMB     int64   `json:"db_mb"` // the database file's size
+		// DiskKB is what the process read from the disk per request
+		// (pages and baselines), from /proc/self/io: about nothing when
+		// the cache held the database, as a warm row claims.
+		DiskKB float64 `json:"disk_kb_per_request"`
 	}
 	pct := func(l []time.Duration, p float64) float64 {
 		sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
 		return float64(l[min(len(l)-1, int(float64(len(l))*p))].Microseconds()) / 1000
 	}
-	const n = 300
 	var figs []figure
+	// Each page is measured twice. Cold (as root only): every request,
+	// and every baseline, follows an emptied page cache (dropCaches), so
+	// each reads what it needs from the disk; that is the first look at a
+	// user on a machine that holds none of the database in memory. Then
+	// warm: after the database file has been read once (warmUp), as the
+	// page cache of a running ledger holds it when the machine has the
+	// memory for it. The goal is the warm figure: a running service.
+	cache := "cold"
 	measure := func(page string, pagePath func() string, query func() error) {
+		n := 300
+		if cache == "cold" {
+			n = benchCold
+		}
 		var pt, qt []time.Duration
+		read0 := diskRead(b)
 		for i := 0; i < n; i++ {
 			// Every overview pays the ledger's server list (the cache is
 			// emptied), so the figure is the uncached page.
 			srv.cacheMu.Lock()
 			srv.servers = nil
 			srv.cacheMu.Unlock()
-			// Page and queries alternate which goes first, so neither
-			// always pays the cold reads of a new user's rows for the
-			// other.
-			path := pagePath()
 			timeQuery := func() {
 				start := time.Now()
 				if err := query(); err != nil {
@@ -286,6 +304,22 @@ func BenchmarkConsolePages(b *testing.B) {
 				}
 				qt = append(qt, time.Since(start))
 			}
+			if cache == "cold" {
+				// A page, then the baseline for another user (the
+				// page's own reads would warm the ledger's connection
+				// caches for it), each after an emptied page cache.
+				path := pagePath()
+				dropCaches(b)
+				pt = append(pt, get(path))
+				pagePath()
+				dropCaches(b)
+				timeQuery()
+				continue
+			}
+			// Page and queries alternate which goes first, so neither
+			// always pays the first reads of a new user's rows for the
+			// other.
+			path := pagePath()
 			if i%2 == 1 {
 				timeQuery()
 			}
@@ -294,11 +328,12 @@ func BenchmarkConsolePages(b *testing.B) {
 				timeQuery()
 			}
 		}
-		f := figure{Page: page, N: n, P50ms: pct(pt, .5), P99ms: pct(pt, .99), Query50: pct(qt, .5), Query99: pct(qt, .99),
+		f := figure{Page: page, Cache: cache, N: n, P50ms: pct(pt, .5), P99ms: pct(pt, .99), Query50: pct(qt, .5), Query99: pct(qt, .99),
 			GoalP99: 100, Sessions: benchSessions}
 		f.Ratio50 = f.P50ms / f.Query50
+		f.DiskKB = float64((diskRead(b)-read0)*10/1024/int64(2*n)) / 10
 		figs = append(figs, f)
-		b.ReportMetric(f.P99ms, page+"_p99_ms")
+		b.ReportMetric(f.P99ms, page+"_"+cache+"_p99_ms")
 	}
 	user := func() string { return "user" + strconv.Itoa(rng.IntN(benchUsers)) }
 	// The page with policies on must show the standing it is timed for.
@@ -310,7 +345,6 @@ func BenchmarkConsolePages(b *testing.B) {
 		b.Fatalf("the user page with policies on has no policy section:\n%s", rec.Body.String())
 	}
 	var cur string
-	measure("overview", func() string { return "/" }, func() error { _, err := store.Servers(ctx); return err })
 	userQueries := func() error {
 		if _, err := store.History(ctx, ledger.HistoryQuery{User: cur, Limit: 25}); err != nil {
 			return err
@@ -322,30 +356,44 @@ func BenchmarkConsolePages(b *testing.B) {
 		_, err := store.Audit(ctx, ledger.AuditQuery{User: cur, Limit: 20})
 		return err
 	}
-	measure("user", func() string { cur = user(); return "/users/" + cur }, userQueries)
-	measure("user+policy", func() string { cur = user(); return "policies:/users/" + cur }, func() error {
-		if err := userQueries(); err != nil {
-			return err
-		}
-		_, ok, err := engine.ExplainUser(ctx, store, cur, end)
-		if err == nil && !ok {
-			err = fmt.Errorf("%s has no policy in the benchmark's fleet", cur)
-		}
-		return err
-	})
 	var ip, at string
-	measure("search", func() string {
-		i := rng.IntN(benchSessions)
-		ip = fmt.Sprintf("10.%d.%d.%d", i%benchServers, (i/250)%256, 2+i%250)
-		at = time.UnixMicro(end.Add(-benchDays*24*time.Hour).UnixMicro() + int64(i)*((end.Add(-time.Hour).UnixMicro()-end.Add(-benchDays*24*time.Hour).UnixMicro())/int64(benchSessions)) + 30e6).UTC().Format(time.RFC3339)
-		return "/search?who=1&ip=" + ip + "&at=" + at
-	}, func() error {
-		t, _ := time.Parse(time.RFC3339, at)
-		_, err := store.Who(ctx, ledger.WhoQuery{IP: ip, At: t})
-		return err
-	})
+	pages := func() {
+		measure("overview", func() string { return "/" }, func() error { _, err := store.Servers(ctx); return err })
+		measure("user", func() string { cur = user(); return "/users/" + cur }, userQueries)
+		measure("user+policy", func() string { cur = user(); return "policies:/users/" + cur }, func() error {
+			if err := userQueries(); err != nil {
+				return err
+			}
+			_, ok, err := engine.ExplainUser(ctx, store, cur, end)
+			if err == nil && !ok {
+				err = fmt.Errorf("%s has no policy in the benchmark's fleet", cur)
+			}
+			return err
+		})
+		measure("search", func() string {
+			i := rng.IntN(benchSessions)
+			ip = fmt.Sprintf("10.%d.%d.%d", i%benchServers, (i/250)%256, 2+i%250)
+			at = time.UnixMicro(end.Add(-benchDays*24*time.Hour).UnixMicro() + int64(i)*((end.Add(-time.Hour).UnixMicro()-end.Add(-benchDays*24*time.Hour).UnixMicro())/int64(benchSessions)) + 30e6).UTC().Format(time.RFC3339)
+			return "/search?who=1&ip=" + ip + "&at=" + at
+		}, func() error {
+			t, _ := time.Parse(time.RFC3339, at)
+			_, err := store.Who(ctx, ledger.WhoQuery{IP: ip, At: t})
+			return err
+		})
+	}
+	if canDropCaches() && benchCold > 0 {
+		pages()
+	} else {
+		b.Logf("cold page times not measured: emptying the page cache needs root (and CONSOLE_BENCH_COLD > 0)")
+	}
+	cache = "warm"
+	dbMB := warmUp(b, path) >> 20
+	pages()
+	for i := range figs {
+		figs[i].DBMB = dbMB
+	}
 	for _, f := range figs {
-		b.Logf("%-8s page p50 %.2f ms p99 %.2f ms; ledger queries p50 %.2f ms p99 %.2f ms; page/query %.2fx", f.Page, f.P50ms, f.P99ms, f.Query50, f.Query99, f.Ratio50)
+		b.Logf("%-11s %s (%d) page p50 %.2f ms p99 %.2f ms; ledger queries p50 %.2f ms p99 %.2f ms; page/query %.2fx", f.Page, f.Cache, f.N, f.P50ms, f.P99ms, f.Query50, f.Query99, f.Ratio50)
 	}
 	if out := os.Getenv("CONSOLE_BENCH_OUT"); out != "" {
 		data, _ := json.MarshalIndent(figs, "", "  ")
@@ -353,4 +401,89 @@ func BenchmarkConsolePages(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// benchCold is how many requests per page the cold measurement makes
+// (each after an emptied page cache: a few seconds apiece at most).
+var benchCold = func() int {
+	if n, err := strconv.Atoi(os.Getenv("CONSOLE_BENCH_COLD")); err == nil && n >= 0 {
+		return n
+	}
+	return 20
+}()
+
+// canDropCaches: emptying the kernel's page cache needs root.
+func canDropCaches() bool {
+	f, err := os.OpenFile("/proc/sys/vm/drop_caches", os.O_WRONLY, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+// dropCaches writes dirty pages out and empties the kernel's page cache
+// (every process's: run under the shared lock, scripts/bench-console.sh).
+// The ledger's connections keep their own small page caches, as a
+// running process would.
+func dropCaches(b *testing.B) {
+	syscall.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+		b.Fatalf("empty the page cache: %v", err)
+	}
+}
+
+// warmUp reads the database file once, so the warm figures are those of
+// a running service whose database the page cache holds, whatever ran on
+// the machine before the benchmark.
+func warmUp(b *testing.B, path string) int64 {
+	start := time.Now()
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	n, err := io.Copy(io.Discard, f)
+	if err != nil {
+		b.Fatalf("warm up: read %s: %v", path, err)
+	}
+	b.Logf("%s: read the database (%d MB) into the page cache", time.Since(start).Round(time.Millisecond), n>>20)
+	return n
+}
+
+// diskRead is what this process has read from the disk so far (bytes
+// that did not come from the page cache), from /proc/self/io.
+func diskRead(b *testing.B) int64 {
+	data, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		b.Fatalf("disk reads: %v", err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "read_bytes: "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				b.Fatalf("disk reads: %q: %v", l, err)
+			}
+			return n
+		}
+	}
+	b.Fatalf("disk reads: no read_bytes in /proc/self/io")
+	return 0
+}
+
+// migrationsTag names the set of the SQLite ledger's migrations (a hash
+// of their file names): branches number their migrations apart and merge
+// them later, so a database made before a lower-numbered migration landed
+// has the same latest version but not the same schema, and must not be
+// reused.
+func migrationsTag(b *testing.B) string {
+	files, err := os.ReadDir(filepath.Join("..", "ledger", "sqlite", "migrations"))
+	if err != nil {
+		b.Fatalf("the ledger's migrations: %v", err)
+	}
+	h := sha256.New()
+	for _, f := range files {
+		fmt.Fprintln(h, f.Name())
+	}
+	return hex.EncodeToString(h.Sum(nil))[:8]
 }

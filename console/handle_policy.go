@@ -67,7 +67,7 @@ func (s *Server) handlePolicyConfirm(w http.ResponseWriter, r *http.Request, c *
 	}
 	pc := policyConfirm{Def: def, User: user, Return: localPath(q.Get("return"))}
 	if pc.Return == "/" {
-		pc.Return = "/users/" + url.PathEscape(user)
+		pc.Return = userPath(user)
 	}
 	x, err := s.standing(r.Context(), user)
 	if err != nil {

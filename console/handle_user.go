@@ -3,7 +3,6 @@ package console
 import (
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"sort"
 	"time"
 
@@ -24,7 +23,11 @@ type usageChart struct {
 // handleUser shows one VPN user: sessions open now, history, usage per
 // day (chart and totals), and the audit entries about them.
 func (s *Server) handleUser(w http.ResponseWriter, r *http.Request, c *reqCtx) {
-	name, err := textArg("user", r.PathValue("name"), 256)
+	raw := r.PathValue("name")
+	if r.URL.Path == "/user" {
+		raw = r.URL.Query().Get("name")
+	}
+	name, err := textArg("user", raw, 256)
 	if err != nil || name == "" {
 		s.fail(w, r, c, http.StatusBadRequest, "Bad user name in the address.")
 		return
@@ -97,9 +100,9 @@ func (s *Server) handleUser(w http.ResponseWriter, r *http.Request, c *reqCtx) {
 			pv = newPolicyView(x, now)
 		}
 	}
-	self := "/users/" + url.PathEscape(name)
+	self := userPath(name)
 	s.view(r, c, "user", name).set("Policy", pv).set("Name", name).set("History", hist.Items).
-		set("Next", hist.NextCursor).set("NextQuery", self+"?cursor="+url.QueryEscape(hist.NextCursor)).
+		set("Next", hist.NextCursor).set("NextQuery", withQuery(self, "cursor", hist.NextCursor)).
 		set("Chart", string(chartJSON)).set("Total", total).set("Audit", audit.Items).set("ServerIDs", serverIDs).
 		set("Body", map[string]any{"Rows": open, "CanAct": c.Account.Role.CanAct(), "Now": now, "Return": self}).
 		render(w, http.StatusOK)

@@ -123,6 +123,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /{$}", s.auth(s.handleOverview))
 	mux.Handle("GET /online", s.auth(s.handleOnline))
 	mux.Handle("GET /users/{name}", s.auth(s.handleUser))
+	mux.Handle("GET /user", s.auth(s.handleUser)) // "." and ".." (userPath)
 	mux.Handle("GET /search", s.auth(s.handleSearch))
 	mux.Handle("GET /audit", s.auth(s.handleAudit))
 	mux.Handle("GET /sessions", s.auth(s.handleSessions))

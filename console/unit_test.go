@@ -2,10 +2,14 @@ package console
 
 import (
 	"encoding/json"
+	"fmt"
+	"html"
 	"html/template"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -283,5 +287,72 @@ func TestLiveMergesSnapshotsAndEvents(t *testing.T) {
 	l.onEvent(b)
 	if c := l.Servers()[0].Clones; len(c) != 2 {
 		t.Fatalf("clones %v, want sp1 and sp2", c)
+	}
+}
+
+// TestUserLinksCarryAnyName: ocserv takes user names the command service
+// cannot (RADIUS and certificate names: "john smith", "a/b", "x?y"); the
+// console shows them all, and every link to a user's page must lead to
+// that user's page, not to another path, a query or a fragment.
+func TestUserLinksCarryAnyName(t *testing.T) {
+	b := newBench(t, benchOpts{noCommands: true})
+	names := []string{"a/b", "x?y=1", "c#d", "john smith", "jörg", "100%", "%2e%2e", "..", ".", "alice"}
+	g := b.gen("vpn1")
+	for i, name := range names {
+		ev := events.Event{V: 1, EventID: fmt.Sprintf("01930000-0000-7000-8000-0000000001%02d", i), ServerID: "vpn1", SpoolID: g.SpoolID, Seq: uint64(i + 1),
+			Type: events.Connect, Time: time.Now().UTC().Format(time.RFC3339Nano), SessionUID: fmt.Sprintf("01930000-0000-7000-8000-0000000000%02d", i),
+			Session: &events.Session{ID: i + 1, Username: name, Device: "vpns0", IPRemote: "192.168.250.9"}, Admitted: new(bool)}
+		*ev.Admitted = true
+		data, _ := json.Marshal(ev)
+		b.nc.Publish("ocserv.events.vpn1.connect", data)
+	}
+	b.waitLive("every name online", func(l []ServerLive) bool {
+		for _, n := range names {
+			if !online(l, "vpn1", n) {
+				return false
+			}
+		}
+		return true
+	})
+	c := b.client()
+	c.mustLogin(viewerUser, viewerPass)
+	_, page := c.get("/online")
+	links := regexp.MustCompile(`<a href="(/users?[/?][^"]*)">([^<]*)</a>`).FindAllStringSubmatch(page, -1)
+	seen := map[string]bool{}
+	for _, l := range links {
+		href, shown := html.UnescapeString(l[1]), html.UnescapeString(l[2])
+		seen[shown] = true
+		resp, body := c.get(href)
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%q: its link %s answered %d", shown, href, resp.StatusCode)
+			continue
+		}
+		m := regexp.MustCompile(`<span id="user-name">([^<]*)</span>`).FindStringSubmatch(body)
+		if m == nil || html.UnescapeString(m[1]) != shown {
+			t.Errorf("%q: its link %s led to the page of %v", shown, href, m)
+		}
+	}
+	for _, n := range names {
+		if !seen[n] {
+			t.Errorf("%q has no link on the online page", n)
+		}
+	}
+	// An operator gets the buttons only for names the hosts' commands
+	// take; for the others, how to do it on the host instead of a button
+	// that can only fail.
+	op := b.client()
+	op.mustLogin(opUser, opPass)
+	_, page = op.get("/online")
+	for _, n := range []string{"john smith", "alice"} {
+		row := regexp.MustCompile(`(?s)<tr data-user="` + regexp.QuoteMeta(html.EscapeString(n)) + `".*?</tr>`).FindString(page)
+		kick, note := strings.Contains(row, `data-action="kick"`), strings.Contains(row, "occtl disconnect id")
+		if want := n == "alice"; kick != want || note == want {
+			t.Errorf("%q's row: kick button %v, occtl note %v:\n%s", n, kick, note, row)
+		}
+		_, up := op.get(userPath(n))
+		form, warn := strings.Contains(up, `action="/confirm/kick"`), strings.Contains(up, `id="user-not-actionable"`)
+		if want := n == "alice"; form != want || warn == want {
+			t.Errorf("%q's page: kick form %v, warning %v", n, form, warn)
+		}
 	}
 }

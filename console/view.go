@@ -11,6 +11,8 @@ import (
 	"strings"
 	"text/template/parse"
 	"time"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/cmdsvc"
 )
 
 // viewDefs declares each page and the partials it uses; start-up fails
@@ -170,8 +172,12 @@ func checkAssets(views map[string]*viewTmpl, a *assets) error {
 
 func templateFuncs(a *assets) template.FuncMap {
 	return template.FuncMap{
-		"asset": a.url,
-		"bytes": humanBytes,
+		"asset":    a.url,
+		"userPath": userPath,
+		// actionable: the hosts' command service takes this name (the
+		// buttons of a name it refuses would only lead to an error).
+		"actionable": func(name string) bool { _, err := cmdsvc.ValidName(name); return err == nil },
+		"bytes":      humanBytes,
 		"rate": func(f float64) string {
 			return humanBytes(int64(f)) + "/s"
 		},

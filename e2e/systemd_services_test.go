@@ -90,6 +90,15 @@ func systemdCommandsAndLedger(t *testing.T, s sdSuite) {
 	if p, err := h.m.Show(ledgerUnit, "User"); err != nil || p["User"] != "ocserv-telemetry-ledger" {
 		t.Errorf("%s: User=%q (%v), want ocserv-telemetry-ledger", ledgerUnit, p["User"], err)
 	}
+	// Each service's sandbox, seen from inside it: the commander writes
+	// only the spool, its state and ocserv's per-user config; the ledger
+	// only its own state directory (its SQLite database), not the host's
+	// spool or configuration.
+	h.checkSandbox(sandbox{unit: commanderUnit, bounding: capDACOverride | capNetAdmin | capNetRaw | capChown, exact: true,
+		readOnly: sandboxReadOnly, writable: []string{instSpool, "/var/lib/ocserv-telemetry", "/etc/ocserv"}})
+	h.checkSandbox(sandbox{unit: ledgerUnit,
+		readOnly: append(sandboxReadOnly, "/etc/ocserv/ocserv-telemetry-probe", instSpool+"/probe", "/var/lib/ocserv-telemetry/probe"),
+		writable: []string{"/var/lib/ocserv-telemetry-ledger"}})
 
 	// A real session: the command service sees it (occtl inside the
 	// unit's sandbox), the ledger records it from the stream.

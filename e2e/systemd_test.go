@@ -65,7 +65,9 @@ func systemdPackage(t *testing.T, s sdSuite) {
 
 	h.setNATS()
 	started := h.checkNotify()
-	h.checkSandbox()
+	h.checkSandbox(sandbox{unit: shipperUnit, bounding: capDACOverride, exact: true,
+		readOnly: append(sandboxReadOnly, "/etc/ocserv/ocserv-telemetry-probe", "/var/lib/ocserv-telemetry-probe"),
+		writable: []string{instSpool}})
 
 	// A real login: the hook wired by the package writes the events, the
 	// shipper under systemd delivers them.
@@ -272,15 +274,40 @@ func mustInt(s string) int64 {
 	return v
 }
 
-// checkSandbox: the running shipper has only CAP_DAC_OVERRIDE (for
-// ocserv's occtl socket), no new privileges and a seccomp filter, and in
-// its mount namespace a write outside its spool is refused (read-only
-// /etc, /usr, /var/lib, /root) while the spool is writable. The same
-// writes from the container's own namespaces succeed, so the refusals are
-// the unit's sandbox.
-func (h *sdHost) checkSandbox() {
+// sandbox is what a unit's sandbox must hold for its running process.
+type sandbox struct {
+	unit string
+	// bounding is the exact capability bounding set; the permitted,
+	// effective and inheritable sets never exceed it, nothing is
+	// ambient. exact: permitted and effective are the bounding set too.
+	bounding uint64
+	exact    bool
+	// readOnly are paths the sandbox refuses to create (and the same
+	// write outside the sandbox works); writable are paths it must let
+	// the service write.
+	readOnly, writable []string
+}
+
+// Capability bits (linux/capability.h).
+const (
+	capChown       = 1 << 0
+	capDACOverride = 1 << 1
+	capNetAdmin    = 1 << 12
+	capNetRaw      = 1 << 13
+)
+
+// probes outside every unit's ReadWritePaths: ProtectSystem=strict and
+// ProtectHome make them read-only.
+var sandboxReadOnly = []string{"/etc/ocserv-telemetry-probe", "/etc/ocserv-telemetry/probe",
+	"/usr/local/bin/ocserv-telemetry-probe", "/root/ocserv-telemetry-probe"}
+
+// checkSandbox: the unit's running process has the capabilities, no new
+// privileges, a seccomp filter, and the file system view its unit file
+// promises, seen from inside its namespaces (nsenter into its mount, and
+// user, namespace): a write outside its paths fails with EROFS.
+func (h *sdHost) checkSandbox(want sandbox) {
 	t := h.t
-	p, err := h.m.Show(shipperUnit, "MainPID")
+	p, err := h.m.Show(want.unit, "MainPID")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,54 +317,52 @@ func (h *sdHost) checkSandbox() {
 		t.Fatal(err)
 	}
 	status := readFile(t, fmt.Sprintf("/proc/%d/status", pid))
-	// CAP_DAC_OVERRIDE is capability 1: mask 0x2. The inheritable set
-	// may hold it too (systemd 257 copies the bounding set there for a
-	// root service; 252 leaves it empty): it never exceeds the bounding
-	// set, and nothing is ambient.
+	// The inheritable set may hold capabilities too (systemd 257 copies
+	// the bounding set there for a root service; 252 leaves it empty): it
+	// never exceeds the bounding set, and nothing is ambient.
 	caps := map[string]uint64{}
 	for _, line := range strings.Split(status, "\n") {
 		if k, v, ok := strings.Cut(line, ":\t"); ok && strings.HasPrefix(k, "Cap") {
 			caps[k], _ = strconv.ParseUint(v, 16, 64)
 		}
 	}
-	const dacOverride = 1 << 1
-	if caps["CapBnd"] != dacOverride || caps["CapPrm"] != dacOverride || caps["CapEff"] != dacOverride ||
-		caps["CapAmb"] != 0 || caps["CapInh"]&^caps["CapBnd"] != 0 {
-		t.Errorf("shipper (pid %d): capabilities %x, want CAP_DAC_OVERRIDE (2) only:\n%s", pid, caps, status)
+	b := want.bounding
+	if caps["CapBnd"] != b || caps["CapAmb"] != 0 || (caps["CapPrm"]|caps["CapEff"]|caps["CapInh"])&^b != 0 ||
+		want.exact && (caps["CapPrm"] != b || caps["CapEff"] != b) {
+		t.Errorf("%s (pid %d): capabilities %x, want bounding %x (exact %v):\n%s", want.unit, pid, caps, b, want.exact, status)
 	}
-	for _, want := range []string{"NoNewPrivs:\t1", "Seccomp:\t2"} {
-		if !strings.Contains(status, "\n"+want+"\n") {
-			t.Errorf("shipper (pid %d): no %q in /proc/pid/status:\n%s", pid, want, status)
+	for _, w := range []string{"NoNewPrivs:\t1", "Seccomp:\t2"} {
+		if !strings.Contains(status, "\n"+w+"\n") {
+			t.Errorf("%s (pid %d): no %q in /proc/pid/status:\n%s", want.unit, pid, w, status)
 		}
 	}
-	// ProtectSystem=strict and ProtectHome: all read-only.
 	const refusal = "Read-only file system"
-	for _, path := range []string{"/etc/ocserv-telemetry-probe", "/etc/ocserv/ocserv-telemetry-probe",
-		"/usr/local/bin/ocserv-telemetry-probe", "/var/lib/ocserv-telemetry-probe", "/root/ocserv-telemetry-probe"} {
+	for _, path := range want.readOnly {
 		out, err := h.m.ExecIn(pid, 10*time.Second, "touch", path)
 		if err == nil {
-			t.Errorf("the shipper's sandbox lets %s be written", path)
+			t.Errorf("the sandbox of %s lets %s be written", want.unit, path)
 			h.m.ExecIn(pid, 10*time.Second, "rm", "-f", path)
 			continue
 		}
 		if !strings.Contains(string(out), refusal) {
-			t.Errorf("touch %s in the sandbox: %v, want %q", path, err, refusal)
+			t.Errorf("touch %s in the sandbox of %s: %v, want %q", path, want.unit, err, refusal)
 		}
-		t.Logf("sandbox: touch %s: %s", path, strings.TrimSpace(string(out)))
 		// Outside the sandbox the same write works.
 		if out, err := h.m.Exec(10*time.Second, "touch", path); err != nil {
 			t.Errorf("control: touch %s outside the sandbox: %v %s", path, err, out)
 		}
 		h.m.Exec(10*time.Second, "rm", "-f", path)
 	}
-	probe := instSpool + "/.sandbox-probe"
-	if out, err := h.m.ExecIn(pid, 10*time.Second, "touch", probe); err != nil {
-		t.Errorf("the spool is not writable in the shipper's sandbox: %v %s", err, out)
+	for _, dir := range want.writable {
+		probe := dir + "/.sandbox-probe"
+		if out, err := h.m.ExecIn(pid, 10*time.Second, "touch", probe); err != nil {
+			t.Errorf("%s is not writable in the sandbox of %s: %v %s", dir, want.unit, err, out)
+		}
+		h.m.ExecIn(pid, 10*time.Second, "rm", "-f", probe)
 	}
-	h.m.ExecIn(pid, 10*time.Second, "rm", "-f", probe)
-	// And /root is not even visible.
+	// ProtectHome: /root is not even visible.
 	if out, err := h.m.ExecIn(pid, 10*time.Second, "ls", "-A", "/root"); err == nil && strings.TrimSpace(string(out)) != "" {
-		t.Errorf("ProtectHome: /root lists %q in the sandbox", out)
+		t.Errorf("ProtectHome: /root lists %q in the sandbox of %s", out, want.unit)
 	}
 }
 

@@ -255,7 +255,8 @@ func run() error {
 	case <-time.After(10 * time.Second):
 		return fmt.Errorf("shipper did not stop within 10s of SIGTERM (log: %s)", readTail(logPath))
 	}
-	fmt.Println("   stopped cleanly; its log:")
+	fmt.Println("   stopped cleanly; its log (there is no ocserv here, so its occtl poll for live state fails")
+	fmt.Println("   and retries; the events do not depend on it):")
 	fmt.Print(indent(readTail(logPath)))
 	if err := showLedger(tmp, ledgerBin, ctlBin, srv.ClientURL(), users[0].ip, aliceOn); err != nil {
 		return err

@@ -234,7 +234,7 @@ func runQueries(t *testing.T, st ledger.Store, n int) (who, hist, usage []time.D
 // loadIndexes are dropped for the bulk load and made again after it
 // (index builds are far faster than row-by-row maintenance).
 var loadIndexes = []string{"sessions_user", "sessions_server", "sessions_connected", "sessions_logical", "sessions_ended",
-	"sessions_vpn4", "sessions_vpn6", "sessions_real", "sessions_open", "samples_observed", "usage_daily_user"}
+	"sessions_vpn4", "sessions_vpn6", "sessions_real", "sessions_open", "sessions_open_user", "samples_observed", "usage_daily_user"}
 
 // indexDDL reads the definitions of loadIndexes from the migrated
 // database (def gives one index's CREATE INDEX), before they are dropped:

@@ -3,6 +3,7 @@ package ledgertest
 import (
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -271,6 +272,23 @@ func testPolicyOpen(t *testing.T, open Opener) {
 	}
 	if al[0].SessionUID != u1 || al[0].WorkerID != 101 || al[0].ServerID != "a" || !al[0].ConnectedAt.Equal(t0) {
 		t.Errorf("first open session %+v", al[0])
+	}
+	// By user list (the console's user page, a policy check): the same
+	// rows as the sweep's for those users, and no one else's.
+	for _, users := range [][]string{{"alice"}, {"bob"}, {"alice", "bob", "carol"}} {
+		got, err := s.OpenSessions(ctx, users)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string][]policy.OpenSession{}
+		for _, u := range users {
+			if len(open2[u]) > 0 {
+				want[u] = open2[u]
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("open sessions of %v: %+v, want the sweep's rows for them %+v", users, got, want)
+		}
 	}
 	var u5row policy.OpenSession
 	for _, o := range al {

@@ -252,11 +252,8 @@ func (s *Store) UsageDays(ctx context.Context, from time.Time, users []string) (
 
 // OpenSessions lists open sessions per user (ledger.PolicyStore).
 func (s *Store) OpenSessions(ctx context.Context, users []string) (map[string][]policy.OpenSession, error) {
-	var w where
-	w.add(`state = 'open' AND username <> ''`)
-	userFilter(&w, "username", users)
-	rows, err := s.pool.Query(ctx, `SELECT username, server_id, session_uid::text, logical_uid::text, worker_id, connected_at FROM sessions`+
-		w.String()+` ORDER BY username, connected_at, session_uid`, w.args...)
+	q, args := openSessionsQuery(users)
+	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, wrap("postgres ledger: open sessions", err)
 	}
@@ -272,6 +269,17 @@ func (s *Store) OpenSessions(ctx context.Context, users []string) (map[string][]
 		out[u] = append(out[u], o)
 	}
 	return out, wrap("postgres ledger: open sessions", rows.Err())
+}
+
+// openSessionsQuery reads the users' open sessions (all users' when
+// users is nil) from the partial index sessions_open_user (schema 00008):
+// open sessions only, in this order, whatever each user's history.
+func openSessionsQuery(users []string) (string, []any) {
+	var w where
+	w.add(`state = 'open' AND username <> ''`)
+	userFilter(&w, "username", users)
+	return `SELECT username, server_id, session_uid::text, logical_uid::text, worker_id, connected_at FROM sessions` +
+		w.String() + ` ORDER BY username, connected_at, session_uid`, w.args
 }
 
 // RefusedSince lists session-limit refusals (ledger.PolicyStore).

@@ -307,8 +307,7 @@ func (s *Store) UsageDays(ctx context.Context, from time.Time, users []string) (
 func (s *Store) OpenSessions(ctx context.Context, users []string) (map[string][]policy.OpenSession, error) {
 	out := map[string][]policy.OpenSession{}
 	err := names(users, func(cond string, args []any) error {
-		rows, err := s.r.QueryContext(ctx, `SELECT username, server_id, session_uid, logical_uid, worker_id, connected_at FROM sessions`+
-			and(" WHERE state = 'open' AND username != ''", cond)+` ORDER BY username, connected_at, session_uid`, args...)
+		rows, err := s.r.QueryContext(ctx, openSessionsSQL(cond), args...)
 		if err != nil {
 			return err
 		}
@@ -327,6 +326,14 @@ func (s *Store) OpenSessions(ctx context.Context, users []string) (map[string][]
 		return rows.Err()
 	})
 	return out, wrap("sqlite ledger: open sessions", err)
+}
+
+// openSessionsSQL reads open sessions (of the users cond names, or all)
+// from the partial index sessions_open_user (schema 00008): open sessions
+// only, in this order, whatever each user's history.
+func openSessionsSQL(cond string) string {
+	return `SELECT username, server_id, session_uid, logical_uid, worker_id, connected_at FROM sessions` +
+		and(" WHERE state = 'open' AND username != ''", cond) + ` ORDER BY username, connected_at, session_uid`
 }
 
 // RefusedSince lists session-limit refusals (ledger.PolicyStore).
