@@ -20,7 +20,11 @@ type Changes struct {
 	// New are the uids among Sessions and Counters that the batch
 	// created (not loaded from the store): an engine may insert them
 	// without looking for a stored row first.
-	New     map[string]bool
+	New map[string]bool
+	// Changed are, for each stored (not New) row among Sessions, the
+	// identity columns the batch changed: an engine may update those
+	// alone.
+	Changed map[string]ColumnSet
 	Links   map[string]string // session_uid → logical_uid
 	Samples []Sample
 	Usage   []UsageDelta
@@ -105,7 +109,13 @@ func (p *projection) finish() *Changes {
 			}
 			p.c.New[uid] = true
 		}
-		if !loaded || !sameIdentity(&o, cur) {
+		if !loaded {
+			p.c.Sessions = append(p.c.Sessions, cur)
+		} else if d := IdentityDiff(&o, cur); d != 0 {
+			if p.c.Changed == nil {
+				p.c.Changed = map[string]ColumnSet{}
+			}
+			p.c.Changed[uid] = d
 			p.c.Sessions = append(p.c.Sessions, cur)
 		}
 		if !loaded || !sameCounters(&o, cur) {
@@ -426,19 +436,6 @@ func fill(v, old string) string {
 func sameCounters(a, b *Session) bool {
 	return a.BytesIn == b.BytesIn && a.BytesOut == b.BytesOut && a.Seconds == b.Seconds && a.Samples == b.Samples &&
 		a.LastSampleAt.Equal(b.LastSampleAt) && a.Settled == b.Settled && a.AcctIn == b.AcctIn && a.AcctOut == b.AcctOut
-}
-
-// sameIdentity compares the columns of sessions (everything else).
-func sameIdentity(a, b *Session) bool {
-	x, y := *a, *b
-	for _, s := range []*Session{&x, &y} {
-		s.BytesIn, s.BytesOut, s.Seconds, s.Samples, s.LastSampleAt, s.Settled, s.AcctIn, s.AcctOut = 0, 0, 0, 0, time.Time{}, false, 0, 0
-	}
-	if !x.ConnectedAt.Equal(y.ConnectedAt) || !x.EndedAt.Equal(y.EndedAt) {
-		return false
-	}
-	x.ConnectedAt, y.ConnectedAt, x.EndedAt, y.EndedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	return x == y
 }
 
 // Monthly sums daily deltas per month and user (over servers), sorted.

@@ -25,8 +25,10 @@ import (
 type serveCmd struct{ env }
 
 // defaultMemoryLimit is the garbage collector's soft limit (GOMEMLIMIT
-// overrides it): below the 128 MiB the design allows the service.
-const defaultMemoryLimit = 96 << 20
+// overrides it): below the 128 MiB the design allows the service, with
+// room for what lives outside Go's heap (the SQLite writer's 12 MiB page
+// cache among it).
+const defaultMemoryLimit = 80 << 20
 
 // drainTimeout bounds the first SIGTERM's drain (the batch in flight);
 // a second signal aborts at once.

@@ -74,18 +74,19 @@ func (w Workload) Emit(n int, emit func(ledger.Message) bool) {
 	}
 	r := rand.New(rand.NewPCG(w.Seed, w.Seed^0x9e3779b97f4a7c15))
 	seq := &Seq{}
+	now := w.Start // the time of the step being emitted
 	gens := make([]*Gen, w.Servers)
 	for i := range gens {
 		gens[i] = NewGen(fmt.Sprintf("vpn%d", i+1), seq)
 		gens[i].SpoolID = fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1)
-		gens[i].NewID = func() string { return detUID(r) }
+		gens[i].NewID = func() string { return detUID(r, now) }
 	}
 	h := &steps{}
 	// New sessions arrive at a rate that keeps the stream flowing.
 	next := w.Start
 	newSession := func(at time.Time) {
 		g := gens[r.IntN(len(gens))]
-		s := &wsess{uid: detUID(r), gen: g, user: fmt.Sprintf("user%05d", r.IntN(w.Users)), connected: at,
+		s := &wsess{uid: detUID(r, at), gen: g, user: fmt.Sprintf("user%05d", r.IntN(w.Users)), connected: at,
 			lost: r.IntN(10) == 0, roams: r.IntN(20) == 0}
 		s.logical = s.uid
 		s.end = at.Add(time.Duration(r.ExpFloat64() * float64(w.MeanSession)))
@@ -103,6 +104,7 @@ func (w Workload) Emit(n int, emit func(ledger.Message) bool) {
 			next = next.Add(time.Duration(r.IntN(4000)) * time.Millisecond)
 		}
 		st := heap.Pop(h).(*step)
+		now = st.at
 		s := st.s
 		var m ledger.Message
 		switch st.kind {
@@ -133,7 +135,7 @@ func (w Workload) Emit(n int, emit func(ledger.Message) bool) {
 			}
 			if s.roams && !s.lost {
 				// The client comes back with its cookie on a new worker.
-				n := &wsess{uid: detUID(r), logical: s.logical, gen: s.gen, user: s.user, connected: st.at.Add(2 * time.Second)}
+				n := &wsess{uid: detUID(r, st.at.Add(2*time.Second)), logical: s.logical, gen: s.gen, user: s.user, connected: st.at.Add(2 * time.Second)}
 				n.end = n.connected.Add(time.Duration(r.ExpFloat64() * float64(w.MeanSession)))
 				heap.Push(h, &step{at: n.connected, kind: 3, s: n})
 			}
@@ -161,10 +163,19 @@ func (w Workload) Emit(n int, emit func(ledger.Message) bool) {
 	}
 }
 
-func detUID(r *rand.Rand) string {
+// detUID is a UUIDv7 made at t, its random bits from r: like the hook's
+// session_uids and event ids (events.NewUUIDv7), whose time prefix puts
+// the newest sessions' rows together in every index keyed by them. (Fully
+// random ids would make each of a session's samples and counter updates
+// land on a page of its own, as no real stream does.)
+func detUID(r *rand.Rand, t time.Time) string {
 	var b [16]byte
 	for i := range b {
 		b[i] = byte(r.Uint32())
+	}
+	ms := uint64(t.UnixMilli())
+	for i := 0; i < 6; i++ {
+		b[i] = byte(ms >> (40 - 8*i))
 	}
 	b[6] = b[6]&0x0f | 0x70
 	b[8] = b[8]&0x3f | 0x80

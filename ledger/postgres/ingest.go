@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -62,7 +63,7 @@ func (t *ingestTx) Claim(ctx context.Context, claims []ledger.Claim) ([]bool, er
 	out := make([]bool, len(claims))
 	rows := make([][]any, len(claims))
 	for i, c := range claims {
-		rows[i] = []any{c.EventID, int64(c.StreamSeq), c.Time}
+		rows[i] = []any{uuidArg(c.EventID), int64(c.StreamSeq), c.Time}
 	}
 	ok, err := t.copyOrConflict(ctx, "applied_events", []string{"event_id", "stream_seq", "event_time"}, rows)
 	if err != nil {
@@ -102,6 +103,18 @@ func (t *ingestTx) Claim(ctx context.Context, claims []ledger.Claim) ([]bool, er
 		out[i] = fresh[c.EventID]
 	}
 	return out, nil
+}
+
+// uuidArg is a uuid for COPY: its 16 bytes, which pgx encodes directly;
+// given the text, pgx first fails to encode a string as a uuid (making an
+// error per value) and then parses it (a tenth of the COPYs' client time).
+// Text that is no uuid stays text, for the server to refuse.
+func uuidArg(s string) any {
+	u, err := uuid.Parse(s)
+	if err != nil {
+		return s
+	}
+	return [16]byte(u)
 }
 
 // copyOrConflict COPYs rows into table inside a savepoint; false (and
@@ -234,7 +247,7 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 	if len(newSessions) > 0 {
 		rows := make([][]any, len(newSessions))
 		for i, s := range newSessions {
-			rows[i] = []any{s.UID, s.LogicalUID, s.ServerID, s.SpoolID, s.Username, s.Groupname, s.VHost, s.WorkerID, s.Device,
+			rows[i] = []any{uuidArg(s.UID), uuidArg(s.LogicalUID), s.ServerID, s.SpoolID, s.Username, s.Groupname, s.VHost, s.WorkerID, s.Device,
 				np(s.IPReal), np(s.IPRealLocal), np(s.VPNIPv4), np(s.VPNIPv4Local), np(s.VPNIPv6), np(s.VPNIPv6Local), s.Hostname, s.UserAgent,
 				s.DeviceType, s.DevicePlatform, s.CookieID, s.ConnectedAt, s.ConnectedCoarse, tp(s.EndedAt), s.EndedCoarse,
 				s.State, s.EndReason, s.Origin}
@@ -250,7 +263,7 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 	if len(newCounters) > 0 {
 		rows := make([][]any, len(newCounters))
 		for i, s := range newCounters {
-			rows[i] = []any{s.UID, s.BytesIn, s.BytesOut, s.Seconds, s.Samples, tp(s.LastSampleAt), s.Settled, s.AcctIn, s.AcctOut}
+			rows[i] = []any{uuidArg(s.UID), s.BytesIn, s.BytesOut, s.Seconds, s.Samples, tp(s.LastSampleAt), s.Settled, s.AcctIn, s.AcctOut}
 		}
 		ok, err := t.copyOrConflict(ctx, "session_counters", counterColumns, rows)
 		if err != nil {
@@ -314,7 +327,7 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 	if n := len(c.Samples); n > 0 {
 		rows := make([][]any, n)
 		for i, x := range c.Samples {
-			rows[i] = []any{x.SessionUID, x.Slot, x.ServerID, x.ObservedAt, x.BytesIn, x.BytesOut, x.DeltaIn, x.DeltaOut, x.DurationS}
+			rows[i] = []any{uuidArg(x.SessionUID), x.Slot, x.ServerID, x.ObservedAt, x.BytesIn, x.BytesOut, x.DeltaIn, x.DeltaOut, x.DurationS}
 		}
 		ok, err := t.copyOrConflict(ctx, "samples", []string{"session_uid", "slot", "server_id", "observed_at", "bytes_in", "bytes_out",
 			"delta_in", "delta_out", "duration_s"}, rows)

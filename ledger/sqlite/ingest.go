@@ -100,7 +100,59 @@ func upsert(table, columns string) string {
 		`) ON CONFLICT (session_uid) DO UPDATE SET ` + strings.Join(set, ", ")
 }
 
+// writeSessions writes the batch's session rows: the new ones whole (an
+// upsert, so a row already there after all takes the conflict path), the
+// stored ones by an update of the columns that changed only, one
+// statement per set of columns. SQLite picks the indexes an UPDATE
+// rewrites from its SET list, whatever the values: a disconnect that set
+// every column would delete and re-insert the session in all the
+// sessions indexes, where it changes the end columns' alone.
+func (t *ingestTx) writeSessions(ctx context.Context, c *ledger.Changes) error {
+	var whole []*ledger.Session
+	byCols := map[ledger.ColumnSet][]*ledger.Session{}
+	var sets []ledger.ColumnSet
+	for _, s := range c.Sessions {
+		d, stored := c.Changed[s.UID]
+		if !stored || c.New[s.UID] {
+			whole = append(whole, s)
+			continue
+		}
+		if byCols[d] == nil {
+			sets = append(sets, d)
+		}
+		byCols[d] = append(byCols[d], s)
+	}
+	if err := t.exec(ctx, upsertSession, len(whole),
+		func(i int) []any { return identityArgs(whole[i]) }); err != nil {
+		return err
+	}
+	for _, d := range sets {
+		rows := byCols[d]
+		var set []string
+		for i, col := range ledger.IdentityColumns {
+			if d.Has(i) {
+				set = append(set, col+" = ?")
+			}
+		}
+		q := `UPDATE sessions SET ` + strings.Join(set, ", ") + ` WHERE session_uid = ?`
+		if err := t.exec(ctx, q, len(rows), func(i int) []any {
+			all := identityArgs(rows[i])
+			args := make([]any, 0, len(set)+1)
+			for j := range ledger.IdentityColumns {
+				if d.Has(j) {
+					args = append(args, all[j+1])
+				}
+			}
+			return append(args, all[0])
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // identityCols are the sessions table's; counterCols session_counters'.
+// After session_uid, they are ledger.IdentityColumns (TestIdentityColumns).
 const identityCols = `session_uid, logical_uid, server_id, spool_id, username, groupname, vhost, worker_id, device,
 	ip_real, ip_real_local, vpn_ipv4, vpn_ipv4_local, vpn_ipv6, vpn_ipv6_local, hostname, user_agent,
 	device_type, device_platform, cookie_id, connected_at, connected_coarse, ended_at, ended_coarse,
@@ -225,8 +277,7 @@ func (t *ingestTx) exec(ctx context.Context, q string, n int, args func(i int) [
 }
 
 func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
-	if err := t.exec(ctx, upsertSession, len(c.Sessions),
-		func(i int) []any { return identityArgs(c.Sessions[i]) }); err != nil {
+	if err := t.writeSessions(ctx, c); err != nil {
 		return err
 	}
 	if err := t.exec(ctx, upsertCounters, len(c.Counters),
