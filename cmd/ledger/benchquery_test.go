@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -79,8 +80,18 @@ func TestBenchQueries(t *testing.T) {
 	}
 	ctx := context.Background()
 	var pgWarm int64
-	out(t, "| engine | sessions | samples | generated in | size per million sessions | who --ip --at p50 / p99 | history --user first page p50 / p99 | usage, all users, one month (median of 5) |")
-	out(t, "|---|---:|---:|---:|---:|---:|---:|---:|")
+	cold := os.Getenv("LEDGER_BENCH_COLD_ROWS") == "1"
+	if cold && os.Geteuid() != 0 {
+		t.Log("LEDGER_BENCH_COLD_ROWS=1 needs root (it empties the machine's page cache): no cold rows")
+		cold = false
+	}
+	out(t, "| engine | cache | sessions | samples | generated in | size per million sessions | who --ip --at p50 / p99 | history --user first page p50 / p99 | usage, all users, one month |")
+	out(t, "|---|---|---:|---:|---:|---:|---:|---:|---:|")
+	type coldRun struct {
+		engine string
+		open   func() ledger.Store
+	}
+	var colds []coldRun
 	for _, engine := range benchEngines() {
 		var st ledger.Store
 		var gen time.Duration
@@ -98,18 +109,25 @@ func TestBenchQueries(t *testing.T) {
 			if fi, err := os.Stat(path); err == nil {
 				size = fi.Size()
 			}
+			open := func() ledger.Store {
+				s, err := sqlite.Open(ctx, path, sqlite.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			}
+			if cold {
+				colds = append(colds, coldRun{engine, open})
+			}
 			warm(t, "sqlite", path)
-			s, err := sqlite.Open(ctx, path, sqlite.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			st = s
+			st = open()
 		case "postgres":
-			c, err := pgtest.StartAt(filepath.Join(cache, "pg"), pgtest.Options{Durable: true, Settings: []string{"shared_buffers=" + pgSharedBuffers, "max_wal_size=8GB"}})
+			pgOpts := pgtest.Options{Durable: true, Settings: []string{"shared_buffers=" + pgSharedBuffers, "max_wal_size=8GB"}}
+			c, err := pgtest.StartAt(filepath.Join(cache, "pg"), pgOpts)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.StopKeep()
+			defer func() { c.StopKeep() }()
 			dsn := c.DSN(fmt.Sprintf("bench%d", n))
 			gen = genPG(t, c, dsn, n)
 			if _, err := postgres.Migrate(ctx, dsn); err != nil {
@@ -119,17 +137,47 @@ func TestBenchQueries(t *testing.T) {
 				conn.QueryRow(ctx, `SELECT pg_database_size(current_database())`).Scan(&size)
 				conn.Close(ctx)
 			}
-			pgWarm = warm(t, "postgres", dsn)
-			s, err := postgres.Open(ctx, dsn, postgres.Options{})
-			if err != nil {
-				t.Fatal(err)
+			open := func() ledger.Store {
+				s, err := postgres.Open(ctx, dsn, postgres.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
 			}
-			st = s
+			if cold {
+				// A cold start of the database server too: its
+				// shared_buffers are emptied by a restart.
+				colds = append(colds, coldRun{engine, func() ledger.Store {
+					if err := c.StopKeep(); err != nil {
+						t.Fatal(err)
+					}
+					dropCaches(t)
+					if c, err = pgtest.StartAt(filepath.Join(cache, "pg"), pgOpts); err != nil {
+						t.Fatal(err)
+					}
+					return open()
+				}})
+			}
+			pgWarm = warm(t, "postgres", dsn)
+			st = open()
 		}
-		who, hist, usage := runQueries(t, st, n)
+		who, hist, usage := runQueries(t, st, n, true, 1000)
 		st.Close()
-		out(t, "| %s | %d | %d | %s | %.0f MiB | %s / %s | %s / %s | %s |", engine, n, n*qSamples, fmtGen(gen), float64(size)/(1<<20)/(float64(n)/1e6),
+		out(t, "| %s | warm | %d | %d | %s | %.0f MiB | %s / %s | %s / %s | %s (median of 5) |", engine, n, n*qSamples, fmtGen(gen), float64(size)/(1<<20)/(float64(n)/1e6),
 			ms(percentile(who, 0.5)), ms(percentile(who, 0.99)), ms(percentile(hist, 0.5)), ms(percentile(hist, 0.99)), ms(percentile(usage, 0.5)))
+	}
+	// Cold rows: the machine's page cache emptied (and PostgreSQL
+	// restarted), no warm-up, then fewer questions than the warm rows, of
+	// which the first ones find nothing in memory: a ledger just started.
+	for _, cr := range colds {
+		if cr.engine == "sqlite" {
+			dropCaches(t)
+		}
+		st := cr.open()
+		who, hist, usage := runQueries(t, st, n, false, coldQuestions)
+		st.Close()
+		out(t, "| %s | cold | %d | %d | | | %s / %s | %s / %s | %s (the first, cold) |", cr.engine, n, n*qSamples,
+			ms(percentile(who, 0.5)), ms(percentile(who, 0.99)), ms(percentile(hist, 0.5)), ms(percentile(hist, 0.99)), ms(usage[0]))
 	}
 	if pgWarm > 0 {
 		out(t, "")
@@ -274,17 +322,37 @@ func fmtGen(d time.Duration) string {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
 
-func runQueries(t *testing.T, st ledger.Store, n int) (who, hist, usage []time.Duration) {
+// coldQuestions is how many questions of each kind a cold row asks.
+const coldQuestions = 200
+
+// dropCaches empties the machine's page cache (root only; every process's
+// cached files, which is why the script runs under the shared lock).
+func dropCaches(t *testing.T) {
+	exec.Command("sync").Run()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0); err != nil {
+		t.Fatalf("drop the page cache: %v", err)
+	}
+}
+
+// runQueries asks questions of each kind (who, history, 5 usage) and
+// times them; warmup first asks 200 untimed ones (a running service).
+// The random sequence of a cold run differs from the warm run's, so the
+// warm run's questions do not make the cold run's pages warm.
+func runQueries(t *testing.T, st ledger.Store, n int, warmup bool, questions int) (who, hist, usage []time.Duration) {
 	ctx := context.Background()
-	r := rand.New(rand.NewPCG(9, 9))
+	seed := uint64(9)
+	if !warmup {
+		seed = 11
+	}
+	r := rand.New(rand.NewPCG(seed, seed))
 	step := qStep(n)
 	// Warm up: the figures are for a running service, not a cold start.
-	for i := 0; i < 200; i++ {
+	for i := 0; warmup && i < 200; i++ {
 		g := r.IntN(n)
 		st.Who(ctx, ledger.WhoQuery{IP: vpnOf(g), At: qStart.Add(time.Duration(g) * step)})
 		st.History(ctx, ledger.HistoryQuery{User: userOf(g)})
 	}
-	for i := 0; i < 1000; i++ {
+	for i := 0; i < questions; i++ {
 		g := r.IntN(n)
 		at := qStart.Add(time.Duration(g)*step + durOf(g)/2)
 		begin := time.Now()
@@ -301,7 +369,7 @@ func runQueries(t *testing.T, st ledger.Store, n int) (who, hist, usage []time.D
 			t.Fatalf("who %s at %s: %d sessions, not %s's", vpnOf(g), at, len(l), userOf(g))
 		}
 	}
-	for i := 0; i < 1000; i++ {
+	for i := 0; i < questions; i++ {
 		u := userOf(r.IntN(n))
 		begin := time.Now()
 		p, err := st.History(ctx, ledger.HistoryQuery{User: u})
