@@ -3,14 +3,11 @@ package postgres_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/pgtest"
-	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ledgertest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/postgres"
 )
@@ -21,18 +18,7 @@ import (
 // where the write path's time goes. LEDGER_APPLY_EVENTS sets the number
 // of events (default 100,000).
 func BenchmarkApply(b *testing.B) {
-	n := 100000
-	if v, err := strconv.Atoi(os.Getenv("LEDGER_APPLY_EVENTS")); err == nil && v > 0 {
-		n = v
-	}
-	var msgs []ledger.Message
-	seq := uint64(0)
-	ledgertest.Workload{Seed: 1, Servers: 20, Users: 20000}.Emit(n, func(m ledger.Message) bool {
-		seq++
-		m.StreamSeq = seq
-		msgs = append(msgs, m)
-		return true
-	})
+	msgs := ledgertest.BenchMessages(100000)
 	ctx := context.Background()
 	pg, err := pgtest.Start(pgtest.Options{Durable: true, Settings: []string{"shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=all"}})
 	if err != nil {
@@ -58,17 +44,9 @@ func BenchmarkApply(b *testing.B) {
 		}
 		conn.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`)
 		conn.Exec(ctx, `SELECT pg_stat_statements_reset()`)
-		batch := make([]ledger.Message, len(msgs))
-		copy(batch, msgs)
 		b.StartTimer()
-		for j := 0; j < len(batch); j += 5000 {
-			part := batch[j:min(j+5000, len(batch))]
-			for k := range part {
-				part[k].Predecode()
-			}
-			if _, err := s.Apply(ctx, part); err != nil {
-				b.Fatal(err)
-			}
+		if err := ledgertest.ApplyBatches(ctx, s, msgs); err != nil {
+			b.Fatal(err)
 		}
 		b.StopTimer()
 		rows, err := conn.Query(ctx, `SELECT round(total_exec_time)::bigint, calls, left(regexp_replace(query, '\s+', ' ', 'g'), 90) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15`)

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ledgertest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/sqlite"
 )
@@ -22,18 +21,7 @@ import (
 // TestBenchIngest.
 // LEDGER_APPLY_EVENTS sets the number of events (default 100,000).
 func BenchmarkApply(b *testing.B) {
-	n := 100000
-	if v, err := strconv.Atoi(os.Getenv("LEDGER_APPLY_EVENTS")); err == nil && v > 0 {
-		n = v
-	}
-	var msgs []ledger.Message
-	seq := uint64(0)
-	ledgertest.Workload{Seed: 1, Servers: 20, Users: 20000}.Emit(n, func(m ledger.Message) bool {
-		seq++
-		m.StreamSeq = seq
-		msgs = append(msgs, m)
-		return true
-	})
+	msgs := ledgertest.BenchMessages(100000)
 	ctx := context.Background()
 	var writes, reads int64
 	var cpu time.Duration
@@ -47,18 +35,10 @@ func BenchmarkApply(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		batch := make([]ledger.Message, len(msgs))
-		copy(batch, msgs)
 		io0, cpu0 := procIO(), cpuTime()
 		b.StartTimer()
-		for j := 0; j < len(batch); j += 5000 {
-			part := batch[j:min(j+5000, len(batch))]
-			for k := range part {
-				part[k].Predecode()
-			}
-			if _, err := s.Apply(ctx, part); err != nil {
-				b.Fatal(err)
-			}
+		if err := ledgertest.ApplyBatches(ctx, s, msgs); err != nil {
+			b.Fatal(err)
 		}
 		b.StopTimer()
 		io1 := procIO()
