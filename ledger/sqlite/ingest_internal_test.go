@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -32,15 +31,7 @@ func TestIdentityColumns(t *testing.T) {
 // row updated in its changed columns only keeps the others.
 func TestWriteSessionsPaths(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "l.db")
-	if _, err := Migrate(ctx, path); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(ctx, path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := testStore(t)
 	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	a := &ledger.Session{UID: "0190c1d2-0000-7000-8000-000000000001", LogicalUID: "0190c1d2-0000-7000-8000-000000000001",
 		ServerID: "vpn1", Username: "alice", VPNIPv4: "10.8.0.2", ConnectedAt: t0, State: "open", Origin: "connect"}

@@ -16,15 +16,7 @@ import (
 // or a copy made by the benchmark may have them).
 func TestOpenSessionsPlan(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "ledger.db")
-	if _, err := Migrate(ctx, path); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(ctx, path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := testStore(t)
 	// alice: a long history, two sessions open; bob: one open.
 	if _, err := s.w.ExecContext(ctx, `WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 2999)
 		INSERT INTO sessions SELECT randomblob(16), randomblob(16), 'vpn' || (i % 3), 'spool',
@@ -70,4 +62,21 @@ func TestOpenSessionsPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("after ANALYZE")
+}
+
+// testStore is a migrated, open store in a temporary directory, closed
+// when the test ends.
+func testStore(t *testing.T) *Store {
+	t.Helper()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	if _, err := Migrate(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
