@@ -2,7 +2,6 @@ package cmdsvc
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/syncbuf"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ocserv"
 	"github.com/ocserv-telemetry/ocserv-telemetry/opauth"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
@@ -58,25 +58,7 @@ type bed struct {
 	// agentErrs receives the agent connection's asynchronous errors
 	// (permissions violations).
 	agentErrs chan error
-	log       syncBuffer // the service's log
-}
-
-// syncBuffer is a bytes.Buffer safe for the service's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	log       syncbuf.Buffer // the service's log
 }
 
 // agentPermissions are the command service's NATS permissions as

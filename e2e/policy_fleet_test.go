@@ -21,6 +21,7 @@ import (
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/syncbuf"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/testbed"
 	"github.com/ocserv-telemetry/ocserv-telemetry/policy/bucket"
 	"github.com/ocserv-telemetry/ocserv-telemetry/policy/mirror"
@@ -52,21 +53,13 @@ type policyFleet struct {
 type daemon struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuf
+	out  *syncbuf.Buffer
 	done chan struct{}
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 func startDaemon(t *testing.T, name string, argv ...string) *daemon {
 	t.Helper()
-	d := &daemon{name: name, cmd: exec.Command(argv[0], argv[1:]...), out: &syncBuf{}, done: make(chan struct{})}
+	d := &daemon{name: name, cmd: exec.Command(argv[0], argv[1:]...), out: &syncbuf.Buffer{}, done: make(chan struct{})}
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {

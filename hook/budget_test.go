@@ -1,36 +1,17 @@
 package hook
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/hooktest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/syncbuf"
 )
-
-// syncBuffer is a stderr both goroutines of a run may write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // When the disk hangs, the budget timer ends the run with status 0 and the
 // event lands in ocserv's log instead, wherever the run hangs: at the
@@ -49,7 +30,7 @@ func testBudgetEndsAHungRun(t *testing.T, early bool) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "agent.env")
 	os.WriteFile(cfg, []byte("SPOOL_DIR="+filepath.Join(dir, "spool")+"\nHOOK_BUDGET=100ms\n"), 0o600)
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	exited := make(chan int, 1)
 	release, done := make(chan struct{}), make(chan struct{})
 	defer func() { close(release); <-done }() // let the run finish before TempDir goes
@@ -99,7 +80,7 @@ func testBudgetEndsAHungRun(t *testing.T, early bool) {
 
 // A panic inside the run is recovered and the login admitted.
 func TestPanicIsRecovered(t *testing.T) {
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	code := -1
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "agent.env")
@@ -125,7 +106,7 @@ func TestBudgetBeforeTheEventNamesTheSession(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "agent.env")
 	os.WriteFile(cfg, []byte("SPOOL_DIR="+filepath.Join(dir, "spool")+"\nHOOK_BUDGET=100ms\n"), 0o600)
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	exited := make(chan int, 1)
 	release, done := make(chan struct{}), make(chan struct{})
 	defer func() { close(release); <-done }()

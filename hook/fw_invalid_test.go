@@ -10,6 +10,7 @@ import (
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 	"github.com/ocserv-telemetry/ocserv-telemetry/firewall"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/syncbuf"
 )
 
 // hangingBackend stands for a firewall whose every call hangs until the
@@ -67,7 +68,7 @@ func TestInvalidPolicyFailsClosedOnBudget(t *testing.T) {
 			exited := make(chan int, 1)
 			done := make(chan struct{})
 			defer func() { close(release); <-done }()
-			var stderr syncBuffer
+			var stderr syncbuf.Buffer
 			r := &Run{
 				Args: []string{"--config", cfg, "--fw"}, Env: env, Stderr: &stderr, Start: time.Now(),
 				Exit:    func(code int) { exited <- code },

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/syncbuf"
 )
 
 // A refusal the hook has decided must stand even when the run then ends
@@ -50,7 +52,7 @@ func TestFwRefusalSurvivesBudgetAndPanic(t *testing.T) {
 				"\nFIREWALL=on\nFIREWALL_BACKEND=nftables\nHOOK_BUDGET=150ms\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			var stderr syncBuffer
+			var stderr syncbuf.Buffer
 			exited := make(chan int, 1)
 			release, done := make(chan struct{}), make(chan struct{})
 			defer func() { close(release); <-done }()

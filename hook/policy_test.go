@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/syncbuf"
 	"github.com/ocserv-telemetry/ocserv-telemetry/kick"
 	"github.com/ocserv-telemetry/ocserv-telemetry/policy"
 	"github.com/ocserv-telemetry/ocserv-telemetry/policy/mirror"
@@ -52,7 +53,7 @@ func (b *policyBed) run(cfg, reason, user string) (int, events.Event, string) {
 
 func (b *policyBed) runEnv(cfg string, env map[string]string) (int, events.Event, string) {
 	b.t.Helper()
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	code := -1
 	r := &Run{Args: []string{"--config", cfg}, Stderr: &stderr, Start: time.Now(), Exit: func(c int) { code = c }, Env: env}
 	r.Main()

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/syncbuf"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ocserv"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
 )
@@ -113,19 +113,11 @@ func manyUsers(n int, rx uint64) []byte {
 	return []byte(b.String())
 }
 
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
-func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 type harness struct {
 	t      *testing.T
 	sp     *spool.Spool
 	svc    *Service
-	log    *logBuf
+	log    *syncbuf.Buffer
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -145,7 +137,7 @@ func openSpool(t *testing.T, dir string) *spool.Spool {
 func start(t *testing.T, spoolDir, occtlPath, serverID string, nc *nats.Conn, hostname string) *harness {
 	t.Helper()
 	sp := openSpool(t, spoolDir)
-	lb := &logBuf{}
+	lb := &syncbuf.Buffer{}
 	o := Options{
 		Occtl: &ocserv.Occtl{Path: occtlPath, Location: time.UTC}, Spool: sp, ServerID: serverID, Prefix: "ocserv",
 		Log:      slog.New(slog.NewTextHandler(lb, nil)),

@@ -10,10 +10,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/syncbuf"
 	"github.com/ocserv-telemetry/ocserv-telemetry/livestate"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ocserv"
 	"github.com/ocserv-telemetry/ocserv-telemetry/policy/bucket"
@@ -156,7 +156,7 @@ func TestListenFailureIsNotFatal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	var buf lockedBuf
+	var buf syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -183,24 +183,6 @@ func TestListenFailureIsNotFatal(t *testing.T) {
 	if n := strings.Count(buf.String(), "cannot listen"); n != 1 {
 		t.Errorf("logged %d times, want once per distinct error: %s", n, buf.String())
 	}
-}
-
-// lockedBuf is a log both Serve's goroutine and the test use.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // The verdicts mirror's state: stale and its age, from a real mirror.

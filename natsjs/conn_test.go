@@ -1,25 +1,16 @@
 package natsjs
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/config"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/syncbuf"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // Refused credentials do not end the connection (nats.go's default after
 // two refusals in a row), and neither the URL's password nor the client's
@@ -36,7 +27,7 @@ func TestRefusedCredentialsKeepTryingAndStaySecret(t *testing.T) {
 		t.Fatal("not ready")
 	}
 	defer srv.Shutdown()
-	var log syncBuf
+	var log syncbuf.Buffer
 	url := strings.Replace(srv.ClientURL(), "nats://", "nats://agent:"+pw+"@", 1)
 	c, err := Connect(config.NATS{URLs: []string{url}}, Options{ReconnectWait: 20 * time.Millisecond}, slog.New(slog.NewTextHandler(&log, nil)))
 	if err != nil {

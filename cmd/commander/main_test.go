@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/sdnotify"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/sdnotify/notifytest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/syncbuf"
 	"github.com/ocserv-telemetry/ocserv-telemetry/policy"
 	"github.com/ocserv-telemetry/ocserv-telemetry/policy/bucket"
 	"github.com/ocserv-telemetry/ocserv-telemetry/policy/mirror"
@@ -81,14 +80,6 @@ func TestBuildFromAgentConfig(t *testing.T) {
 	}
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // The commander's log never holds the NATS credentials: a password the
 // server refuses, in the URL, and a malformed second NATS_URL line (a
 // configuration problem) with another secret in it.
@@ -118,7 +109,7 @@ func TestCommanderNeverLogsNATSSecrets(t *testing.T) {
 		"CMD_TRUSTED_KEYS=" + filepath.Join(dir, "keys"), "CMD_XKEY_SEED=" + filepath.Join(dir, "xkey"),
 		"CMD_NONCE_FILE=" + filepath.Join(dir, "nonces"),
 	}, "\n")+"\n"), 0o600)
-	var log syncBuf
+	var log syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"--config", cfg}, func(string) string { return "" }, &log) }()
@@ -163,7 +154,7 @@ func TestNotifySocketNobodyReads(t *testing.T) {
 	notifytest.Fill(t, sock)
 	t.Setenv(sdnotify.Env, sock)
 
-	var log syncBuf
+	var log syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -285,7 +276,7 @@ accounts: {
 	if err != nil || len(probs) > 0 {
 		t.Fatal(err, probs)
 	}
-	out := &syncBuf{}
+	out := &syncbuf.Buffer{}
 	_, closeAll, err := Build(cfg, slog.New(slog.NewTextHandler(out, nil)))
 	if err != nil {
 		t.Fatal(err)

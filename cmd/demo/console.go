@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -12,7 +11,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/syncbuf"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/api"
 	"github.com/ocserv-telemetry/ocserv-telemetry/livestate"
 )
@@ -97,7 +96,7 @@ func runConsole(tmp, bin, natsURL string, nc *nats.Conn, connectSome func() erro
 	}
 
 	fmt.Println("== starting bin/ledger serve with the web console")
-	var logBuf syncBuf
+	var logBuf syncbuf.Buffer
 	serve := exec.Command(ledgerBin, "serve", "--config", cfg)
 	serve.Stdout, serve.Stderr = &logBuf, &logBuf
 	serve.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -153,21 +152,4 @@ func runConsole(tmp, bin, natsURL string, nc *nats.Conn, connectSome func() erro
 		<-done
 	}
 	return nil
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

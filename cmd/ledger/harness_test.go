@@ -5,7 +5,6 @@ package main
 // throwaway PostgreSQL.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +23,7 @@ import (
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/pgtest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/syncbuf"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ingest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ledgertest"
@@ -130,25 +129,8 @@ func (b *bed) run(args ...string) (string, error) {
 // proc is a running `ledger serve`.
 type proc struct {
 	cmd  *exec.Cmd
-	out  *lockedBuf
+	out  *syncbuf.Buffer
 	done chan struct{}
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // serve starts the service; crash arms a crash point.
@@ -181,7 +163,7 @@ func (b *bed) serveConfig(cfg, crash string) *proc {
 func (b *bed) serveEnv(cfg string, env ...string) *proc {
 	b.t.Helper()
 	cmd := exec.Command(ledgerBin, "serve", "--config", cfg)
-	p := &proc{cmd: cmd, out: &lockedBuf{}, done: make(chan struct{})}
+	p := &proc{cmd: cmd, out: &syncbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/syncbuf"
 	"github.com/ocserv-telemetry/ocserv-telemetry/natsjs"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
 )
@@ -100,28 +101,11 @@ func (s *site) writeConfig() {
 type proc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	out    *lockedBuf
+	out    *syncbuf.Buffer
 	done   chan struct{}
 	err    error
 	notify *net.UnixConn
 	notes  chan string
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // start runs bin/shipper with a NOTIFY_SOCKET of its own; env adds
@@ -159,7 +143,7 @@ func (s *site) start(env ...string) *proc {
 // made, read or not); the test's cleanup kills it.
 func (s *site) launch(sock string, env ...string) *proc {
 	s.t.Helper()
-	p := &proc{t: s.t, out: &lockedBuf{}, done: make(chan struct{})}
+	p := &proc{t: s.t, out: &syncbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(shipperBin, "--config", s.cfgPath, "--drain-timeout", "3s")
 	p.cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="+sock), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out

@@ -1,42 +1,23 @@
 package sdnotify
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/sdnotify/notifytest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/syncbuf"
 )
 
-// syncBuf is a log sink read while the notifier's goroutine writes.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func newLog() (*slog.Logger, *syncBuf) {
-	b := &syncBuf{}
+func newLog() (*slog.Logger, *syncbuf.Buffer) {
+	b := &syncbuf.Buffer{}
 	return slog.New(slog.NewTextHandler(b, nil)), b
 }
 
