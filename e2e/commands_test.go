@@ -4,12 +4,10 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -104,21 +102,7 @@ func startFleet(t *testing.T, srv *server.Server, b *testbed.Bed) *fleet {
 // exit code.
 func (f *fleet) ctl(stdin string, args ...string) (string, string, int) {
 	f.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, f.ctlBin, append([]string{"--config", f.ctlCfg}, args...)...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + f.t.TempDir()}
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		f.t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	return (&ctlRun{t: f.t, bin: f.ctlBin, cfg: f.ctlCfg}).input(stdin, args...)
 }
 
 func (f *fleet) ctlOK(args ...string) (string, string) {

@@ -219,10 +219,17 @@ func newCtl(t *testing.T, natsURL string) *ctlRun {
 // and the exit code.
 func (c *ctlRun) run(args ...string) (string, string, int) {
 	c.t.Helper()
+	return c.input("", args...)
+}
+
+// input is run with stdin on ctl's standard input.
+func (c *ctlRun) input(stdin string, args ...string) (string, string, int) {
+	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.bin, append([]string{"--config", c.cfg}, args...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.t.TempDir()}
+	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
