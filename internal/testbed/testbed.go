@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/distro"
+	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
 )
 
 // User is one account in the bed's ocpasswd file.
@@ -363,6 +364,9 @@ func (b *Bed) setup() error {
 	if err := b.writeAgentEnv(); err != nil {
 		return err
 	}
+	if err := b.initSpool(); err != nil {
+		return err
+	}
 	if err := b.startHolder(); err != nil {
 		return err
 	}
@@ -510,6 +514,26 @@ func (b *Bed) writeAgentEnv() error {
 		s.WriteString(l + "\n")
 	}
 	return os.WriteFile(b.agentEnv, []byte(s.String()), 0o600)
+}
+
+// initSpool makes the bed's spool a spool before ocserv starts, as on a
+// host: the shipper initialises it when it starts (livestate), long before
+// the first login. Left to the first connect, its hook would also pay the
+// spool's one-time set-up (a VERSION file and its directory made durable:
+// two flushes) before its event reached the queue; on a busy CI disk that
+// once outlasted the hook's 500ms budget, and the event went to ocserv's
+// log instead (TestRestrictToRoutesWrapperAdmits). A hook initialising a
+// fresh spool is tested in package hook.
+func (b *Bed) initSpool() error {
+	sp, err := spool.Open(b.spoolDir, spool.Options{Create: true, Fsync: true})
+	if err != nil {
+		return err
+	}
+	defer sp.Close()
+	if _, err := sp.Init(); err != nil {
+		return err
+	}
+	return nil
 }
 
 func (b *Bed) writeConf(cert, key, script string) error {
