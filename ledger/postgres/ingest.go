@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,17 +43,34 @@ type rowQuerier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+const selectPosition = `SELECT stream_seq, stream_time, last_event_time, applied, duplicates, rejected, expired
+	FROM ingest_state WHERE id = 1`
+
 func readPosition(ctx context.Context, q rowQuerier) (ledger.Position, error) {
+	return scanPosition(q.QueryRow(ctx, selectPosition))
+}
+
+func scanPosition(r pgx.Row) (ledger.Position, error) {
 	var p ledger.Position
 	var st, lt *time.Time
 	var seq int64
-	err := q.QueryRow(ctx, `SELECT stream_seq, stream_time, last_event_time, applied, duplicates, rejected, expired
-		FROM ingest_state WHERE id = 1`).Scan(&seq, &st, &lt, &p.Applied, &p.Duplicates, &p.Rejected, &p.Expired)
+	err := r.Scan(&seq, &st, &lt, &p.Applied, &p.Duplicates, &p.Rejected, &p.Expired)
 	p.StreamSeq, p.StreamTime, p.LastEventTime = uint64(seq), ft(st), ft(lt)
 	return p, err
 }
 
-type ingestTx struct{ tx pgx.Tx }
+// ingestTx is one Apply's transaction. LoadSessions reads the session
+// links and the ingest position in the same round trip as the sessions
+// (ledger.ApplyTx asks for them next, for the same uids); they are kept
+// here until asked for, and dropped by Write, so a value served is always
+// what the transaction would read at that point.
+type ingestTx struct {
+	tx pgx.Tx
+
+	linkUIDs []string          // the uids links were read for
+	links    map[string]string // nil when none were read ahead
+	pos      *ledger.Position  // nil when not read ahead
+}
 
 // Claim inserts the batch's event ids. The common case, ids never seen,
 // takes the fast path: one COPY, inside a savepoint. When an id is
@@ -196,48 +215,80 @@ func scanSession(r pgx.Row) (*ledger.Session, error) {
 	return &s, nil
 }
 
+// LoadSessions reads the stored rows of uids, and with them, in one
+// pipelined batch, their links and the ingest position (see ingestTx).
 func (t *ingestTx) LoadSessions(ctx context.Context, uids []string) (map[string]*ledger.Session, error) {
-	rows, err := t.tx.Query(ctx, `SELECT `+selectSessionCols+sessionsFrom+` WHERE session_uid = ANY($1::text[]::uuid[])`, uids)
-	if err != nil {
+	out := map[string]*ledger.Session{}
+	links := map[string]string{}
+	var pos ledger.Position
+	b := &batch{}
+	b.queue("read sessions", `SELECT `+selectSessionCols+sessionsFrom+` WHERE session_uid = ANY($1::text[]::uuid[])`, uids).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				s, err := scanSession(rows)
+				if err != nil {
+					return err
+				}
+				out[s.UID] = s
+			}
+			return rows.Err()
+		})
+	b.queue("read session links", selectLinks, uids).Query(func(rows pgx.Rows) error { return scanLinks(rows, links) })
+	b.queue("read ingest position", selectPosition).QueryRow(func(r pgx.Row) (err error) {
+		pos, err = scanPosition(r)
+		return err
+	})
+	if err := b.send(ctx, t.tx); err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := map[string]*ledger.Session{}
-	for rows.Next() {
-		s, err := scanSession(rows)
-		if err != nil {
-			return nil, err
-		}
-		out[s.UID] = s
-	}
-	return out, rows.Err()
+	t.linkUIDs, t.links, t.pos = uids, links, &pos
+	return out, nil
 }
 
+const selectLinks = `SELECT session_uid::text, logical_uid::text FROM session_links WHERE session_uid = ANY($1::text[]::uuid[])`
+
+func scanLinks(rows pgx.Rows, out map[string]string) error {
+	for rows.Next() {
+		var u, l string
+		if err := rows.Scan(&u, &l); err != nil {
+			return err
+		}
+		out[u] = l
+	}
+	return rows.Err()
+}
+
+// LoadLinks returns the links LoadSessions read for the same uids, or
+// reads them.
 func (t *ingestTx) LoadLinks(ctx context.Context, uids []string) (map[string]string, error) {
-	rows, err := t.tx.Query(ctx, `SELECT session_uid::text, logical_uid::text FROM session_links WHERE session_uid = ANY($1::text[]::uuid[])`, uids)
+	if t.links != nil && slices.Equal(t.linkUIDs, uids) {
+		links := t.links
+		t.linkUIDs, t.links = nil, nil
+		return links, nil
+	}
+	rows, err := t.tx.Query(ctx, selectLinks, uids)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	out := map[string]string{}
-	for rows.Next() {
-		var u, l string
-		if err := rows.Scan(&u, &l); err != nil {
-			return nil, err
-		}
-		out[u] = l
-	}
-	return out, rows.Err()
+	return out, scanLinks(rows, out)
 }
 
+// Position returns the position LoadSessions read, or reads it.
 func (t *ingestTx) Position(ctx context.Context) (ledger.Position, error) {
+	if p := t.pos; p != nil {
+		t.pos = nil
+		return *p, nil
+	}
 	return readPosition(ctx, t.tx)
 }
 
 // Write sends every table's rows as one pipelined batch: one set-based
 // statement per table.
 func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
-	b := &pgx.Batch{}
+	t.linkUIDs, t.links, t.pos = nil, nil, nil // what was read ahead is stale from here
+	b := &batch{}
 	// The batch's new sessions (most of its session rows) go in by COPY:
 	// no arbiter lookup per row, and the heap takes them in bulk. The
 	// primary key still decides: should a row be there after all, the
@@ -254,7 +305,7 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 		}
 		ok, err := t.copyOrConflict(ctx, "sessions", identityColumns, rows)
 		if err != nil {
-			return err
+			return fmt.Errorf("copy new sessions: %w", err)
 		}
 		if !ok {
 			sessions = c.Sessions
@@ -267,7 +318,7 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 		}
 		ok, err := t.copyOrConflict(ctx, "session_counters", counterColumns, rows)
 		if err != nil {
-			return err
+			return fmt.Errorf("copy new session_counters: %w", err)
 		}
 		if !ok {
 			counters = c.Counters
@@ -289,7 +340,7 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 			host[i], ua[i], dtype[i], dplat[i], cookie[i], state[i], reason[i], origin[i] = s.Hostname, s.UserAgent, s.DeviceType, s.DevicePlatform, s.CookieID, s.State, s.EndReason, s.Origin
 			worker[i], conn[i], ended[i], ccoarse[i], ecoarse[i] = s.WorkerID, s.ConnectedAt, tp(s.EndedAt), s.ConnectedCoarse, s.EndedCoarse
 		}
-		b.Queue(`INSERT INTO sessions (`+identityCols+`)
+		b.queue("upsert sessions", `INSERT INTO sessions (`+identityCols+`)
 			SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[],
 				$10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
 				$18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::boolean[], $23::timestamptz[], $24::boolean[],
@@ -310,7 +361,7 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 		for i, s := range counters {
 			uid[i], bin[i], bout[i], secs[i], samples[i], last[i], settled[i], ain[i], aout[i] = s.UID, s.BytesIn, s.BytesOut, s.Seconds, s.Samples, tp(s.LastSampleAt), s.Settled, s.AcctIn, s.AcctOut
 		}
-		b.Queue(`INSERT INTO session_counters (session_uid, `+counterCols+`)
+		b.queue("upsert session_counters", `INSERT INTO session_counters (session_uid, `+counterCols+`)
 			SELECT * FROM unnest($1::text[]::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::timestamptz[], $7::boolean[], $8::bigint[], $9::bigint[])
 			ON CONFLICT (session_uid) DO UPDATE SET (`+counterCols+`) = (excluded.bytes_in, excluded.bytes_out, excluded.seconds,
 				excluded.samples, excluded.last_sample_at, excluded.settled, excluded.acct_in, excluded.acct_out)`,
@@ -321,7 +372,7 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 		for k, v := range c.Links {
 			u, l = append(u, k), append(l, v)
 		}
-		b.Queue(`INSERT INTO session_links (session_uid, logical_uid) SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[])
+		b.queue("upsert session_links", `INSERT INTO session_links (session_uid, logical_uid) SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[])
 			ON CONFLICT (session_uid) DO UPDATE SET logical_uid = excluded.logical_uid`, u, l)
 	}
 	if n := len(c.Samples); n > 0 {
@@ -332,7 +383,7 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 		ok, err := t.copyOrConflict(ctx, "samples", []string{"session_uid", "slot", "server_id", "observed_at", "bytes_in", "bytes_out",
 			"delta_in", "delta_out", "duration_s"}, rows)
 		if err != nil {
-			return err
+			return fmt.Errorf("copy samples: %w", err)
 		}
 		if !ok {
 			// A sample already stored under another event id: keep
@@ -344,7 +395,7 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 				uid[i], server[i], at[i] = x.SessionUID, x.ServerID, x.ObservedAt
 				slot[i], bin[i], bout[i], din[i], dout[i], dur[i] = x.Slot, x.BytesIn, x.BytesOut, x.DeltaIn, x.DeltaOut, x.DurationS
 			}
-			b.Queue(`INSERT INTO samples (session_uid, slot, server_id, observed_at, bytes_in, bytes_out, delta_in, delta_out, duration_s)
+			b.queue("insert samples", `INSERT INTO samples (session_uid, slot, server_id, observed_at, bytes_in, bytes_out, delta_in, delta_out, duration_s)
 				SELECT * FROM unnest($1::text[]::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
 				ON CONFLICT DO NOTHING`, uid, slot, server, at, bin, bout, din, dout, dur)
 		}
@@ -355,7 +406,7 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 		for i, u := range c.Usage {
 			day[i], user[i], server[i], bin[i], bout[i], secs[i], sess[i] = u.Day, u.Username, u.ServerID, u.BytesIn, u.BytesOut, u.Seconds, u.Sessions
 		}
-		b.Queue(`INSERT INTO usage_daily AS u (day, username, server_id, bytes_in, bytes_out, seconds, sessions)
+		b.queue("upsert usage_daily", `INSERT INTO usage_daily AS u (day, username, server_id, bytes_in, bytes_out, seconds, sessions)
 			SELECT * FROM unnest($1::text[]::date[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
 			ON CONFLICT (day, username, server_id) DO UPDATE SET bytes_in = u.bytes_in + excluded.bytes_in,
 				bytes_out = u.bytes_out + excluded.bytes_out, seconds = u.seconds + excluded.seconds, sessions = u.sessions + excluded.sessions`,
@@ -367,7 +418,7 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 		for i, u := range c.Monthly {
 			month[i], user[i], bin[i], bout[i], secs[i], sess[i] = u.Day+"-01", u.Username, u.BytesIn, u.BytesOut, u.Seconds, u.Sessions
 		}
-		b.Queue(`INSERT INTO usage_monthly AS u (month, username, bytes_in, bytes_out, seconds, sessions)
+		b.queue("upsert usage_monthly", `INSERT INTO usage_monthly AS u (month, username, bytes_in, bytes_out, seconds, sessions)
 			SELECT * FROM unnest($1::text[]::date[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
 			ON CONFLICT (month, username) DO UPDATE SET bytes_in = u.bytes_in + excluded.bytes_in,
 				bytes_out = u.bytes_out + excluded.bytes_out, seconds = u.seconds + excluded.seconds, sessions = u.sessions + excluded.sessions`,
@@ -384,13 +435,13 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 			ok[i], code[i], msg[i], args[i], elapsed[i], supp[i] = a.OK, a.Code, a.Message, argsJSON(a.Args), a.ElapsedMS, a.Suppressed
 			actor[i], target[i] = a.Actor, a.Args["user"]
 		}
-		b.Queue(`INSERT INTO audit (event_id, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args, elapsed_ms, suppressed, actor, target_user)
+		b.queue("insert audit", `INSERT INTO audit (event_id, server_id, time, phase, action, subject, key, key_name, role, ok, code, message, args, elapsed_ms, suppressed, actor, target_user)
 			SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
 				$10::boolean[], $11::text[], $12::text[], $13::text[]::jsonb[], $14::bigint[], $15::bigint[], $16::text[], $17::text[]) ON CONFLICT DO NOTHING`,
 			id, server, at, phase, action, subject, key, keyName, role, ok, code, msg, args, elapsed, supp, actor, target)
 	}
 	for _, n := range c.Notices {
-		b.Queue(`INSERT INTO spool_notices (event_id, server_id, type, time, reason, events, bytes, seq_ranges)
+		b.queue("insert spool_notices", `INSERT INTO spool_notices (event_id, server_id, type, time, reason, events, bytes, seq_ranges)
 			VALUES ($1::text::uuid, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
 			n.EventID, n.ServerID, n.Type, n.Time, n.Reason, n.Events, n.Bytes, string(n.SeqRanges))
 	}
@@ -401,7 +452,7 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 		for i, v := range c.Servers {
 			id[i], spool[i], first[i], last[i], typ[i], evs[i], dropped[i] = v.ServerID, v.SpoolID, v.FirstSeen, v.LastSeen, v.LastType, v.Events, v.Dropped
 		}
-		b.Queue(`INSERT INTO servers AS s (server_id, spool_id, first_seen, last_seen, last_type, events, dropped_events)
+		b.queue("upsert servers", `INSERT INTO servers AS s (server_id, spool_id, first_seen, last_seen, last_type, events, dropped_events)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::bigint[], $7::bigint[])
 			ON CONFLICT (server_id) DO UPDATE SET
 			first_seen = least(s.first_seen, excluded.first_seen),
@@ -412,15 +463,15 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 			id, spool, first, last, typ, evs, dropped)
 	}
 	for _, r := range c.Rejected {
-		b.Queue(`INSERT INTO rejected_events (stream_seq, subject, event_id, reason, payload, received)
+		b.queue("insert rejected_events", `INSERT INTO rejected_events (stream_seq, subject, event_id, reason, payload, received)
 			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
 			int64(r.StreamSeq), r.Subject, r.EventID, r.Reason, r.Payload, r.Received)
 	}
 	p := c.Position
-	b.Queue(`UPDATE ingest_state SET stream_seq = $1, stream_time = $2, last_event_time = $3,
+	b.queue("update ingest_state", `UPDATE ingest_state SET stream_seq = $1, stream_time = $2, last_event_time = $3,
 		applied = $4, duplicates = $5, rejected = $6, expired = $7 WHERE id = 1`,
 		int64(p.StreamSeq), tp(p.StreamTime), tp(p.LastEventTime), p.Applied, p.Duplicates, p.Rejected, p.Expired)
-	return t.tx.SendBatch(ctx, b).Close()
+	return b.send(ctx, t.tx)
 }
 
 func argsJSON(m map[string]string) string {
