@@ -80,11 +80,11 @@ type ingestTx struct {
 // decides; the fast path only saves the per-row statement.
 func (t *ingestTx) Claim(ctx context.Context, claims []ledger.Claim) ([]bool, error) {
 	out := make([]bool, len(claims))
-	rows := make([][]any, len(claims))
-	for i, c := range claims {
-		rows[i] = []any{uuidArg(c.EventID), int64(c.StreamSeq), c.Time}
-	}
-	ok, err := t.copyOrConflict(ctx, "applied_events", []string{"event_id", "stream_seq", "event_time"}, rows)
+	ok, err := t.copyOrConflict(ctx, "applied_events", []string{"event_id", "stream_seq", "event_time"}, len(claims),
+		func(i int, row []any) {
+			c := claims[i]
+			row[0], row[1], row[2] = uuidArg(c.EventID), int64(c.StreamSeq), c.Time
+		})
 	if err != nil {
 		return nil, err
 	}
@@ -136,14 +136,22 @@ func uuidArg(s string) any {
 	return [16]byte(u)
 }
 
-// copyOrConflict COPYs rows into table inside a savepoint; false (and
-// nothing written) when a row's key is already there.
-func (t *ingestTx) copyOrConflict(ctx context.Context, table string, cols []string, rows [][]any) (bool, error) {
+// copyOrConflict COPYs n rows into table inside a savepoint; false (and
+// nothing written) when a row's key is already there. fill sets row i's
+// values in row (len(cols) long, reused: pgx encodes each row before
+// asking for the next). Rows are made as pgx streams them, in its
+// encoding goroutine, while the server takes the ones sent: not all
+// first, each in a slice of its own, with the server waiting.
+func (t *ingestTx) copyOrConflict(ctx context.Context, table string, cols []string, n int, fill func(i int, row []any)) (bool, error) {
 	sp, err := t.tx.Begin(ctx)
 	if err != nil {
 		return false, err
 	}
-	_, err = sp.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows))
+	row := make([]any, len(cols))
+	_, err = sp.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromSlice(n, func(i int) ([]any, error) {
+		fill(i, row)
+		return row, nil
+	}))
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
 		return false, sp.Rollback(ctx)
@@ -296,14 +304,13 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 	newSessions, sessions := split(c.Sessions, c.New)
 	newCounters, counters := split(c.Counters, c.New)
 	if len(newSessions) > 0 {
-		rows := make([][]any, len(newSessions))
-		for i, s := range newSessions {
-			rows[i] = []any{uuidArg(s.UID), uuidArg(s.LogicalUID), s.ServerID, s.SpoolID, s.Username, s.Groupname, s.VHost, s.WorkerID, s.Device,
+		ok, err := t.copyOrConflict(ctx, "sessions", identityColumns, len(newSessions), func(i int, row []any) {
+			s := newSessions[i]
+			copy(row, []any{uuidArg(s.UID), uuidArg(s.LogicalUID), s.ServerID, s.SpoolID, s.Username, s.Groupname, s.VHost, s.WorkerID, s.Device,
 				np(s.IPReal), np(s.IPRealLocal), np(s.VPNIPv4), np(s.VPNIPv4Local), np(s.VPNIPv6), np(s.VPNIPv6Local), s.Hostname, s.UserAgent,
 				s.DeviceType, s.DevicePlatform, s.CookieID, s.ConnectedAt, s.ConnectedCoarse, tp(s.EndedAt), s.EndedCoarse,
-				s.State, s.EndReason, s.Origin}
-		}
-		ok, err := t.copyOrConflict(ctx, "sessions", identityColumns, rows)
+				s.State, s.EndReason, s.Origin})
+		})
 		if err != nil {
 			return fmt.Errorf("copy new sessions: %w", err)
 		}
@@ -312,11 +319,10 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 		}
 	}
 	if len(newCounters) > 0 {
-		rows := make([][]any, len(newCounters))
-		for i, s := range newCounters {
-			rows[i] = []any{uuidArg(s.UID), s.BytesIn, s.BytesOut, s.Seconds, s.Samples, tp(s.LastSampleAt), s.Settled, s.AcctIn, s.AcctOut}
-		}
-		ok, err := t.copyOrConflict(ctx, "session_counters", counterColumns, rows)
+		ok, err := t.copyOrConflict(ctx, "session_counters", counterColumns, len(newCounters), func(i int, row []any) {
+			s := newCounters[i]
+			row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8] = uuidArg(s.UID), s.BytesIn, s.BytesOut, s.Seconds, s.Samples, tp(s.LastSampleAt), s.Settled, s.AcctIn, s.AcctOut
+		})
 		if err != nil {
 			return fmt.Errorf("copy new session_counters: %w", err)
 		}
@@ -376,12 +382,11 @@ func (t *ingestTx) Write(ctx context.Context, c *ledger.Changes) error {
 			ON CONFLICT (session_uid) DO UPDATE SET logical_uid = excluded.logical_uid`, u, l)
 	}
 	if n := len(c.Samples); n > 0 {
-		rows := make([][]any, n)
-		for i, x := range c.Samples {
-			rows[i] = []any{uuidArg(x.SessionUID), x.Slot, x.ServerID, x.ObservedAt, x.BytesIn, x.BytesOut, x.DeltaIn, x.DeltaOut, x.DurationS}
-		}
 		ok, err := t.copyOrConflict(ctx, "samples", []string{"session_uid", "slot", "server_id", "observed_at", "bytes_in", "bytes_out",
-			"delta_in", "delta_out", "duration_s"}, rows)
+			"delta_in", "delta_out", "duration_s"}, n, func(i int, row []any) {
+			x := &c.Samples[i]
+			row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8] = uuidArg(x.SessionUID), x.Slot, x.ServerID, x.ObservedAt, x.BytesIn, x.BytesOut, x.DeltaIn, x.DeltaOut, x.DurationS
+		})
 		if err != nil {
 			return fmt.Errorf("copy samples: %w", err)
 		}

@@ -117,3 +117,52 @@ func TestRefusedRowNamesStatement(t *testing.T) {
 		})
 	}
 }
+
+// TestCopyConflictTakesUpsert: a session the batch takes for new (it
+// found no stored row) but whose row is there after all makes the COPY
+// fail on the primary key; the COPY is undone and every row of the
+// batch takes the upsert, in the same transaction. Here the stored
+// session lost its counters row, so the join that loads sessions misses
+// it.
+func TestCopyConflictTakesUpsert(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	dsn := pgtest.Database(t)
+	if _, err := postgres.Migrate(ctx, dsn); err != nil {
+		t.Fatal(err)
+	}
+	s, err := postgres.Open(ctx, dsn, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	g := ledgertest.NewGen("vpn1", &ledgertest.Seq{})
+	uid, other := ledgertest.UID(), ledgertest.UID()
+	if _, err := s.Apply(ctx, []ledger.Message{g.Connect(uid, ledgertest.Conn{User: "pat", VPN4: "10.8.0.9"}, t0)}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `DELETE FROM session_counters WHERE session_uid = $1`, uid); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Apply(ctx, []ledger.Message{
+		g.Connect(other, ledgertest.Conn{User: "sam", VPN4: "10.8.0.10"}, t0.Add(time.Second)),
+		g.Disconnect(uid, 1000, 2000, 60, t0.Add(time.Minute)),
+	})
+	if err != nil || r.Applied != 2 {
+		t.Fatalf("a batch whose COPY conflicts: %+v, %v; want both events applied", r, err)
+	}
+	for _, want := range []struct{ uid, state string }{{uid, ledger.StateDisconnect}, {other, ledger.StateOpen}} {
+		var n int
+		var state string
+		err := conn.QueryRow(ctx, `SELECT count(*), min(state) FROM sessions JOIN session_counters USING (session_uid) WHERE session_uid = $1`,
+			want.uid).Scan(&n, &state)
+		if err != nil || n != 1 || state != want.state {
+			t.Fatalf("session %s after the conflict: %d rows, state %q (%v); want 1 row, %q", want.uid, n, state, err, want.state)
+		}
+	}
+}
