@@ -26,6 +26,7 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/pgtest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ingest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ledgertest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/sqlite"
 )
@@ -175,7 +176,7 @@ func ingestRun(t *testing.T, url string, pg *pgtest.Cluster, engine string, back
 	}
 	b := &bed{t: t, dir: dir, url: url, db: dsn, extra: map[string]string{
 		"SUBJECT_PREFIX": fmt.Sprintf("b%d", backlog), "NATS_EVENTS_STREAM": fmt.Sprintf("B%d", backlog),
-		"LEDGER_CONSUMER": "bench_" + engine, "LEDGER_BATCH": strconv.Itoa(envInt("LEDGER_BENCH_BATCH", 5000)),
+		"LEDGER_CONSUMER": "bench_" + engine, "LEDGER_BATCH": strconv.Itoa(envInt("LEDGER_BENCH_BATCH", ingest.DefaultBatch)),
 	}}
 	os.WriteFile(filepath.Join(dir, "operators.keys"), []byte("# none\n"), 0o600)
 	b.writeConfig()
@@ -205,7 +206,7 @@ func ingestRun(t *testing.T, url string, pg *pgtest.Cluster, engine string, back
 	took := time.Since(begin)
 	hwm := vmHWM(p.cmd.Process.Pid)
 	p.stop()
-	per := envInt("LEDGER_BENCH_BATCH", 5000)
+	per := envInt("LEDGER_BENCH_BATCH", ingest.DefaultBatch)
 	raw := rawCopy(t, engine, dsn, rawDSN, per)
 	r := ingestResult{rate: float64(backlog) / took.Seconds(), raw: float64(backlog) / raw.Seconds(), hwmKB: hwm}
 	if engine == "postgres" {

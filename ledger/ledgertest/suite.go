@@ -35,6 +35,7 @@ func Run(t *testing.T, open Opener) {
 		{"ServersAndNotices", testServers},
 		{"Retention", testRetention},
 		{"BatchingIndependent", testBatching},
+		{"ChunksIndependent", testChunks},
 		{"RefusedLogin", testRefused},
 		{"QueryArguments", testQueryArgs},
 	}
@@ -682,6 +683,59 @@ func testBatching(t *testing.T, open Opener) {
 	}
 	if ca["sessions"] == "" || ca["samples"][:2] == "0:" {
 		t.Fatalf("the workload made no rows: %v", ca)
+	}
+}
+
+// testChunks: a transaction fed in chunks (ApplyChunks, the consumer's
+// way through a backlog) leaves the tables one Apply of the same messages
+// leaves, whatever the cut, with a session's events spread over chunks
+// and an event that comes again in a later chunk of the same transaction
+// counted as a duplicate.
+func testChunks(t *testing.T, open Opener) {
+	var msgs []ledger.Message
+	Workload{Seed: 4, Servers: 3, Users: 30, Start: t0}.Emit(1500, func(m ledger.Message) bool {
+		m.StreamSeq = uint64(len(msgs) + 1)
+		msgs = append(msgs, m)
+		return true
+	})
+	a := open(t, ledger.ApplyOptions{})
+	apply(t, a, msgs...)
+	want := Checksum(t, a)
+	r := rand.New(rand.NewPCG(6, 6))
+	for round := 0; round < 3; round++ {
+		// The first events in a transaction of their own: the chunked
+		// one then also changes rows stored before it began.
+		b := open(t, ledger.ApplyOptions{})
+		head := 300 + r.IntN(300)
+		apply(t, b, msgs[:head]...)
+		var chunks [][]ledger.Message
+		for i := head; i < len(msgs); {
+			n := 1 + r.IntN(200)
+			chunks = append(chunks, msgs[i:min(i+n, len(msgs))])
+			i += n
+		}
+		again := msgs[head+r.IntN(len(msgs)/2)] // comes back near the end
+		chunks = append(chunks[:len(chunks)-1], append([]ledger.Message{again}, chunks[len(chunks)-1]...))
+		k := 0
+		res, err := b.ApplyChunks(ctx, func() []ledger.Message {
+			if k == len(chunks) {
+				return nil
+			}
+			k++
+			return chunks[k-1]
+		})
+		if err != nil {
+			t.Fatalf("apply in %d chunks: %v", len(chunks), err)
+		}
+		if res.Applied != len(msgs)-head || res.Duplicates != 1 {
+			t.Errorf("%d chunks: applied %d, duplicates %d; want %d and 1", len(chunks), res.Applied, res.Duplicates, len(msgs)-head)
+		}
+		if got := Checksum(t, b); !maps.Equal(got, want) {
+			t.Fatalf("%d chunks in one transaction vs one batch:\n%v\n%v", len(chunks), got, want)
+		}
+		if p, _ := b.Position(ctx); p.StreamSeq != msgs[len(msgs)-1].StreamSeq || p.Applied != int64(len(msgs)) {
+			t.Errorf("position after the chunks: %+v, want stream seq %d, %d applied", p, msgs[len(msgs)-1].StreamSeq, len(msgs))
+		}
 	}
 }
 

@@ -13,12 +13,18 @@ import (
 
 // Apply applies a batch in one immediate transaction (ledger.ApplyTx).
 func (s *Store) Apply(ctx context.Context, msgs []ledger.Message) (ledger.BatchResult, error) {
+	return s.ApplyChunks(ctx, ledger.OneChunk(msgs))
+}
+
+// ApplyChunks applies every chunk next yields in one immediate
+// transaction (ledger.ApplyChunks).
+func (s *Store) ApplyChunks(ctx context.Context, next ledger.Chunks) (ledger.BatchResult, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return ledger.BatchResult{}, wrap("sqlite ledger: begin", err)
 	}
 	defer tx.Rollback()
-	res, err := ledger.ApplyTx(ctx, &ingestTx{tx: tx}, msgs, s.o.Apply)
+	res, err := ledger.ApplyChunks(ctx, &ingestTx{tx: tx}, next, s.o.Apply)
 	if err != nil {
 		return res, wrap("sqlite ledger: apply", err)
 	}
