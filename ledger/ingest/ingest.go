@@ -43,6 +43,10 @@ const (
 // 50,000 no faster.
 const DefaultBatch = 25000
 
+// joinWait is how long a transaction waits for the next fetch of a
+// backlog to join it before it commits what it has.
+const joinWait = 250 * time.Millisecond
+
 // MaxFetch is the most messages one fetch takes by default.
 const MaxFetch = 5000
 
@@ -383,6 +387,9 @@ func (c *Consumer) run(ctx context.Context, cons jetstream.Consumer) bool {
 			return false
 		case b = <-batches:
 		}
+		if len(b.msgs) == 0 {
+			continue // an empty fetch: nothing waits for it here
+		}
 		// A full fetch means a backlog: the fetches already waiting join
 		// it in one transaction. After a failed one, a batch goes alone,
 		// through the path that retries it and, if the database refuses
@@ -434,11 +441,21 @@ func (c *Consumer) applyRun(ctx context.Context, first batch, batches <-chan bat
 		if !full || n+c.o.Fetch > c.o.Batch {
 			return nil
 		}
+		// The last fetch was full, so more is waiting on the stream: its
+		// fetch is under way and joins when it comes, unless the stream
+		// is slow to give it (then what is here is committed).
+		t := time.NewTimer(joinWait)
+		defer t.Stop()
 		select {
 		case b := <-batches:
+			if len(b.msgs) == 0 {
+				return nil // the backlog is drained
+			}
 			return take(b)
-		default:
-			return nil // the next fetch is not there yet: commit what we have
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return nil
 		}
 	}
 	res, err := c.o.Store.ApplyChunks(ctx, next)
@@ -494,6 +511,12 @@ func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer, out chan<
 		if len(msgs) == 0 {
 			if c.Status().State == StateNATSDown {
 				c.setState(StateRunning, nil)
+			}
+			// The backlog is drained: a transaction waiting for more
+			// commits now (an empty batch says so, if there is room).
+			select {
+			case out <- batch{}:
+			default:
 			}
 			continue
 		}

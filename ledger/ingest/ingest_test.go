@@ -438,9 +438,6 @@ type backlog struct {
 	chunked int   // committed transactions of more than one fetch
 	failing bool
 	failed  int
-	// wait before taking the next fetch, so that it is there (the
-	// transaction joins only fetches already waiting).
-	wait time.Duration
 }
 
 func (s *backlog) Apply(ctx context.Context, msgs []ledger.Message) (ledger.BatchResult, error) {
@@ -464,7 +461,6 @@ func (s *backlog) ApplyChunks(ctx context.Context, next ledger.Chunks) (ledger.B
 			if next() == nil {
 				break
 			}
-			time.Sleep(s.wait)
 		}
 		s.mu.Lock()
 		s.failed++
@@ -473,9 +469,6 @@ func (s *backlog) ApplyChunks(ctx context.Context, next ledger.Chunks) (ledger.B
 	}
 	n, chunks := 0, 0
 	r, err := s.Store.ApplyChunks(ctx, func() []ledger.Message {
-		if chunks > 0 {
-			time.Sleep(s.wait)
-		}
 		m := next()
 		if m != nil {
 			n, chunks = n+len(m), chunks+1
@@ -501,8 +494,8 @@ func (s *backlog) stats() (sizes []int, chunked, failed int) {
 	return append([]int(nil), s.sizes...), s.chunked, s.failed
 }
 
-// A backlog is drained in transactions of several fetches (the waiting
-// ones join), never more than Batch events, and the tables are those of
+// A backlog is drained in transactions of several fetches (after a full
+// fetch the next one joins), never more than Batch events, and the tables are those of
 // a replay's, a batch at a time.
 func TestBacklogJoinsWaitingFetches(t *testing.T) {
 	b := newBed(t, t.TempDir())
@@ -511,7 +504,7 @@ func TestBacklogJoinsWaitingFetches(t *testing.T) {
 		msgs = append(msgs, b.sessions(fmt.Sprintf("user%d", i), 20)...)
 	}
 	b.publish(msgs...)
-	st := &backlog{Store: b.store, wait: 50 * time.Millisecond}
+	st := &backlog{Store: b.store}
 	c, stop := b.runWith(Options{Store: st, Batch: 100, Fetch: 20})
 	b.waitPosition(uint64(len(msgs)))
 	s := caughtUp(c, uint64(len(msgs)))
@@ -558,7 +551,7 @@ func TestFailedBacklogTransactionIsReadAgain(t *testing.T) {
 		msgs = append(msgs, b.sessions(fmt.Sprintf("user%d", i), 20)...)
 	}
 	b.publish(msgs...)
-	st := &backlog{Store: b.store, wait: 50 * time.Millisecond, failing: true}
+	st := &backlog{Store: b.store, failing: true}
 	c, stop := b.runWith(Options{Store: st, Batch: 100, Fetch: 20})
 	b.waitPosition(uint64(len(msgs)))
 	s := caughtUp(c, uint64(len(msgs)))
