@@ -36,6 +36,7 @@ func Run(t *testing.T, open Opener) {
 		{"Retention", testRetention},
 		{"BatchingIndependent", testBatching},
 		{"ChunksIndependent", testChunks},
+		{"CancelledTransactionLeavesNothing", testCancelled},
 		{"RefusedLogin", testRefused},
 		{"QueryArguments", testQueryArgs},
 	}
@@ -736,6 +737,42 @@ func testChunks(t *testing.T, open Opener) {
 		if p, _ := b.Position(ctx); p.StreamSeq != msgs[len(msgs)-1].StreamSeq || p.Applied != int64(len(msgs)) {
 			t.Errorf("position after the chunks: %+v, want stream seq %d, %d applied", p, msgs[len(msgs)-1].StreamSeq, len(msgs))
 		}
+	}
+}
+
+// testCancelled: a transaction whose context ends while its chunks come
+// in (the service stopping) fails and leaves nothing, even where the
+// engine runs its statements without watching the context.
+func testCancelled(t *testing.T, open Opener) {
+	var msgs []ledger.Message
+	Workload{Seed: 5, Servers: 2, Users: 10, Start: t0}.Emit(300, func(m ledger.Message) bool {
+		m.StreamSeq = uint64(len(msgs) + 1)
+		msgs = append(msgs, m)
+		return true
+	})
+	s := open(t, ledger.ApplyOptions{})
+	before := Checksum(t, s)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	k := 0
+	_, err := s.ApplyChunks(cctx, func() []ledger.Message {
+		if k == 3 {
+			return nil
+		}
+		if k == 2 {
+			cancel() // the service stopping, two chunks in
+		}
+		k++
+		return msgs[(k-1)*100 : k*100]
+	})
+	if err == nil {
+		t.Fatal("a transaction whose context ended committed")
+	}
+	if got := Checksum(t, s); !maps.Equal(got, before) {
+		t.Errorf("a cancelled transaction left rows:\n%v\n%v", got, before)
+	}
+	if p, _ := s.Position(ctx); p.StreamSeq != 0 || p.Applied != 0 {
+		t.Errorf("a cancelled transaction moved the position: %+v", p)
 	}
 }
 
