@@ -494,16 +494,23 @@ func (s *backlog) stats() (sizes []int, chunked, failed int) {
 	return append([]int(nil), s.sizes...), s.chunked, s.failed
 }
 
-// A backlog is drained in transactions of several fetches (after a full
-// fetch the next one joins), never more than Batch events, and the tables are those of
-// a replay's, a batch at a time.
-func TestBacklogJoinsWaitingFetches(t *testing.T) {
-	b := newBed(t, t.TempDir())
+// backlog publishes 20 sessions of each of user0 … user9 (400 events)
+// before a consumer runs.
+func (b *bed) backlog() []ledger.Message {
 	var msgs []ledger.Message
 	for i := range 10 {
 		msgs = append(msgs, b.sessions(fmt.Sprintf("user%d", i), 20)...)
 	}
 	b.publish(msgs...)
+	return msgs
+}
+
+// A backlog is drained in transactions of several fetches (after a full
+// fetch the next one joins), never more than Batch events, and the tables
+// are those of a replay's, a batch at a time.
+func TestBacklogJoinsWaitingFetches(t *testing.T) {
+	b := newBed(t, t.TempDir())
+	msgs := b.backlog()
 	st := &backlog{Store: b.store}
 	c, stop := b.runWith(Options{Store: st, Batch: 100, Fetch: 20})
 	b.waitPosition(uint64(len(msgs)))
@@ -546,11 +553,7 @@ func TestBacklogJoinsWaitingFetches(t *testing.T) {
 // alone, and every event is applied once.
 func TestFailedBacklogTransactionIsReadAgain(t *testing.T) {
 	b := newBed(t, t.TempDir())
-	var msgs []ledger.Message
-	for i := range 10 {
-		msgs = append(msgs, b.sessions(fmt.Sprintf("user%d", i), 20)...)
-	}
-	b.publish(msgs...)
+	msgs := b.backlog()
 	st := &backlog{Store: b.store, failing: true}
 	c, stop := b.runWith(Options{Store: st, Batch: 100, Fetch: 20})
 	b.waitPosition(uint64(len(msgs)))

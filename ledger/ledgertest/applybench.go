@@ -15,15 +15,7 @@ func BenchMessages(n int) []ledger.Message {
 	if v, err := strconv.Atoi(os.Getenv("LEDGER_APPLY_EVENTS")); err == nil && v > 0 {
 		n = v
 	}
-	var msgs []ledger.Message
-	seq := uint64(0)
-	Workload{Seed: 1, Servers: 20, Users: 20000}.Emit(n, func(m ledger.Message) bool {
-		seq++
-		m.StreamSeq = seq
-		msgs = append(msgs, m)
-		return true
-	})
-	return msgs
+	return Workload{Seed: 1, Servers: 20, Users: 20000}.Messages(n)
 }
 
 // TxEvents and FetchEvents are the consumer's defaults (ingest.DefaultBatch

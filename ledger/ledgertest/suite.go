@@ -693,12 +693,7 @@ func testBatching(t *testing.T, open Opener) {
 // and an event that comes again in a later chunk of the same transaction
 // counted as a duplicate.
 func testChunks(t *testing.T, open Opener) {
-	var msgs []ledger.Message
-	Workload{Seed: 4, Servers: 3, Users: 30, Start: t0}.Emit(1500, func(m ledger.Message) bool {
-		m.StreamSeq = uint64(len(msgs) + 1)
-		msgs = append(msgs, m)
-		return true
-	})
+	msgs := Workload{Seed: 4, Servers: 3, Users: 30, Start: t0}.Messages(1500)
 	a := open(t, ledger.ApplyOptions{})
 	apply(t, a, msgs...)
 	want := Checksum(t, a)
@@ -744,12 +739,7 @@ func testChunks(t *testing.T, open Opener) {
 // in (the service stopping) fails and leaves nothing, even where the
 // engine runs its statements without watching the context.
 func testCancelled(t *testing.T, open Opener) {
-	var msgs []ledger.Message
-	Workload{Seed: 5, Servers: 2, Users: 10, Start: t0}.Emit(300, func(m ledger.Message) bool {
-		m.StreamSeq = uint64(len(msgs) + 1)
-		msgs = append(msgs, m)
-		return true
-	})
+	msgs := Workload{Seed: 5, Servers: 2, Users: 10, Start: t0}.Messages(300)
 	s := open(t, ledger.ApplyOptions{})
 	before := Checksum(t, s)
 	cctx, cancel := context.WithCancel(ctx)
