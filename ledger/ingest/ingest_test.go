@@ -573,3 +573,11 @@ func TestFailedBacklogTransactionIsReadAgain(t *testing.T) {
 		t.Errorf("status %+v: want %d applied once, the error counted, running", s, len(msgs))
 	}
 }
+
+// The engines' BenchmarkApply drains as this consumer does by default.
+func TestBenchmarkApplyUsesTheDefaults(t *testing.T) {
+	if DefaultBatch != ledgertest.TxEvents || MaxFetch != ledgertest.FetchEvents {
+		t.Errorf("ledgertest drains %d-event transactions of %d-message fetches; the consumer's defaults are %d and %d",
+			ledgertest.TxEvents, ledgertest.FetchEvents, DefaultBatch, MaxFetch)
+	}
+}
