@@ -79,6 +79,32 @@ func TestDecodesTheProducersPayloads(t *testing.T) {
 	}
 }
 
+// A member named twice is refused (encoding/json took the last one, so
+// an event could say one thing to a reader that takes the first and
+// another to the ledger), and one spelt in another case than the schema's
+// is not taken for it (encoding/json matched names case-insensitively).
+func TestDecodeTakesEachMemberOnceAndByItsName(t *testing.T) {
+	e := &events.Event{V: 1, EventID: "0193a6f2-6c1e-7c3a-9b1e-2f0c4d5e6f70", ServerID: "vpn1", SpoolID: "s", Seq: 7, Type: events.Connect,
+		Time: "2026-11-24T06:23:45.313622612Z", SessionUID: "01a20c39-82a1-7ad6-94d6-1337fcece38f",
+		Session: &events.Session{ID: 9114, Username: "alice", IPRemote: "192.168.250.50"}}
+	m := msgOf(t, e)
+	if _, err := ledger.Decode(m); err != nil {
+		t.Fatalf("the event itself: %v", err)
+	}
+	twice := m
+	twice.Data = []byte(strings.Replace(string(m.Data), `"username":"alice"`, `"username":"alice","username":"mallory"`, 1))
+	if ev, err := ledger.Decode(twice); err == nil {
+		t.Errorf("username named twice decoded, as %q", ev.Session.Username)
+	} else if !strings.Contains(err.Error(), "not a JSON event") || !strings.Contains(err.Error(), "username") {
+		t.Errorf("username named twice: %v, want a JSON error naming the member", err)
+	}
+	cased := m
+	cased.Data = []byte(strings.Replace(string(m.Data), `"username":"alice"`, `"username":"alice","UserName":"mallory"`, 1))
+	if ev, err := ledger.Decode(cased); err != nil || ev.Session.Username != "alice" {
+		t.Errorf("UserName beside username: %+v %v, want alice", ev, err)
+	}
+}
+
 // FuzzDecode: any bytes either decode into a checked event or are refused
 // with a reason; nothing panics, and what decodes is clean.
 func FuzzDecode(f *testing.F) {

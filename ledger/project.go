@@ -67,18 +67,28 @@ type projection struct {
 type usageKey struct{ day, user, server string }
 
 func newProjection(sessions map[string]*Session, links map[string]string) *projection {
-	if sessions == nil {
-		sessions = map[string]*Session{}
-	}
-	if links == nil {
-		links = map[string]string{}
-	}
-	orig := make(map[string]Session, len(sessions))
+	p := &projection{sessions: map[string]*Session{}, orig: map[string]Session{}, links: map[string]string{},
+		newLinks: map[string]string{}, touched: map[string]bool{}, usage: map[usageKey]*UsageDelta{}, servers: map[string]*ServerDelta{}}
+	p.load(sessions, links)
+	return p
+}
+
+// load adds stored rows and links read for sessions the projection has not
+// seen yet (a later chunk of the same transaction). What the projection
+// already holds for a uid is newer than the store's and stays.
+func (p *projection) load(sessions map[string]*Session, links map[string]string) {
 	for uid, x := range sessions {
-		orig[uid] = *x
+		if _, ok := p.sessions[uid]; ok {
+			continue
+		}
+		p.sessions[uid] = x
+		p.orig[uid] = *x
 	}
-	return &projection{sessions: sessions, orig: orig, links: links, newLinks: map[string]string{}, touched: map[string]bool{},
-		usage: map[usageKey]*UsageDelta{}, servers: map[string]*ServerDelta{}}
+	for uid, l := range links {
+		if _, ok := p.links[uid]; !ok {
+			p.links[uid] = l
+		}
+	}
 }
 
 // Project applies events, in order, to the given session rows (which it

@@ -55,6 +55,10 @@ type IngestStore interface {
 	// was applied; an error with code ECodeUnavailable means the
 	// database could not be used.
 	Apply(ctx context.Context, msgs []Message) (BatchResult, error)
+	// ApplyChunks is Apply over every chunk next yields, in one
+	// transaction (ApplyChunks in apply.go): the consumer's way to drain
+	// a backlog several fetches per commit.
+	ApplyChunks(ctx context.Context, next Chunks) (BatchResult, error)
 	// Reject records m as a rejected event with reason (and advances
 	// the position past it) in one transaction: for a message whose
 	// rows the database itself refused, so it cannot block the stream.
@@ -131,7 +135,7 @@ type Store interface {
 }
 
 // IngestTx is what Apply needs from an engine inside one open transaction.
-// The engine's Apply opens the transaction, calls ApplyTx with it, and
+// The engine's ApplyChunks opens the transaction, calls ApplyChunks with it, and
 // commits; the event logic stays here, written once.
 type IngestTx interface {
 	// Claim inserts the events' ids into applied_events (ON CONFLICT DO

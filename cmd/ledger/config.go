@@ -17,6 +17,7 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/console"
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ingest"
 )
 
 // The ledger's configuration: a KEY=VALUE file like the agent's (systemd's
@@ -59,7 +60,7 @@ func defaultSettings() settings {
 		MaxValidity:   5 * time.Minute,
 		Retention:     ledger.DefaultRetention,
 		PruneEvery:    time.Hour,
-		Batch:         5000,
+		Batch:         ingest.DefaultBatch,
 		StandbyPoll:   2 * time.Second,
 		InboxPrefixes: []string{"_INBOX"},
 		Policy:        defaultPolicySettings(),
@@ -112,11 +113,11 @@ var ledgerKeys = map[string]ledgerKey{
 		}},
 	"LEDGER_PRUNE_INTERVAL": {"how often retention runs in the background (default 1h)",
 		func(s *settings, v string) error { return duration(&s.PruneEvery, v, time.Minute, 7*24*time.Hour) }},
-	"LEDGER_BATCH": {"events applied per database transaction at most (default 5000; a backlog drains faster in large transactions)",
+	"LEDGER_BATCH": {"events applied per database transaction at most (default 25000): fetched 5000 at a time, the fetches already waiting join one transaction while a backlog lasts",
 		func(s *settings, v string) error {
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 10000 {
-				return fmt.Errorf("%q is not a whole number in 1..10000", v)
+			if err != nil || n < 1 || n > 100000 {
+				return fmt.Errorf("%q is not a whole number in 1..100000", v)
 			}
 			s.Batch = n
 			return nil

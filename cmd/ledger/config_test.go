@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ingest"
 )
 
 // docs/configuration.md lists every ledger key with its documentation.
@@ -40,7 +42,7 @@ COLOUR=blue
 		t.Fatal(err)
 	}
 	if s.Database != "postgres://ledger@db/ledger" || s.Agent.SubjectPrefix != "fleet" || s.Agent.NATS.URLs[0] != "nats://10.1.2.3:4222" ||
-		s.Retention.Sessions != 90*24*time.Hour || s.Retention.Samples != 12*time.Hour || s.Batch != 5000 || s.Consumer != "ocserv_ledger" {
+		s.Retention.Sessions != 90*24*time.Hour || s.Retention.Samples != 12*time.Hour || s.Batch != ingest.DefaultBatch || s.Consumer != "ocserv_ledger" {
 		t.Errorf("settings %+v", s)
 	}
 	want := []string{"line 7: LEDGER_BATCH", "line 8: LEDGER_CONSUMER", "line 9: SERVER_ID: unknown key", "line 10: COLOUR: unknown key"}

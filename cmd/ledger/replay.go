@@ -86,7 +86,7 @@ func (c *replayCmd) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	o.JS, o.Stream, o.Prefix, o.Store, o.Batch = conn.JS, st.Agent.NATS.StreamName, st.Agent.SubjectPrefix, db, st.Batch
+	o.JS, o.Stream, o.Prefix, o.Store, o.Batch = conn.JS, st.Agent.NATS.StreamName, st.Agent.SubjectPrefix, db, min(st.Batch, ingest.MaxFetch)
 	start := time.Now()
 	last := time.Now()
 	o.Progress = func(done, seq uint64) {

@@ -106,13 +106,21 @@ func (b *bed) sessions(user string, n int) []ledger.Message {
 	return out
 }
 
-func (b *bed) run(store interface {
+type store interface {
 	ledger.IngestStore
 	Ping(context.Context) error
-}, batch int) (*Consumer, func()) {
+}
+
+func (b *bed) run(st store, batch int) (*Consumer, func()) {
+	return b.runWith(Options{Store: st, Batch: batch})
+}
+
+// runWith runs a consumer on the bed's stream with o (Store and the
+// sizes), quiet and quick to give up waiting on a fetch.
+func (b *bed) runWith(o Options) (*Consumer, func()) {
 	b.t.Helper()
-	c := New(Options{JS: b.js, Stream: streamName, Prefix: "ocserv", Store: store, Batch: batch, MaxWait: 20 * time.Millisecond,
-		Log: slog.New(slog.DiscardHandler)})
+	o.JS, o.Stream, o.Prefix, o.MaxWait, o.Log = b.js, streamName, "ocserv", 20*time.Millisecond, slog.New(slog.DiscardHandler)
+	c := New(o)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -193,6 +201,14 @@ func (r *refusing) Apply(ctx context.Context, msgs []ledger.Message) (ledger.Bat
 	return r.Store.Apply(ctx, msgs)
 }
 
+func (r *refusing) ApplyChunks(ctx context.Context, next ledger.Chunks) (ledger.BatchResult, error) {
+	var all []ledger.Message
+	for m := next(); m != nil; m = next() {
+		all = append(all, m...)
+	}
+	return r.Apply(ctx, all)
+}
+
 func TestRefusedEventIsRejectedAloneAndTheStreamGoesOn(t *testing.T) {
 	b := newBed(t, t.TempDir())
 	before := b.sessions("alice", 20)
@@ -253,6 +269,14 @@ func (a *away) Apply(ctx context.Context, msgs []ledger.Message) (ledger.BatchRe
 		return ledger.BatchResult{}, ledger.Unavailable("apply", errors.New("connection refused"))
 	}
 	return a.Store.Apply(ctx, msgs)
+}
+
+func (a *away) ApplyChunks(ctx context.Context, next ledger.Chunks) (ledger.BatchResult, error) {
+	var all []ledger.Message
+	for m := next(); m != nil; m = next() {
+		all = append(all, m...)
+	}
+	return a.Apply(ctx, all)
 }
 
 func TestDatabaseAwayHoldsTheBatch(t *testing.T) {
@@ -401,5 +425,159 @@ func TestReplayRebuildsTheSameLedger(t *testing.T) {
 				t.Errorf("replay %d: table %s differs from the live ledger", round, table)
 			}
 		}
+	}
+}
+
+// backlog counts the consumer's transactions and, when failing is set,
+// fails the next transaction of several fetches after taking three: the
+// database going away in the middle of a backlog.
+type backlog struct {
+	*sqlite.Store
+	mu      sync.Mutex
+	sizes   []int // events per committed transaction (chunked or not)
+	chunked int   // committed transactions of more than one fetch
+	failing bool
+	failed  int
+}
+
+func (s *backlog) Apply(ctx context.Context, msgs []ledger.Message) (ledger.BatchResult, error) {
+	r, err := s.Store.Apply(ctx, msgs)
+	if err == nil {
+		s.mu.Lock()
+		s.sizes = append(s.sizes, len(msgs))
+		s.mu.Unlock()
+	}
+	return r, err
+}
+
+func (s *backlog) ApplyChunks(ctx context.Context, next ledger.Chunks) (ledger.BatchResult, error) {
+	s.mu.Lock()
+	fail := s.failing
+	s.failing = false
+	s.mu.Unlock()
+	if fail {
+		// Three fetches taken, then the database goes: nothing commits.
+		for range 3 {
+			if next() == nil {
+				break
+			}
+		}
+		s.mu.Lock()
+		s.failed++
+		s.mu.Unlock()
+		return ledger.BatchResult{}, errFailed
+	}
+	n, chunks := 0, 0
+	r, err := s.Store.ApplyChunks(ctx, func() []ledger.Message {
+		m := next()
+		if m != nil {
+			n, chunks = n+len(m), chunks+1
+		}
+		return m
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		s.sizes = append(s.sizes, n)
+		if chunks > 1 {
+			s.chunked++
+		}
+	}
+	return r, err
+}
+
+var errFailed = errors.New("connection reset by peer")
+
+func (s *backlog) stats() (sizes []int, chunked, failed int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int(nil), s.sizes...), s.chunked, s.failed
+}
+
+// backlog publishes 20 sessions of each of user0 … user9 (400 events)
+// before a consumer runs.
+func (b *bed) backlog() []ledger.Message {
+	var msgs []ledger.Message
+	for i := range 10 {
+		msgs = append(msgs, b.sessions(fmt.Sprintf("user%d", i), 20)...)
+	}
+	b.publish(msgs...)
+	return msgs
+}
+
+// A backlog is drained in transactions of several fetches (after a full
+// fetch the next one joins), never more than Batch events, and the tables
+// are those of a replay's, a batch at a time.
+func TestBacklogJoinsWaitingFetches(t *testing.T) {
+	b := newBed(t, t.TempDir())
+	msgs := b.backlog()
+	st := &backlog{Store: b.store}
+	c, stop := b.runWith(Options{Store: st, Batch: 100, Fetch: 20})
+	b.waitPosition(uint64(len(msgs)))
+	s := caughtUp(c, uint64(len(msgs)))
+	stop()
+
+	sizes, chunked, _ := st.stats()
+	total := 0
+	for _, n := range sizes {
+		total += n
+		if n > 100 {
+			t.Errorf("a transaction of %d events, over the batch of 100: %v", n, sizes)
+		}
+	}
+	if total != len(msgs) {
+		t.Errorf("transactions applied %d events, want %d: %v", total, len(msgs), sizes)
+	}
+	if chunked == 0 {
+		t.Errorf("no transaction joined several fetches of a %d-event backlog: %v", len(msgs), sizes)
+	}
+	if s.Applied != int64(len(msgs)) || s.Duplicates != 0 {
+		t.Errorf("status: applied %d, duplicates %d; want %d and 0", s.Applied, s.Duplicates, len(msgs))
+	}
+
+	ref := openStore(t, filepath.Join(t.TempDir(), "ref.db"))
+	if _, err := Replay(context.Background(), ReplayOptions{JS: b.js, Stream: streamName, Prefix: "ocserv", Store: ref, Batch: 20}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := b.store.Checksum(context.Background())
+	want, _ := ref.Checksum(context.Background())
+	for table, sum := range want {
+		if got[table] != sum {
+			t.Errorf("table %s differs from a replay's, a batch of 20 at a time", table)
+		}
+	}
+}
+
+// A transaction of several fetches that fails lets its messages go: the
+// consumer reads them again from the committed position, the first batch
+// alone, and every event is applied once.
+func TestFailedBacklogTransactionIsReadAgain(t *testing.T) {
+	b := newBed(t, t.TempDir())
+	msgs := b.backlog()
+	st := &backlog{Store: b.store, failing: true}
+	c, stop := b.runWith(Options{Store: st, Batch: 100, Fetch: 20})
+	b.waitPosition(uint64(len(msgs)))
+	s := caughtUp(c, uint64(len(msgs)))
+	stop()
+
+	sizes, _, failed := st.stats()
+	if failed == 0 {
+		t.Fatalf("no transaction failed (sizes %v): the test did not test the failure", sizes)
+	}
+	for i := range 10 {
+		if n := b.count(fmt.Sprintf("user%d", i)); n != 20 {
+			t.Errorf("user%d: %d sessions, want 20", i, n)
+		}
+	}
+	if s.Applied != int64(len(msgs)) || s.Duplicates != 0 || s.Errors["database"] == 0 || s.State != StateRunning {
+		t.Errorf("status %+v: want %d applied once, the error counted, running", s, len(msgs))
+	}
+}
+
+// The engines' BenchmarkApply drains as this consumer does by default.
+func TestBenchmarkApplyUsesTheDefaults(t *testing.T) {
+	if DefaultBatch != ledgertest.TxEvents || MaxFetch != ledgertest.FetchEvents {
+		t.Errorf("ledgertest drains %d-event transactions of %d-message fetches; the consumer's defaults are %d and %d",
+			ledgertest.TxEvents, ledgertest.FetchEvents, DefaultBatch, MaxFetch)
 	}
 }

@@ -15,31 +15,43 @@ func BenchMessages(n int) []ledger.Message {
 	if v, err := strconv.Atoi(os.Getenv("LEDGER_APPLY_EVENTS")); err == nil && v > 0 {
 		n = v
 	}
-	var msgs []ledger.Message
-	seq := uint64(0)
-	Workload{Seed: 1, Servers: 20, Users: 20000}.Emit(n, func(m ledger.Message) bool {
-		seq++
-		m.StreamSeq = seq
-		msgs = append(msgs, m)
-		return true
-	})
-	return msgs
+	return Workload{Seed: 1, Servers: 20, Users: 20000}.Messages(n)
 }
 
-// ApplyBatches applies a copy of msgs in batches of 5,000 (the service's
-// default), each predecoded first as the consumer does while the previous
-// batch is written.
+// TxEvents and FetchEvents are the consumer's defaults (ingest.DefaultBatch
+// and ingest.MaxFetch; ingest's own tests import this package, so it
+// cannot import ingest): the most events in one transaction while a
+// backlog lasts, and the messages of one fetch.
+const (
+	TxEvents    = 25000
+	FetchEvents = 5000
+)
+
+// ApplyBatches applies a copy of msgs as the consumer drains a backlog:
+// transactions of TxEvents (ApplyChunks), fed fetch by fetch, each fetch
+// predecoded first as the consumer's fetch does, with a context that can
+// be cancelled, as the service's is.
 func ApplyBatches(ctx context.Context, st interface {
-	Apply(context.Context, []ledger.Message) (ledger.BatchResult, error)
+	ApplyChunks(context.Context, ledger.Chunks) (ledger.BatchResult, error)
 }, msgs []ledger.Message) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	batch := make([]ledger.Message, len(msgs))
 	copy(batch, msgs)
-	for j := 0; j < len(batch); j += 5000 {
-		part := batch[j:min(j+5000, len(batch))]
-		for k := range part {
-			part[k].Predecode()
-		}
-		if _, err := st.Apply(ctx, part); err != nil {
+	for j := 0; j < len(batch); j += TxEvents {
+		tx := batch[j:min(j+TxEvents, len(batch))]
+		k := 0
+		if _, err := st.ApplyChunks(ctx, func() []ledger.Message {
+			if k >= len(tx) {
+				return nil
+			}
+			part := tx[k:min(k+FetchEvents, len(tx))]
+			k += len(part)
+			for i := range part {
+				part[i].Predecode()
+			}
+			return part
+		}); err != nil {
 			return err
 		}
 	}

@@ -35,6 +35,8 @@ func Run(t *testing.T, open Opener) {
 		{"ServersAndNotices", testServers},
 		{"Retention", testRetention},
 		{"BatchingIndependent", testBatching},
+		{"ChunksIndependent", testChunks},
+		{"CancelledTransactionLeavesNothing", testCancelled},
 		{"RefusedLogin", testRefused},
 		{"QueryArguments", testQueryArgs},
 	}
@@ -682,6 +684,85 @@ func testBatching(t *testing.T, open Opener) {
 	}
 	if ca["sessions"] == "" || ca["samples"][:2] == "0:" {
 		t.Fatalf("the workload made no rows: %v", ca)
+	}
+}
+
+// testChunks: a transaction fed in chunks (ApplyChunks, the consumer's
+// way through a backlog) leaves the tables one Apply of the same messages
+// leaves, whatever the cut, with a session's events spread over chunks
+// and an event that comes again in a later chunk of the same transaction
+// counted as a duplicate.
+func testChunks(t *testing.T, open Opener) {
+	msgs := Workload{Seed: 4, Servers: 3, Users: 30, Start: t0}.Messages(1500)
+	a := open(t, ledger.ApplyOptions{})
+	apply(t, a, msgs...)
+	want := Checksum(t, a)
+	r := rand.New(rand.NewPCG(6, 6))
+	for round := 0; round < 3; round++ {
+		// The first events in a transaction of their own: the chunked
+		// one then also changes rows stored before it began.
+		b := open(t, ledger.ApplyOptions{})
+		head := 300 + r.IntN(300)
+		apply(t, b, msgs[:head]...)
+		var chunks [][]ledger.Message
+		for i := head; i < len(msgs); {
+			n := 1 + r.IntN(200)
+			chunks = append(chunks, msgs[i:min(i+n, len(msgs))])
+			i += n
+		}
+		again := msgs[head+r.IntN(len(msgs)/2)] // comes back near the end
+		chunks = append(chunks[:len(chunks)-1], append([]ledger.Message{again}, chunks[len(chunks)-1]...))
+		k := 0
+		res, err := b.ApplyChunks(ctx, func() []ledger.Message {
+			if k == len(chunks) {
+				return nil
+			}
+			k++
+			return chunks[k-1]
+		})
+		if err != nil {
+			t.Fatalf("apply in %d chunks: %v", len(chunks), err)
+		}
+		if res.Applied != len(msgs)-head || res.Duplicates != 1 {
+			t.Errorf("%d chunks: applied %d, duplicates %d; want %d and 1", len(chunks), res.Applied, res.Duplicates, len(msgs)-head)
+		}
+		if got := Checksum(t, b); !maps.Equal(got, want) {
+			t.Fatalf("%d chunks in one transaction vs one batch:\n%v\n%v", len(chunks), got, want)
+		}
+		if p, _ := b.Position(ctx); p.StreamSeq != msgs[len(msgs)-1].StreamSeq || p.Applied != int64(len(msgs)) {
+			t.Errorf("position after the chunks: %+v, want stream seq %d, %d applied", p, msgs[len(msgs)-1].StreamSeq, len(msgs))
+		}
+	}
+}
+
+// testCancelled: a transaction whose context ends while its chunks come
+// in (the service stopping) fails and leaves nothing, even where the
+// engine runs its statements without watching the context.
+func testCancelled(t *testing.T, open Opener) {
+	msgs := Workload{Seed: 5, Servers: 2, Users: 10, Start: t0}.Messages(300)
+	s := open(t, ledger.ApplyOptions{})
+	before := Checksum(t, s)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	k := 0
+	_, err := s.ApplyChunks(cctx, func() []ledger.Message {
+		if k == 3 {
+			return nil
+		}
+		if k == 2 {
+			cancel() // the service stopping, two chunks in
+		}
+		k++
+		return msgs[(k-1)*100 : k*100]
+	})
+	if err == nil {
+		t.Fatal("a transaction whose context ended committed")
+	}
+	if got := Checksum(t, s); !maps.Equal(got, before) {
+		t.Errorf("a cancelled transaction left rows:\n%v\n%v", got, before)
+	}
+	if p, _ := s.Position(ctx); p.StreamSeq != 0 || p.Applied != 0 {
+		t.Errorf("a cancelled transaction moved the position: %+v", p)
 	}
 }
 

@@ -54,6 +54,18 @@ func (h *steps) Pop() any {
 	return x
 }
 
+// Messages are the workload's first n events with their stream sequences
+// (1, 2, …), as the consumer hands them over.
+func (w Workload) Messages(n int) []ledger.Message {
+	var msgs []ledger.Message
+	w.Emit(n, func(m ledger.Message) bool {
+		m.StreamSeq = uint64(len(msgs) + 1)
+		msgs = append(msgs, m)
+		return true
+	})
+	return msgs
+}
+
 // Emit produces n events in time order, calling emit for each; emit
 // returns false to stop early.
 func (w Workload) Emit(n int, emit func(ledger.Message) bool) {

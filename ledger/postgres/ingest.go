@@ -18,12 +18,18 @@ import (
 
 // Apply applies a batch in one transaction (ledger.ApplyTx).
 func (s *Store) Apply(ctx context.Context, msgs []ledger.Message) (ledger.BatchResult, error) {
+	return s.ApplyChunks(ctx, ledger.OneChunk(msgs))
+}
+
+// ApplyChunks applies every chunk next yields in one transaction
+// (ledger.ApplyChunks).
+func (s *Store) ApplyChunks(ctx context.Context, next ledger.Chunks) (ledger.BatchResult, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return ledger.BatchResult{}, wrap("postgres ledger: begin", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	res, err := ledger.ApplyTx(ctx, &ingestTx{tx: tx}, msgs, s.o.Apply)
+	res, err := ledger.ApplyChunks(ctx, &ingestTx{tx: tx}, next, s.o.Apply)
 	if err != nil {
 		return res, wrap("postgres ledger: apply", err)
 	}
