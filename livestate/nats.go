@@ -155,10 +155,17 @@ func (n *natsSide) ensure(ctx context.Context) error {
 		if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			kv, err = n.js.KeyValue(ctx, o.Bucket)
 		} else if err == nil {
-			o.Log.Info("bucket created", "bucket", o.Bucket)
-			if rerr := denyRollups(ctx, n.js, o.Bucket); rerr != nil {
+			// Not cut short by a stop: a shipper stopped between the
+			// bucket's creation and this would leave rollups allowed for
+			// good (the next ones leave an existing bucket as it is).
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			rerr := denyRollups(dctx, n.js, o.Bucket)
+			cancel()
+			if rerr != nil {
 				// The bucket works; the check below warns about it.
 				o.Log.Warn("bucket created, but its rollups are still allowed", "bucket", o.Bucket, "err", rerr.Error())
+			} else {
+				o.Log.Info("bucket created", "bucket", o.Bucket)
 			}
 		}
 		if err != nil {
