@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/ocserv-telemetry/ocserv-telemetry/internal/pgtest"
 )
 
 // TestOpenSessionsPlan: a user's open sessions come from the partial
@@ -18,15 +16,7 @@ import (
 // autovacuum keeps them.
 func TestOpenSessionsPlan(t *testing.T) {
 	ctx := context.Background()
-	dsn := pgtest.Database(t)
-	if _, err := Migrate(ctx, dsn); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(ctx, dsn, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, dsn := testStore(t)
 	c, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)

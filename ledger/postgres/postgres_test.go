@@ -15,6 +15,14 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // openTest makes a migrated ledger in a database of its own.
 func openTest(t *testing.T, o ledger.ApplyOptions) ledger.Store {
 	t.Helper()
+	s, _ := migrated(t, o)
+	return s
+}
+
+// migrated is openTest's store as itself, closed when the test ends, and
+// its database's dsn for a connection of the test's own.
+func migrated(t *testing.T, o ledger.ApplyOptions) (*postgres.Store, string) {
+	t.Helper()
 	dsn := pgtest.Database(t)
 	if _, err := postgres.Migrate(context.Background(), dsn); err != nil {
 		t.Fatal(err)
@@ -24,7 +32,7 @@ func openTest(t *testing.T, o ledger.ApplyOptions) ledger.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return s
+	return s, dsn
 }
 
 func TestConformance(t *testing.T)       { ledgertest.Run(t, openTest) }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ocserv-telemetry/ocserv-telemetry/internal/pgtest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
 )
 
@@ -16,15 +15,7 @@ import (
 // the database, never from the read-ahead.
 func TestReadAhead(t *testing.T) {
 	ctx := context.Background()
-	dsn := pgtest.Database(t)
-	if _, err := Migrate(ctx, dsn); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(ctx, dsn, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ := testStore(t)
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -11,10 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/ocserv-telemetry/ocserv-telemetry/internal/pgtest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ledgertest"
-	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/postgres"
 )
 
 // TestRefusedRowNamesStatement: a row the database refuses, in any of the
@@ -62,15 +60,7 @@ func TestRefusedRowNamesStatement(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dsn := pgtest.Database(t)
-			if _, err := postgres.Migrate(ctx, dsn); err != nil {
-				t.Fatal(err)
-			}
-			s, err := postgres.Open(ctx, dsn, postgres.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s, dsn := migrated(t, ledger.ApplyOptions{})
 			conn, err := pgx.Connect(ctx, dsn)
 			if err != nil {
 				t.Fatal(err)
@@ -127,15 +117,7 @@ func TestRefusedRowNamesStatement(t *testing.T) {
 func TestCopyConflictTakesUpsert(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
-	dsn := pgtest.Database(t)
-	if _, err := postgres.Migrate(ctx, dsn); err != nil {
-		t.Fatal(err)
-	}
-	s, err := postgres.Open(ctx, dsn, postgres.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, dsn := migrated(t, ledger.ApplyOptions{})
 	g := ledgertest.NewGen("vpn1", &ledgertest.Seq{})
 	uid, other := ledgertest.UID(), ledgertest.UID()
 	if _, err := s.Apply(ctx, []ledger.Message{g.Connect(uid, ledgertest.Conn{User: "pat", VPN4: "10.8.0.9"}, t0)}); err != nil {
