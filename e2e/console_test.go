@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -34,6 +33,7 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/browsertest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/syncbuf"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/testbed"
 	"github.com/ocserv-telemetry/ocserv-telemetry/opauth"
 	"github.com/ocserv-telemetry/ocserv-telemetry/spool"
@@ -48,24 +48,7 @@ type consoleFleet struct {
 	b    *testbed.Bed
 	srv  *server.Server
 	url  string // the console
-	logs *lockedLog
-}
-
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs *syncbuf.Buffer
 }
 
 const (
@@ -75,7 +58,7 @@ const (
 
 func startConsoleFleet(t *testing.T) *consoleFleet {
 	t.Helper()
-	f := &consoleFleet{t: t, srv: natstest.Run(t), logs: &lockedLog{}}
+	f := &consoleFleet{t: t, srv: natstest.Run(t), logs: &syncbuf.Buffer{}}
 	f.b = testbed.New(t, testbed.Options{})
 	startShipperConfig(t, liveConfig(t, f.b, f.srv.ClientURL()))
 	dir := t.TempDir()

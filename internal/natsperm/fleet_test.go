@@ -21,6 +21,7 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/cmdsvc"
 	"github.com/ocserv-telemetry/ocserv-telemetry/config"
 	"github.com/ocserv-telemetry/ocserv-telemetry/console"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/syncbuf"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/api"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/ingest"
@@ -48,7 +49,7 @@ type ledgerSide struct {
 	store *sqlite.Store
 	cons  *ingest.Consumer
 	conn  *natsjs.Conn
-	log   *lockedBuf
+	log   *syncbuf.Buffer
 	// eng is the policy engine (LEDGER_POLICY=on), run by runPolicy; the
 	// query service's policy endpoints are wired to it from the start.
 	eng *engine.Engine
@@ -70,7 +71,7 @@ func startLedger(t *testing.T, url, keysFile string, policyKey nkeys.KeyPair) *l
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	l := &ledgerSide{store: store, log: &lockedBuf{}}
+	l := &ledgerSide{store: store, log: &syncbuf.Buffer{}}
 	log := slog.New(slog.NewTextHandler(l.log, nil))
 	l.conn, err = natsjs.Connect(config.NATS{URLs: []string{url}, User: "ledger", Password: "ledger-secret", InboxPrefix: "_INBOX_ledger"},
 		natsjs.Options{Name: "ledger"}, log)

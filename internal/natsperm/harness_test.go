@@ -23,6 +23,7 @@ import (
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/hooktest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/syncbuf"
 )
 
 var shipperBin, hookBin, ctlBin string
@@ -221,30 +222,13 @@ func (st *site) hook(reason, user string, id int) {
 // proc is a running bin/shipper.
 type proc struct {
 	cmd  *exec.Cmd
-	out  *lockedBuf
+	out  *syncbuf.Buffer
 	done chan struct{}
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func (st *site) ship() *proc {
 	st.t.Helper()
-	p := &proc{out: &lockedBuf{}, done: make(chan struct{})}
+	p := &proc{out: &syncbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(shipperBin, "--config", st.cfg, "--drain-timeout", "3s")
 	p.cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
