@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -27,5 +30,42 @@ func TestStatusNeverPrintsTheDatabasePassword(t *testing.T) {
 	}
 	if got := redactDSN("/var/lib/ocserv-telemetry-ledger/ledger.db"); got != "/var/lib/ocserv-telemetry-ledger/ledger.db" {
 		t.Errorf("a SQLite path is printed as %q", got)
+	}
+}
+
+// A mistyped LEDGER_DATABASE (one slash, a misspelt scheme, libpq's
+// keyword form, which the ledger does not take) is reported with its key
+// and line, as every bad value is, and the report goes to stderr and the
+// journal: it must not repeat a password the value carries.
+func TestConfigNeverEchoesADatabasePassword(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "ledger.env")
+	lines := []string{
+		"LEDGER_DATABASE=postgres:/ledger:s3cret-pw@db/ledger",
+		"LEDGER_DATABASE=postgress://ledger:s3cret-pw@db/ledger",
+		"LEDGER_DATABASE=pg://db/ledger?password=s3cret-pw",
+		"LEDGER_DATABASE=host=db user=ledger password=s3cret-pw dbname=ledger",
+		"LEDGER_DATABASE=relative/ledger.db",
+	}
+	if err := os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, probs, err := loadSettings(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(probs) != len(lines) {
+		t.Fatalf("%d problems for %d bad values: %q", len(probs), len(lines), probs)
+	}
+	for i, pr := range probs {
+		if strings.Contains(pr, "s3cret") {
+			t.Errorf("the problem repeats the password: %s", pr)
+		}
+		if !strings.Contains(pr, fmt.Sprintf("line %d: LEDGER_DATABASE", i+1)) {
+			t.Errorf("the problem does not name the key and line: %s", pr)
+		}
+	}
+	// A plain path carries no secret: it is still quoted, to be found.
+	if !strings.Contains(probs[4], `"relative/ledger.db"`) {
+		t.Errorf("a relative path is not quoted: %s", probs[4])
 	}
 }
