@@ -69,8 +69,10 @@ type AuditQuery struct {
 const (
 	DefaultLimit = 50
 	MaxLimit     = 1000
-	// WhoScan bounds the candidate sessions a who question looks at per
-	// address kind (newest connect before the instant first).
+	// WhoScan bounds the candidate sessions a who question reads at
+	// once per address kind (newest connect before the instant first);
+	// past a full scan, only the older sessions not ended by the instant
+	// are read.
 	WhoScan = 2000
 )
 

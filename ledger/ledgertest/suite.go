@@ -28,6 +28,7 @@ func Run(t *testing.T, open Opener) {
 		{"RoamedSessionJoined", testRoam},
 		{"SchemaViolationRejected", testRejected},
 		{"WhoAddressReused", testWho},
+		{"WhoBeyondTheScan", testWhoBeyondScan},
 		{"HistoryPaging", testHistoryPaging},
 		{"UsageGrouping", testUsageGrouping},
 		{"Audit", testAudit},
@@ -386,6 +387,45 @@ func testWho(t *testing.T, open Opener) {
 	} {
 		if got := fmt.Sprint(who(c.ip, c.at, c.kind)); got != c.want {
 			t.Errorf("who %s at +%s (%s) = %s, want %s", c.ip, c.at.Sub(t0), c.kind, got, c.want)
+		}
+	}
+}
+
+// The who question scans a bounded number of the newest sessions of an
+// address that connected by the instant. A session still open at the
+// instant but older than that many later, already ended sessions of the
+// same address was left out, and the answer was "nobody": a user who
+// connects, then opens and closes a few thousand short sessions from the
+// same real address (or a fleet whose servers share one VPN pool) hid
+// the session that held the address. It is found now, whatever came
+// after it.
+func testWhoBeyondScan(t *testing.T, open Opener) {
+	s := open(t, ledger.ApplyOptions{})
+	g1, g2 := NewGen("vpn1", &Seq{}), NewGen("vpn2", &Seq{})
+	long := UID()
+	msgs := []ledger.Message{g1.Connect(long, Conn{User: "mallory", IPReal: "198.51.100.66", VPN4: "10.8.0.66"}, t0)}
+	for i := range 2 * (ledger.WhoScan + 10) {
+		at := t0.Add(time.Minute + time.Duration(i)*time.Second)
+		short := UID()
+		// From the same real address on vpn1; the same VPN address on
+		// vpn2, whose pool is vpn1's.
+		g := g1
+		c := Conn{User: "mallory", IPReal: "198.51.100.66", VPN4: fmt.Sprintf("10.8.1.%d", i%250)}
+		if i%2 == 1 {
+			g, c = g2, Conn{User: fmt.Sprintf("u%d", i), IPReal: "203.0.113.9", VPN4: "10.8.0.66"}
+		}
+		msgs = append(msgs, g.Connect(short, c, at), g.Disconnect(short, 1, 1, 1, at.Add(500*time.Millisecond)))
+	}
+	apply(t, s, msgs...)
+	at := t0.Add(3 * time.Hour)
+	for _, q := range []ledger.WhoQuery{{IP: "198.51.100.66", At: at, Kind: ledger.WhoReal}, {IP: "10.8.0.66", At: at, Kind: ledger.WhoVPN},
+		{IP: "198.51.100.66", At: at}} {
+		l, err := s.Who(ctx, q)
+		if err != nil {
+			t.Fatalf("who %s (%s): %v", q.IP, q.Kind, err)
+		}
+		if len(l) != 1 || l[0].UID != long {
+			t.Errorf("who %s at +3h (%s): %d sessions, want only the one open since +0 (%v)", q.IP, q.Kind, len(l), l)
 		}
 	}
 }
