@@ -225,3 +225,24 @@ func TestCtlLedgerTablesKeepRemoteFieldsOnTheirRow(t *testing.T) {
 		t.Fatalf("usage printed %d rows for 3 users:\n%s", len(l)-2, out)
 	}
 }
+
+// The operator's seed signs every ledger question and command; the
+// ledger and the console refuse a key file others can read, and ctl
+// signed with one whatever its mode (a copy on a shared jump host,
+// unpacked from a tar with 0644). It refuses now, before any request.
+func TestCtlRefusesAnOperatorKeyOthersCanRead(t *testing.T) {
+	b, _ := newLedgerBed(t, true)
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o620} {
+		if err := os.Chmod(b.keyOut, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, errs, code := b.run("", "history")
+		if code == 0 || !strings.Contains(errs, "readable or writable by others") || !strings.Contains(errs, "chmod 600") {
+			t.Errorf("key mode %v: exit %d, %s", mode, code, errs)
+		}
+	}
+	os.Chmod(b.keyOut, 0o600)
+	if out, errs, code := b.run("", "history"); code != 0 {
+		t.Fatalf("key mode 0600: exit %d %s%s", code, out, errs)
+	}
+}
