@@ -197,6 +197,17 @@ func (s *Service) handle(action string, r micro.Request) {
 	}
 }
 
+// usageRowBytes is less than the JSON of any usage row.
+const usageRowBytes = 80
+
+// maxPayload is the largest message the server takes.
+func (s *Service) maxPayload() int64 {
+	if n := s.o.NC.MaxPayload(); n > 0 {
+		return n
+	}
+	return 1 << 20 // NATS's default, before the server's INFO
+}
+
 // reply is the successful answer to send. It must fit in one NATS
 // message: the free text of sessions and audit entries comes from hosts
 // and VPN clients (up to the ledger's cap per field, and JSON spells a
@@ -207,10 +218,7 @@ func (s *Service) handle(action string, r micro.Request) {
 // so, rather than left to time out on the asker's side as if the ledger
 // were down.
 func (s *Service) reply(action string, res any) ([]byte, error) {
-	max := s.o.NC.MaxPayload()
-	if max <= 0 {
-		max = 1 << 20 // NATS's default, before the server's INFO
-	}
+	max := s.maxPayload()
 	encode := func(res any) ([]byte, error) {
 		body, err := json.Marshal(res)
 		if err != nil {
@@ -461,6 +469,10 @@ func (s *Service) prepare(action string, m map[string]string) (func(context.Cont
 		if err := first(append(e[:], q.Check(time.Now()))...); err != nil {
 			return nil, err
 		}
+		// No row of the answer is shorter than usageRowBytes in JSON:
+		// more rows than the message can hold are refused by the engine
+		// as it reads, not after all of them are in memory.
+		q.MaxRows = max(1000, int(s.maxPayload()/usageRowBytes))
 		return func(ctx context.Context) (any, error) {
 			rows, err := st.Usage(ctx, q)
 			if err != nil {

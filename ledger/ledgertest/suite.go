@@ -31,6 +31,7 @@ func Run(t *testing.T, open Opener) {
 		{"WhoBeyondTheScan", testWhoBeyondScan},
 		{"HistoryPaging", testHistoryPaging},
 		{"UsageGrouping", testUsageGrouping},
+		{"UsageRowCap", testUsageRowCap},
 		{"Audit", testAudit},
 		{"AuditActorAndUser", testAuditActor},
 		{"ServersAndNotices", testServers},
@@ -479,6 +480,37 @@ func testHistoryPaging(t *testing.T, open Opener) {
 	}
 	if _, err := s.History(ctx, ledger.HistoryQuery{Cursor: "garbage!"}); ledger.ErrorCode(err) != ledger.ECodeInvalid {
 		t.Errorf("a bad cursor: %v, want invalid_argument", err)
+	}
+}
+
+// A usage question over every user, day and server of the retention
+// (by day, per server: the read-only role may ask it) was read whole
+// into the ledger's memory before anything said it was too large. With
+// MaxRows the engine stops reading past it and refuses; at or under it,
+// the answer is whole, from usage_daily and from usage_monthly alike.
+func testUsageRowCap(t *testing.T, open Opener) {
+	s := open(t, ledger.ApplyOptions{})
+	g := NewGen("vpn1", &Seq{})
+	var msgs []ledger.Message
+	for i := range 30 {
+		uid := UID()
+		at := t0.Add(time.Duration(i) * time.Minute)
+		msgs = append(msgs, g.Connect(uid, Conn{User: fmt.Sprintf("cap%02d", i), VPN4: "10.8.3.1"}, at), g.Disconnect(uid, 10, 20, 30, at.Add(30*time.Second)))
+	}
+	apply(t, s, msgs...)
+	month := time.Date(t0.Year(), t0.Month(), 1, 0, 0, 0, 0, time.UTC)
+	for _, q := range []ledger.UsageQuery{
+		{From: t0, To: t0.AddDate(0, 0, 1), By: ledger.ByDay, PerServer: true}, // usage_daily
+		{From: month, To: month.AddDate(0, 1, 0), By: ledger.ByMonth},          // usage_monthly
+	} {
+		q.MaxRows = 10
+		if rows, err := s.Usage(ctx, q); ledger.ErrorCode(err) != ledger.ECodeTooLarge || rows != nil {
+			t.Errorf("usage by %s with 30 rows, at most 10: %d rows, %v", q.By, len(rows), err)
+		}
+		q.MaxRows = 30
+		if rows, err := s.Usage(ctx, q); err != nil || len(rows) != 30 {
+			t.Errorf("usage by %s with 30 rows, at most 30: %d rows, %v", q.By, len(rows), err)
+		}
 	}
 }
 

@@ -269,6 +269,9 @@ func (s *Store) Usage(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageR
 			r.Period = q.Period("")
 		}
 		out = append(out, r)
+		if err := q.Over(len(out)); err != nil {
+			return nil, err
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, wrap("postgres ledger: usage", err)
@@ -311,6 +314,9 @@ func (s *Store) usageMonthly(ctx context.Context, q ledger.UsageQuery) ([]ledger
 			r.Period = q.Period("")
 		}
 		out = append(out, r)
+		if err := q.Over(len(out)); err != nil {
+			return nil, err
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, wrap("postgres ledger: usage", err)

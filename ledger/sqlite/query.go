@@ -244,6 +244,9 @@ func (s *Store) Usage(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageR
 			r.Period = q.Period("")
 		}
 		out = append(out, r)
+		if err := q.Over(len(out)); err != nil {
+			return nil, err
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, wrap("sqlite ledger: usage", err)
@@ -285,6 +288,9 @@ func (s *Store) usageMonthly(ctx context.Context, q ledger.UsageQuery) ([]ledger
 			r.Period = q.Period("")
 		}
 		out = append(out, r)
+		if err := q.Over(len(out)); err != nil {
+			return nil, err
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, wrap("sqlite ledger: usage", err)
