@@ -163,6 +163,16 @@ var ledgerKeys = map[string]ledgerKey{
 var agentKeysUsed = []string{"NATS_URL", "NATS_CREDS", "NATS_NKEY_SEED", "NATS_USER", "NATS_PASSWORD", "NATS_TOKEN",
 	"NATS_CA", "NATS_CERT", "NATS_KEY", "NATS_DOMAIN", "NATS_INBOX_PREFIX", "NATS_EVENTS_STREAM", "SUBJECT_PREFIX", "NATS_CREATE_STREAMS", "NATS_STATE_BUCKET"}
 
+// databaseFlag is --db of migrate and replay, checked as LEDGER_DATABASE
+// is: a mistyped URL is not opened as a relative SQLite path (which made
+// directories named after it, password included).
+func (s *settings) databaseFlag(v string) error {
+	if err := ledgerKeys["LEDGER_DATABASE"].set(s, v); err != nil {
+		return usageError{fmt.Errorf("--db: %w", err)}
+	}
+	return nil
+}
+
 // mayHoldSecret reports whether a database value that is not taken may
 // still be a connection string with a password in it (user information,
 // a query, libpq's key=value words).

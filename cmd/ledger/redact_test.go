@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -67,5 +70,33 @@ func TestConfigNeverEchoesADatabasePassword(t *testing.T) {
 	// A plain path carries no secret: it is still quoted, to be found.
 	if !strings.Contains(probs[4], `"relative/ledger.db"`) {
 		t.Errorf("a relative path is not quoted: %s", probs[4])
+	}
+}
+
+// --db of migrate and replay took any text: a mistyped URL was opened as
+// a SQLite path relative to the working directory, creating directories
+// named after the URL, its password included, for anyone listing that
+// directory. It is checked as LEDGER_DATABASE is.
+func TestDBFlagCheckedLikeTheSetting(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	cfg := filepath.Join(dir, "ledger.env")
+	os.WriteFile(cfg, []byte("# defaults\n"), 0o600)
+	for name, run := range map[string]func(e env, args []string) error{
+		"migrate": func(e env, args []string) error { return (&migrateCmd{e}).Run(context.Background(), args) },
+		"replay": func(e env, args []string) error {
+			return (&replayCmd{e}).Run(context.Background(), append([]string{"--from", "1"}, args...))
+		},
+	} {
+		var out, errb bytes.Buffer
+		e := env{stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
+		err := run(e, []string{"--config", cfg, "--db", "postgress://ledger:s3cret-pw@db/ledger"})
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--db") || strings.Contains(err.Error()+out.String()+errb.String(), "s3cret") {
+			t.Errorf("%s --db with a mistyped URL: %v\n%s%s", name, err, out.String(), errb.String())
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+			t.Errorf("%s --db with a mistyped URL left %d entries in the working directory: %v", name, len(ents)-1, ents)
+		}
 	}
 }
