@@ -15,6 +15,9 @@ const (
 	liveBeat  = 20 * time.Second
 )
 
+// crlf turns every line end an EventSource knows into "\n".
+var crlf = strings.NewReplacer("\r\n", "\n", "\r", "\n")
+
 // handleLive streams server-sent events: the overview's or the online
 // list's body, re-rendered on the server at every change of the live
 // state and swapped into the open page by htmx's sse extension. Each
@@ -60,8 +63,12 @@ func (s *Server) handleLive(w http.ResponseWriter, r *http.Request, c *reqCtx) {
 		}
 		var b strings.Builder
 		b.WriteString("event: " + event + "\n")
-		for _, line := range strings.Split(html, "\n") {
-			b.WriteString("data: " + strings.TrimRight(line, "\r") + "\n")
+		// An EventSource ends a line at CR as well as LF, and a value
+		// in the page (a user's name) may hold a CR: split on both, or
+		// the rest of the value would be read as a field of its own
+		// ("event: logout"). HTML reads CR as LF anyway.
+		for _, line := range strings.Split(crlf.Replace(html), "\n") {
+			b.WriteString("data: " + line + "\n")
 		}
 		b.WriteString("\n")
 		if _, err := fmt.Fprint(w, b.String()); err != nil {

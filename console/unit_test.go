@@ -1,10 +1,13 @@
 package console
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"html"
 	"html/template"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -354,5 +357,97 @@ func TestUserLinksCarryAnyName(t *testing.T) {
 		if want := n == "alice"; form != want || warn == want {
 			t.Errorf("%q's page: kick form %v, warning %v", n, form, warn)
 		}
+	}
+}
+
+// sseEvents reads server-sent events from r as a browser's EventSource
+// does (the HTML standard's parser: CRLF, CR and LF each end a line; the
+// last "event" field wins; "data" lines join with "\n"), until n events
+// were dispatched.
+func sseEvents(r io.Reader, n int) (types, data []string, err error) {
+	br := bufio.NewReader(r)
+	var typ string
+	var buf []string
+	var line []byte
+	for len(types) < n {
+		c, err := br.ReadByte()
+		if err != nil {
+			return types, data, err
+		}
+		if c != '\r' && c != '\n' {
+			line = append(line, c)
+			continue
+		}
+		if c == '\r' {
+			if next, err := br.Peek(1); err == nil && next[0] == '\n' {
+				br.ReadByte()
+			}
+		}
+		l := string(line)
+		line = line[:0]
+		switch {
+		case l == "":
+			if buf != nil {
+				if typ == "" {
+					typ = "message"
+				}
+				types, data = append(types, typ), append(data, strings.Join(buf, "\n"))
+			}
+			typ, buf = "", nil
+		case strings.HasPrefix(l, ":"):
+		default:
+			name, value, _ := strings.Cut(l, ":")
+			value = strings.TrimPrefix(value, " ")
+			switch name {
+			case "event":
+				typ = value
+			case "data":
+				buf = append(buf, value)
+			}
+		}
+	}
+	return types, data, nil
+}
+
+// A carriage return in a value the live views show (a VPN user's name;
+// RADIUS and certificate names are whatever they are) ends a line for
+// the browser's EventSource, though the server split its frames on "\n"
+// only: the rest of the value became a field of its own, and a name like
+// "eve\revent: logout" sent every operator watching the online page to
+// the login form at each update (or, with another event name, froze the
+// view). The stream now ends its lines on CR too, so a value stays data.
+func TestLiveStreamFramingHoldsAgainstCarriageReturns(t *testing.T) {
+	b := newBench(t, benchOpts{noCommands: true})
+	hostile := "eve\revent: logout\rdata: <b>forged</b>\r\nretry: 1"
+	g := b.gen("vpn1")
+	ev := events.Event{V: 1, EventID: "01930000-0000-7000-8000-000000000012", ServerID: "vpn1", SpoolID: g.SpoolID, Seq: 1,
+		Type: events.Connect, Time: time.Now().UTC().Format(time.RFC3339Nano), SessionUID: "01930000-0000-7000-8000-000000000011",
+		Session: &events.Session{ID: 1, Username: hostile, Device: "vpns0", IPRemote: "192.168.250.9"}, Admitted: new(bool)}
+	*ev.Admitted = true
+	data, _ := json.Marshal(ev)
+	b.nc.Publish("ocserv.events.vpn1.connect", data)
+	b.waitLive("the hostile user online", func(l []ServerLive) bool { return online(l, "vpn1", hostile) })
+	c := b.client()
+	c.mustLogin(viewerUser, viewerPass)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", b.url+"/live?view=online", nil)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/live: %d", resp.StatusCode)
+	}
+	types, datas, err := sseEvents(resp.Body, 1)
+	if err != nil {
+		t.Fatalf("reading the stream: %v", err)
+	}
+	if types[0] != "online" {
+		t.Fatalf("the first live event is %q, want online; its data:\n%s", types[0], datas[0])
+	}
+	if !strings.Contains(datas[0], "eve") || !strings.Contains(datas[0], "event: logout") || strings.Contains(datas[0], "<b>forged") {
+		t.Fatalf("the name is not in the update as escaped text:\n%s", datas[0])
 	}
 }

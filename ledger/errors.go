@@ -13,6 +13,9 @@ const (
 	ECodeUnavailable = "unavailable"  // the database does not answer
 	ECodeSchema      = "schema_stale" // the database's schema is not the one this build needs
 	ECodeInternal    = "internal"
+	// ECodeTooLarge: the answer does not fit in one NATS message; a
+	// narrower question does.
+	ECodeTooLarge = "too_large"
 )
 
 // Error is a coded error.

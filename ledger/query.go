@@ -43,6 +43,21 @@ type UsageQuery struct {
 	Server    string
 	PerServer bool
 	Top       int // 0: all users; else the Top largest by bytes in+out
+	// MaxRows, when set, is the most rows the answer may hold: past it
+	// the engine stops reading and refuses with ECodeTooLarge, so a
+	// question over every user, day and server of the retention cannot
+	// take the ledger's memory (the query service sets it from what one
+	// NATS message holds).
+	MaxRows int
+}
+
+// Over refuses an answer that grew past q.MaxRows (engines call it as
+// they read rows).
+func (q *UsageQuery) Over(rows int) error {
+	if q.MaxRows > 0 && rows > q.MaxRows {
+		return Errorf(ECodeTooLarge, "usage: more than %d rows; ask a narrower question (a user, a server, top, a shorter range or by range or month)", q.MaxRows)
+	}
+	return nil
 }
 
 // Usage groupings.
@@ -69,8 +84,10 @@ type AuditQuery struct {
 const (
 	DefaultLimit = 50
 	MaxLimit     = 1000
-	// WhoScan bounds the candidate sessions a who question looks at per
-	// address kind (newest connect before the instant first).
+	// WhoScan bounds the candidate sessions a who question reads at
+	// once per address kind (newest connect before the instant first);
+	// past a full scan, only the older sessions not ended by the instant
+	// are read.
 	WhoScan = 2000
 )
 

@@ -76,7 +76,7 @@ func ledgerCmds(g *globals) []*cobra.Command {
 			var res api.WhoResult
 			return g.ledger("who", args, &res, func(w io.Writer) error {
 				if len(res.Sessions) == 0 {
-					fmt.Fprintf(w, "nobody held or came from %s at %s\n", res.IP, res.At.Format(time.RFC3339))
+					fmt.Fprintf(w, "nobody held or came from %s at %s\n", clean(res.IP), res.At.Format(time.RFC3339))
 					return nil
 				}
 				return printSessions(w, res.Sessions)
@@ -112,7 +112,7 @@ func ledgerCmds(g *globals) []*cobra.Command {
 			}
 			var res api.UsageResult
 			return g.ledger("usage", args, &res, func(w io.Writer) error {
-				fmt.Fprintf(w, "usage %s to %s (UTC days, to exclusive)\n", res.From, res.To)
+				fmt.Fprintf(w, "usage %s to %s (UTC days, to exclusive)\n", clean(res.From), clean(res.To))
 				if err := printUsage(w, res.Rows, perServer); err != nil {
 					return err
 				}
@@ -272,18 +272,23 @@ func when(t time.Time, coarse bool) string {
 	return s
 }
 
+// The ledger's tables print what VPN users and remote parties put in
+// events (user names, refused requests' arguments): every such field goes
+// through clean, so its newlines and tabs cannot forge rows or columns
+// (termsafe.go).
+
 func printSessions(w io.Writer, l []ledger.Session) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CONNECTED (UTC)\tENDED\tSTATE\tUSER\tSERVER\tREAL IP\tVPN IP\tIN\tOUT\tDURATION\tSESSION")
 	for _, s := range l {
-		vpn := dash(s.VPNIPv4)
+		vpn := dash(clean(s.VPNIPv4))
 		if s.VPNIPv6 != "" {
-			vpn += "," + s.VPNIPv6
+			vpn += "," + clean(s.VPNIPv6)
 		}
 		ended := when(s.EndedAt, s.EndedCoarse)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", when(s.ConnectedAt, s.ConnectedCoarse), ended, s.State,
-			dash(s.Username), s.ServerID, dash(s.IPReal), vpn, bytesH(s.BytesIn), bytesH(s.BytesOut),
-			(time.Duration(s.Seconds) * time.Second).String(), short8(s.UID)+joined(s))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", when(s.ConnectedAt, s.ConnectedCoarse), ended, clean(s.State),
+			dash(clean(s.Username)), clean(s.ServerID), dash(clean(s.IPReal)), vpn, bytesH(s.BytesIn), bytesH(s.BytesOut),
+			(time.Duration(s.Seconds) * time.Second).String(), clean(short8(s.UID)+joined(s)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -318,9 +323,9 @@ func printUsage(w io.Writer, rows []ledger.UsageRow, perServer bool) error {
 	}
 	fmt.Fprintln(tw, head+"IN\tOUT\tTOTAL\tCONNECTED\tSESSIONS")
 	for _, r := range rows {
-		line := r.Period + "\t" + dash(r.Username) + "\t"
+		line := clean(r.Period) + "\t" + dash(clean(r.Username)) + "\t"
 		if perServer {
-			line += r.ServerID + "\t"
+			line += clean(r.ServerID) + "\t"
 		}
 		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%d\n", line, bytesH(r.BytesIn), bytesH(r.BytesOut), bytesH(r.BytesIn+r.BytesOut),
 			(time.Duration(r.Seconds) * time.Second).String(), r.Sessions)
@@ -349,8 +354,8 @@ func printAudit(w io.Writer, l []ledger.AuditEntry) error {
 		for k, v := range a.Args {
 			args = append(args, k+"="+v)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%s\t%s\t%s\t%s\n", when(a.Time, false), a.ServerID, a.Action, a.Phase, a.OK,
-			dash(by), dash(strings.Join(sorted(args), " ")), dash(a.Code), dash(a.Message))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%s\t%s\t%s\t%s\n", when(a.Time, false), clean(a.ServerID), clean(a.Action), clean(a.Phase), a.OK,
+			dash(clean(by)), dash(clean(strings.Join(sorted(args), " "))), dash(clean(a.Code)), dash(clean(a.Message)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -384,6 +389,6 @@ func bytesH(n int64) string {
 // (nothing on the last page).
 func morePages(w io.Writer, next string) {
 	if next != "" {
-		fmt.Fprintf(w, "(more: add --cursor %s)\n", next)
+		fmt.Fprintf(w, "(more: add --cursor %s)\n", clean(next))
 	}
 }

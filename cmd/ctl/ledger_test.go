@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/api"
@@ -21,8 +22,9 @@ import (
 
 // ledgerBed: an embedded NATS, a ledger (SQLite, the query service
 // in-process) holding a small fleet's events, and ctl's config with a
-// key made by ctl keygen and trusted by the ledger.
-func newLedgerBed(t *testing.T, trust bool) (*ctlBed, time.Time) {
+// key made by ctl keygen and trusted by the ledger; extra adds events of
+// vpn1 after the fleet's own.
+func newLedgerBed(t *testing.T, trust bool, extra ...func(vpn1 *ledgertest.Gen, t0 time.Time) ledger.Message) (*ctlBed, time.Time) {
 	t.Helper()
 	srv := natstest.Run(t)
 	dir := t.TempDir()
@@ -57,7 +59,7 @@ func newLedgerBed(t *testing.T, trust bool) (*ctlBed, time.Time) {
 	seq := &ledgertest.Seq{}
 	g1, g2 := ledgertest.NewGen("vpn1", seq), ledgertest.NewGen("vpn2", seq)
 	a, bb, c := ledgertest.UID(), ledgertest.UID(), ledgertest.UID()
-	if _, err := st.Apply(ctx, []ledger.Message{
+	msgs := []ledger.Message{
 		g1.Connect(a, ledgertest.Conn{User: "alice", IPReal: "203.0.113.9", VPN4: "10.8.0.23"}, t0),
 		g1.Disconnect(a, 1<<20, 3<<20, 3600, t0.Add(time.Hour)),
 		g1.Connect(bb, ledgertest.Conn{User: "bob", IPReal: "203.0.113.10", VPN4: "10.8.0.23"}, t0.Add(time.Hour+time.Minute)),
@@ -65,7 +67,11 @@ func newLedgerBed(t *testing.T, trust bool) (*ctlBed, time.Time) {
 		g2.Disconnect(c, 1000, 2000, 600, t0.Add(40*time.Minute)),
 		g2.Audit("kick", "ops", false, t0),
 		g1.AuditFor("kick", "olga", "bob", t0.Add(2*time.Hour)),
-	}); err != nil {
+	}
+	for _, f := range extra {
+		msgs = append(msgs, f(g1, t0))
+	}
+	if _, err := st.Apply(ctx, msgs); err != nil {
 		t.Fatal(err)
 	}
 	nc, err := nats.Connect(srv.ClientURL())
@@ -154,5 +160,89 @@ func TestCtlLedgerRefused(t *testing.T) {
 	_, errs, code := b.run("", "history")
 	if code != exitRefused || !strings.Contains(errs, "unknown_key") {
 		t.Fatalf("untrusted key: %d %s", code, errs)
+	}
+}
+
+// What a VPN user or any NATS account with the right to publish commands
+// puts in the ledger reaches ctl's ledger tables: a user name from the
+// login (RADIUS and PAM take what the client typed), the arguments of an
+// unsigned request a command service refused and audited as sent. The
+// terminal layer lets ctl's own newlines and tabs through, so a field
+// carrying them forged rows and columns: an audit line saying "alice
+// kicked bob, ok" that nobody ran, a session row under another name.
+// Every field stays on its own row now, escaped visibly; --json keeps
+// the data exact.
+func TestCtlLedgerTablesKeepRemoteFieldsOnTheirRow(t *testing.T) {
+	forgedRow := "\n2026-11-24 13:00:00  vpn1    kick    done   true  alice  user=bob  -  -"
+	evilUser := "mallory" + forgedRow + "\tcol\x1b]0;t\x07"
+	b, _ := newLedgerBed(t, true,
+		func(g *ledgertest.Gen, t0 time.Time) ledger.Message {
+			return g.Connect(ledgertest.UID(), ledgertest.Conn{User: evilUser, IPReal: "203.0.113.50", VPN4: "10.8.0.50"}, t0.Add(3*time.Hour))
+		},
+		func(g *ledgertest.Gen, t0 time.Time) ledger.Message {
+			// As cmdsvc audits an unsigned request: its arguments verbatim.
+			audit := json.RawMessage(mustJSON(map[string]any{"phase": "refused", "action": "unkick", "subject": "ocserv.cmd.vpn1.unkick",
+				"args": map[string]string{"user": "x" + forgedRow}, "ok": false, "code": "unsigned", "message": "unsigned\trequest" + forgedRow}))
+			ev := events.Event{V: events.SchemaVersion, EventID: ledgertest.UID(), ServerID: g.ServerID, SpoolID: g.SpoolID, Seq: 100,
+				Type: events.Audit, Time: t0.Add(3 * time.Hour).Format(time.RFC3339Nano), Audit: &audit}
+			return g.Raw("audit", mustJSON(ev))
+		})
+	rows := func(out string) []string {
+		return strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	}
+	// history: a header and the fleet's four sessions, one row each.
+	out, errs, code := b.run("", "history")
+	if code != 0 {
+		t.Fatalf("history: %d %s", code, errs)
+	}
+	if l := rows(out); len(l) != 5 || unsafeIn(out, true) != -1 || strings.Count(out, "\t") != 0 {
+		t.Fatalf("history printed %d rows for 4 sessions (or a raw control):\n%s", len(l)-1, out)
+	}
+	if !strings.Contains(out, `mallory\n2026-11-24 13:00:00`) || !strings.Contains(out, `\tcol\x1b]0;t\x07`) {
+		t.Fatalf("history does not show the user name escaped:\n%s", out)
+	}
+	out, _, code = b.run("", "history", "--json")
+	var h api.HistoryResult
+	if code != 0 || json.Unmarshal([]byte(out), &h) != nil || len(h.Sessions) != 4 || h.Sessions[0].Username != evilUser {
+		t.Fatalf("history --json does not keep the name exactly: %d %s", code, out)
+	}
+	// who: the same table.
+	out, _, code = b.run("", "who", "--ip", "10.8.0.50", "--at", "2026-11-24T17:30:00Z")
+	if l := rows(out); code != 0 || len(l) != 2 || !strings.Contains(out, `mallory\n`) {
+		t.Fatalf("who printed %d rows for one session:\n%s", len(l)-1, out)
+	}
+	// audit: a header and three entries.
+	out, _, code = b.run("", "audit")
+	if l := rows(out); code != 0 || len(l) != 4 || unsafeIn(out, true) != -1 {
+		t.Fatalf("audit printed %d rows for 3 entries:\n%s", len(l)-1, out)
+	}
+	if !strings.Contains(out, `user=x\n2026-11-24`) || !strings.Contains(out, `unsigned\trequest\n`) {
+		t.Fatalf("audit does not show the arguments escaped:\n%s", out)
+	}
+	// usage: a header line, a header row and three users.
+	out, _, code = b.run("", "usage", "--month", "2026-11")
+	if l := rows(out); code != 0 || len(l) != 5 || !strings.Contains(out, `mallory\n`) {
+		t.Fatalf("usage printed %d rows for 3 users:\n%s", len(l)-2, out)
+	}
+}
+
+// The operator's seed signs every ledger question and command; the
+// ledger and the console refuse a key file others can read, and ctl
+// signed with one whatever its mode (a copy on a shared jump host,
+// unpacked from a tar with 0644). It refuses now, before any request.
+func TestCtlRefusesAnOperatorKeyOthersCanRead(t *testing.T) {
+	b, _ := newLedgerBed(t, true)
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o620} {
+		if err := os.Chmod(b.keyOut, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, errs, code := b.run("", "history")
+		if code == 0 || !strings.Contains(errs, "readable or writable by others") || !strings.Contains(errs, "chmod 600") {
+			t.Errorf("key mode %v: exit %d, %s", mode, code, errs)
+		}
+	}
+	os.Chmod(b.keyOut, 0o600)
+	if out, errs, code := b.run("", "history"); code != 0 {
+		t.Fatalf("key mode 0600: exit %d %s%s", code, out, errs)
 	}
 }

@@ -92,7 +92,7 @@ func policyCmds(g *globals) []*cobra.Command {
 				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "TIME (UTC)\tUSER\tKIND\tWEBHOOK\tMESSAGE")
 				for _, r := range res.Notices {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", when(r.Notice.Time, false), r.Notice.User, r.Notice.Kind, r.Webhook, r.Notice.Message)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", when(r.Notice.Time, false), clean(r.Notice.User), clean(r.Notice.Kind), clean(r.Webhook), clean(r.Notice.Message))
 				}
 				if err := tw.Flush(); err != nil {
 					return err
@@ -256,9 +256,9 @@ func (g *globals) policySet(args map[string]string) error {
 func printPolicyResult(w io.Writer, res api.PolicyResult) error {
 	if res.Policy != nil {
 		p := res.Policy
-		fmt.Fprintf(w, "%s %s (set %s by %s)\n", p.Scope, p.Name, when(p.UpdatedAt, false), dash(p.UpdatedBy))
+		fmt.Fprintf(w, "%s %s (set %s by %s)\n", clean(string(p.Scope)), clean(p.Name), when(p.UpdatedAt, false), dash(clean(p.UpdatedBy)))
 		for _, l := range describe(p.Quota, p.Expiry, p.Sessions, p.Time, nil) {
-			fmt.Fprintln(w, "  "+l)
+			fmt.Fprintln(w, "  "+clean(l))
 		}
 	}
 	if res.Standing != nil {
@@ -268,14 +268,14 @@ func printPolicyResult(w io.Writer, res api.PolicyResult) error {
 }
 
 func printStanding(w io.Writer, x engine.Standing) {
-	fmt.Fprintf(w, "effective for %s (group %s):\n", x.User, dash(x.Group))
+	fmt.Fprintf(w, "effective for %s (group %s):\n", clean(x.User), dash(clean(x.Group)))
 	for _, l := range describe(x.Quota, x.Expiry, x.Sessions, x.Time, x.From) {
-		fmt.Fprintln(w, "  "+l)
+		fmt.Fprintln(w, "  "+clean(l))
 	}
 	v := x.Verdict
 	state := "allowed"
 	if !v.Allowed {
-		state = "DENIED: " + v.Message
+		state = "DENIED: " + clean(v.Message)
 		if v.Until != nil {
 			state += " (until " + v.Until.Format(time.RFC3339) + ")"
 		}
@@ -343,8 +343,8 @@ func printPolicies(w io.Writer, l []policy.Policy) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCOPE\tNAME\tLIMITS\tSET (UTC)\tBY")
 	for _, p := range l {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Scope, p.Name, strings.Join(describe(p.Quota, p.Expiry, p.Sessions, p.Time, nil), "; "),
-			when(p.UpdatedAt, false), dash(p.UpdatedBy))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clean(string(p.Scope)), clean(p.Name), clean(strings.Join(describe(p.Quota, p.Expiry, p.Sessions, p.Time, nil), "; ")),
+			when(p.UpdatedAt, false), dash(clean(p.UpdatedBy)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -390,7 +390,7 @@ func printLimits(w io.Writer, m map[string]api.Limits) error {
 		if l.MaxSessions > 0 {
 			maxs = strconv.Itoa(l.MaxSessions)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", u, now, left, of, ends, tleft, exp, maxs)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", clean(u), clean(now), left, clean(of), ends, tleft, exp, maxs)
 	}
 	return tw.Flush()
 }

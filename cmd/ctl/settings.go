@@ -242,8 +242,18 @@ func (st *settings) connect(timeout time.Duration) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// operatorKey reads the operator's seed.
+// operatorKey reads the operator's seed, refusing one others can read:
+// whoever reads it signs commands as this operator (read-write keys run
+// as root on every host), as the ledger refuses its own keys.
 func (st *settings) operatorKey() (nkeys.KeyPair, error) {
+	fi, err := os.Stat(st.OperatorKey)
+	if err != nil {
+		return nil, fmt.Errorf("operator key: %w (make one with ctl keygen, or set OPERATOR_KEY)", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("operator key %s is readable or writable by others (mode %v): whoever reads it signs as you; chmod 600 it (and, if others could read it, make a new key with ctl keygen)",
+			st.OperatorKey, fi.Mode().Perm())
+	}
 	b, err := os.ReadFile(st.OperatorKey)
 	if err != nil {
 		return nil, fmt.Errorf("operator key: %w (make one with ctl keygen, or set OPERATOR_KEY)", err)

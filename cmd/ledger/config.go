@@ -82,6 +82,11 @@ var ledgerKeys = map[string]ledgerKey{
 				return nil
 			}
 			if !filepath.IsAbs(v) {
+				if mayHoldSecret(v) {
+					// A mistyped URL or libpq's keyword form: the
+					// report goes to the journal, not the password.
+					return errors.New("the value is neither an absolute path nor a postgres:// URL (not repeated here: it may hold a password)")
+				}
 				return fmt.Errorf("%q is neither an absolute path nor a postgres:// URL", v)
 			}
 			s.Database = filepath.Clean(v)
@@ -157,6 +162,23 @@ var ledgerKeys = map[string]ledgerKey{
 // reported as unknown.
 var agentKeysUsed = []string{"NATS_URL", "NATS_CREDS", "NATS_NKEY_SEED", "NATS_USER", "NATS_PASSWORD", "NATS_TOKEN",
 	"NATS_CA", "NATS_CERT", "NATS_KEY", "NATS_DOMAIN", "NATS_INBOX_PREFIX", "NATS_EVENTS_STREAM", "SUBJECT_PREFIX", "NATS_CREATE_STREAMS", "NATS_STATE_BUCKET"}
+
+// databaseFlag is --db of migrate and replay, checked as LEDGER_DATABASE
+// is: a mistyped URL is not opened as a relative SQLite path (which made
+// directories named after it, password included).
+func (s *settings) databaseFlag(v string) error {
+	if err := ledgerKeys["LEDGER_DATABASE"].set(s, v); err != nil {
+		return usageError{fmt.Errorf("--db: %w", err)}
+	}
+	return nil
+}
+
+// mayHoldSecret reports whether a database value that is not taken may
+// still be a connection string with a password in it (user information,
+// a query, libpq's key=value words).
+func mayHoldSecret(v string) bool {
+	return strings.ContainsAny(v, "@?=") || strings.Contains(v, "://")
+}
 
 func isPostgres(v string) bool {
 	return strings.HasPrefix(v, "postgres://") || strings.HasPrefix(v, "postgresql://")

@@ -26,7 +26,9 @@ func (c *migrateCmd) Run(ctx context.Context, args []string) error {
 	}
 	warn(c.stderr, probs)
 	if *dsn != "" {
-		st.Database = *dsn
+		if err := st.databaseFlag(*dsn); err != nil {
+			return err
+		}
 	}
 	applied, want, err := migrate(ctx, st.Database)
 	if err != nil {

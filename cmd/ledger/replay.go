@@ -53,7 +53,9 @@ func (c *replayCmd) Run(ctx context.Context, args []string) error {
 	}
 	warn(c.stderr, probs)
 	if *dsn != "" {
-		st.Database = *dsn
+		if err := st.databaseFlag(*dsn); err != nil {
+			return err
+		}
 		if _, _, err := migrate(ctx, st.Database); err != nil {
 			return err
 		}

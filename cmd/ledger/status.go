@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
+	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/postgres"
 	"github.com/ocserv-telemetry/ocserv-telemetry/natsjs"
 )
 
@@ -100,21 +101,11 @@ func (c *statusCmd) Run(ctx context.Context, args []string) error {
 	return tw.Flush()
 }
 
+// redactDSN is LEDGER_DATABASE as status prints it: a PostgreSQL URL
+// without its password (in the userinfo or a query parameter).
 func redactDSN(dsn string) string {
 	if !isPostgres(dsn) {
 		return dsn
 	}
-	if i := indexAt(dsn); i > 0 {
-		return "postgres://…@" + dsn[i+1:]
-	}
-	return dsn
-}
-
-func indexAt(s string) int {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == '@' {
-			return i
-		}
-	}
-	return -1
+	return postgres.Redact(dsn)
 }

@@ -437,6 +437,30 @@ func TestDocumentedFleetPermissions(t *testing.T) {
 		t.Errorf("dave's sessions after the attack: %+v %v", h.Sessions, err)
 	}
 
+	// An operator's user (read-only operators' too: ctl tail needs
+	// consumer rights on the events stream, by any name) against the
+	// ledger's durable: deleting it, pulling its messages (each held
+	// for the ack wait, so a loop stalls ingest and policy), or
+	// re-creating it with a narrower filter (the ledger would skip,
+	// and commit past, every event outside it: the audit trail, say).
+	ledgerConsumer := map[string]string{
+		"$JS.API.CONSUMER.DELETE.OCSERV_EVENTS.ocserv_ledger":   "",
+		"$JS.API.CONSUMER.MSG.NEXT.OCSERV_EVENTS.ocserv_ledger": `{"batch":1000,"expires":1000000000}`,
+		"$JS.API.CONSUMER.CREATE.OCSERV_EVENTS.ocserv_ledger.ocserv.events.*.connect": `{"stream_name":"OCSERV_EVENTS","config":{"name":"ocserv_ledger","durable_name":"ocserv_ledger",` +
+			`"filter_subject":"ocserv.events.*.connect","ack_policy":"explicit","deliver_policy":"all","max_deliver":-1}}`,
+		"$JS.API.CONSUMER.CREATE.OCSERV_EVENTS.ocserv_ledger": `{"stream_name":"OCSERV_EVENTS","config":{"name":"ocserv_ledger","durable_name":"ocserv_ledger",` +
+			`"filter_subjects":["ocserv.events.*.connect"],"ack_policy":"explicit","deliver_policy":"all","max_deliver":-1}}`,
+	}
+	for _, subj := range slices.Sorted(maps.Keys(ledgerConsumer)) {
+		if err := alice.nc.PublishRequest(subj, alice.nc.NewRespInbox(), []byte(ledgerConsumer[subj])); err != nil {
+			t.Fatal(err)
+		}
+		alice.refused(t, "an operator's user aiming at the ledger's consumer", subj)
+	}
+	if info, err := ljs.Consumer(context.Background(), stream, durable); err != nil || info.CachedInfo().Config.FilterSubject != "ocserv.events.>" {
+		t.Errorf("the ledger's consumer after the operator's attempts: %v %+v", err, info)
+	}
+
 	// The stream, the bucket and the ledger's consumer are as they were.
 	cons, err := ljs.Consumer(context.Background(), stream, durable)
 	if err != nil || !cons.CachedInfo().Created.Equal(created) {
@@ -501,7 +525,7 @@ func TestDocumentedFleetPermissions(t *testing.T) {
 		t.Errorf("the ledger hit a permissions violation:\n%s", v)
 	}
 	for _, v := range alice.violations() {
-		if !strings.Contains(v, "$SRV.") {
+		if !strings.Contains(v, "$SRV.") && !strings.Contains(v, ".OCSERV_EVENTS.ocserv_ledger") {
 			t.Errorf("alice hit a permissions violation: %q", v)
 		}
 	}

@@ -186,16 +186,84 @@ func (s *Service) handle(action string, r micro.Request) {
 		s.respondErr(r, action, code, msg)
 		return
 	}
-	body, err := json.Marshal(res)
+	b, err := s.reply(action, res)
 	if err != nil {
-		code = ledger.ECodeInternal
+		code = ledger.ErrorCode(err)
 		s.respondErr(r, action, code, err.Error())
 		return
 	}
-	b, _ := json.Marshal(cmdsvc.Reply{OK: true, ServerID: ReplyServerID, Action: action, Result: body})
 	if err := r.Respond(b); err != nil {
 		s.o.Log.Warn("ledger api: reply failed", "err", err.Error())
 	}
+}
+
+// usageRowBytes is less than the JSON of any usage row.
+const usageRowBytes = 80
+
+// maxPayload is the largest message the server takes.
+func (s *Service) maxPayload() int64 {
+	if n := s.o.NC.MaxPayload(); n > 0 {
+		return n
+	}
+	return 1 << 20 // NATS's default, before the server's INFO
+}
+
+// reply is the successful answer to send. It must fit in one NATS
+// message: the free text of sessions and audit entries comes from hosts
+// and VPN clients (up to the ledger's cap per field, and JSON spells a
+// control character in six bytes), so a page may not fit even at the
+// default limit. A page is then cut where it still fits, its cursor
+// pointing at the first session or entry left out, as a smaller limit
+// would have; any other answer too large is refused with a code saying
+// so, rather than left to time out on the asker's side as if the ledger
+// were down.
+func (s *Service) reply(action string, res any) ([]byte, error) {
+	max := s.maxPayload()
+	encode := func(res any) ([]byte, error) {
+		body, err := json.Marshal(res)
+		if err != nil {
+			return nil, ledger.Errorf(ledger.ECodeInternal, "encode the answer: %v", err)
+		}
+		return json.Marshal(cmdsvc.Reply{OK: true, ServerID: ReplyServerID, Action: action, Result: body})
+	}
+	b, err := encode(res)
+	if err != nil || int64(len(b)) <= max {
+		return b, err
+	}
+	n, cut := 0, func(int) any { return nil }
+	switch x := res.(type) {
+	case HistoryResult:
+		n = len(x.Sessions)
+		cut = func(k int) any {
+			last := x.Sessions[k-1]
+			return HistoryResult{Sessions: x.Sessions[:k], NextCursor: ledger.Cursor{Time: last.ConnectedAt, ID: last.UID}.Encode()}
+		}
+	case AuditResult:
+		n = len(x.Entries)
+		cut = func(k int) any {
+			last := x.Entries[k-1]
+			return AuditResult{Entries: x.Entries[:k], NextCursor: ledger.Cursor{Time: last.Time, ID: last.EventID}.Encode()}
+		}
+	}
+	// The longest prefix that fits (at least one item, or nothing fits).
+	var best []byte
+	lo, hi := 1, n-1
+	for lo <= hi {
+		k := (lo + hi) / 2
+		b, err := encode(cut(k))
+		if err != nil {
+			return nil, err
+		}
+		if int64(len(b)) <= max {
+			best, lo = b, k+1
+		} else {
+			hi = k - 1
+		}
+	}
+	if best != nil {
+		return best, nil
+	}
+	return nil, ledger.Errorf(ledger.ECodeTooLarge, "the answer (%d bytes) is over the NATS server's max payload (%d bytes): ask a narrower question (a user, a server, a shorter range, a smaller limit or top)", len(b), max)
 }
 
 // logRefusal logs refused requests, at most a few a second (a flood of
@@ -401,6 +469,10 @@ func (s *Service) prepare(action string, m map[string]string) (func(context.Cont
 		if err := first(append(e[:], q.Check(time.Now()))...); err != nil {
 			return nil, err
 		}
+		// No row of the answer is shorter than usageRowBytes in JSON:
+		// more rows than the message can hold are refused by the engine
+		// as it reads, not after all of them are in memory.
+		q.MaxRows = max(1000, int(s.maxPayload()/usageRowBytes))
 		return func(ctx context.Context) (any, error) {
 			rows, err := st.Usage(ctx, q)
 			if err != nil {

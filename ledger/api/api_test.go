@@ -3,8 +3,10 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,6 +26,7 @@ var ctx = context.Background()
 
 type fixture struct {
 	nc       *nats.Conn
+	st       ledger.Store
 	ro       nkeys.KeyPair // read-only key: may query
 	stranger nkeys.KeyPair // not in the trusted file
 	uid      string
@@ -48,7 +51,7 @@ func setup(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	f := &fixture{nc: nc, uid: ledgertest.UID(), t0: time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC)}
+	f := &fixture{nc: nc, st: st, uid: ledgertest.UID(), t0: time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC)}
 	g := ledgertest.NewGen("vpn1", &ledgertest.Seq{})
 	if _, err := st.Apply(ctx, []ledger.Message{
 		g.Connect(f.uid, ledgertest.Conn{User: "alice", IPReal: "203.0.113.9", VPN4: "10.8.0.23"}, f.t0),
@@ -210,5 +213,81 @@ func TestBadReplySubject(t *testing.T) {
 	}
 	if m, err := sub.NextMsg(200 * time.Millisecond); err == nil {
 		t.Fatalf("the ledger answered onto %s: %s", m.Subject, m.Data)
+	}
+}
+
+// A taken-over host publishes, for its own server, sessions whose free
+// text (host name, user agent, device strings: up to the ledger's cap
+// each) is all control characters, which JSON spells in six bytes each.
+// A page of them was over the NATS server's max payload: the ledger
+// logged that its reply failed, and the operator's history, audit or
+// who timed out as if the ledger were down, for as long as the
+// sessions were kept. A page now ends where the answer still fits (with
+// a cursor to the rest), and an answer that cannot be cut says so.
+func TestAnswersOverMaxPayload(t *testing.T) {
+	f := setup(t)
+	g := ledgertest.NewGen("vpn9", &ledgertest.Seq{})
+	fat := strings.Repeat("\x01", 1024)
+	var msgs []ledger.Message
+	for i := range 60 {
+		m := g.Connect(ledgertest.UID(), ledgertest.Conn{User: fmt.Sprintf("u%d", i), IPReal: "203.0.113.77", VPN4: "10.77.0.1"}, f.t0.Add(time.Duration(i)*time.Second))
+		var ev map[string]any
+		if err := json.Unmarshal(m.Data, &ev); err != nil {
+			t.Fatal(err)
+		}
+		sess := ev["session"].(map[string]any)
+		for _, k := range []string{"hostname", "user_agent", "device_type", "device_platform"} {
+			sess[k] = fat
+		}
+		m.Data, _ = json.Marshal(ev)
+		msgs = append(msgs, m)
+	}
+	if _, err := f.st.Apply(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	c := f.client(f.ro)
+	// history: every session exactly once, page by page.
+	seen := map[string]int{}
+	cursor := ""
+	for pages := 0; ; pages++ {
+		if pages > 60 {
+			t.Fatal("history does not come to an end")
+		}
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var h api.HistoryResult
+		rep, err := c.Query(qctx, "history", map[string]string{"cursor": cursor}, &h)
+		cancel()
+		if err != nil || !rep.OK {
+			t.Fatalf("history page %d: %v %+v", pages, err, rep)
+		}
+		for _, x := range h.Sessions {
+			seen[x.UID]++
+		}
+		if h.NextCursor == "" {
+			break
+		}
+		if len(h.Sessions) == 0 {
+			t.Fatal("an empty page with a cursor")
+		}
+		cursor = h.NextCursor
+	}
+	if len(seen) != 61 {
+		t.Fatalf("history paged through %d sessions, want 61", len(seen))
+	}
+	for uid, n := range seen {
+		if n != 1 {
+			t.Errorf("session %s on %d pages", uid, n)
+		}
+	}
+	// who: 60 sessions held the address at once; the answer cannot be
+	// cut (it is the answer), so it is refused with a clear error.
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rep, err := c.Do(qctx, "who", map[string]string{"ip": "10.77.0.1", "at": f.t0.Add(time.Hour).Format(time.RFC3339)})
+	if err != nil {
+		t.Fatalf("who: no answer: %v", err)
+	}
+	if rep.OK || rep.Error == nil || rep.Error.Code != ledger.ECodeTooLarge || !strings.Contains(rep.Error.Message, "max payload") {
+		t.Fatalf("who: %+v", rep.Error)
 	}
 }

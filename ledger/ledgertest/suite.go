@@ -28,8 +28,10 @@ func Run(t *testing.T, open Opener) {
 		{"RoamedSessionJoined", testRoam},
 		{"SchemaViolationRejected", testRejected},
 		{"WhoAddressReused", testWho},
+		{"WhoBeyondTheScan", testWhoBeyondScan},
 		{"HistoryPaging", testHistoryPaging},
 		{"UsageGrouping", testUsageGrouping},
+		{"UsageRowCap", testUsageRowCap},
 		{"Audit", testAudit},
 		{"AuditActorAndUser", testAuditActor},
 		{"ServersAndNotices", testServers},
@@ -390,6 +392,45 @@ func testWho(t *testing.T, open Opener) {
 	}
 }
 
+// The who question scans a bounded number of the newest sessions of an
+// address that connected by the instant. A session still open at the
+// instant but older than that many later, already ended sessions of the
+// same address was left out, and the answer was "nobody": a user who
+// connects, then opens and closes a few thousand short sessions from the
+// same real address (or a fleet whose servers share one VPN pool) hid
+// the session that held the address. It is found now, whatever came
+// after it.
+func testWhoBeyondScan(t *testing.T, open Opener) {
+	s := open(t, ledger.ApplyOptions{})
+	g1, g2 := NewGen("vpn1", &Seq{}), NewGen("vpn2", &Seq{})
+	long := UID()
+	msgs := []ledger.Message{g1.Connect(long, Conn{User: "mallory", IPReal: "198.51.100.66", VPN4: "10.8.0.66"}, t0)}
+	for i := range 2 * (ledger.WhoScan + 10) {
+		at := t0.Add(time.Minute + time.Duration(i)*time.Second)
+		short := UID()
+		// From the same real address on vpn1; the same VPN address on
+		// vpn2, whose pool is vpn1's.
+		g := g1
+		c := Conn{User: "mallory", IPReal: "198.51.100.66", VPN4: fmt.Sprintf("10.8.1.%d", i%250)}
+		if i%2 == 1 {
+			g, c = g2, Conn{User: fmt.Sprintf("u%d", i), IPReal: "203.0.113.9", VPN4: "10.8.0.66"}
+		}
+		msgs = append(msgs, g.Connect(short, c, at), g.Disconnect(short, 1, 1, 1, at.Add(500*time.Millisecond)))
+	}
+	apply(t, s, msgs...)
+	at := t0.Add(3 * time.Hour)
+	for _, q := range []ledger.WhoQuery{{IP: "198.51.100.66", At: at, Kind: ledger.WhoReal}, {IP: "10.8.0.66", At: at, Kind: ledger.WhoVPN},
+		{IP: "198.51.100.66", At: at}} {
+		l, err := s.Who(ctx, q)
+		if err != nil {
+			t.Fatalf("who %s (%s): %v", q.IP, q.Kind, err)
+		}
+		if len(l) != 1 || l[0].UID != long {
+			t.Errorf("who %s at +3h (%s): %d sessions, want only the one open since +0 (%v)", q.IP, q.Kind, len(l), l)
+		}
+	}
+}
+
 func testHistoryPaging(t *testing.T, open Opener) {
 	s := open(t, ledger.ApplyOptions{})
 	g := NewGen("vpn1", &Seq{})
@@ -439,6 +480,37 @@ func testHistoryPaging(t *testing.T, open Opener) {
 	}
 	if _, err := s.History(ctx, ledger.HistoryQuery{Cursor: "garbage!"}); ledger.ErrorCode(err) != ledger.ECodeInvalid {
 		t.Errorf("a bad cursor: %v, want invalid_argument", err)
+	}
+}
+
+// A usage question over every user, day and server of the retention
+// (by day, per server: the read-only role may ask it) was read whole
+// into the ledger's memory before anything said it was too large. With
+// MaxRows the engine stops reading past it and refuses; at or under it,
+// the answer is whole, from usage_daily and from usage_monthly alike.
+func testUsageRowCap(t *testing.T, open Opener) {
+	s := open(t, ledger.ApplyOptions{})
+	g := NewGen("vpn1", &Seq{})
+	var msgs []ledger.Message
+	for i := range 30 {
+		uid := UID()
+		at := t0.Add(time.Duration(i) * time.Minute)
+		msgs = append(msgs, g.Connect(uid, Conn{User: fmt.Sprintf("cap%02d", i), VPN4: "10.8.3.1"}, at), g.Disconnect(uid, 10, 20, 30, at.Add(30*time.Second)))
+	}
+	apply(t, s, msgs...)
+	month := time.Date(t0.Year(), t0.Month(), 1, 0, 0, 0, 0, time.UTC)
+	for _, q := range []ledger.UsageQuery{
+		{From: t0, To: t0.AddDate(0, 0, 1), By: ledger.ByDay, PerServer: true}, // usage_daily
+		{From: month, To: month.AddDate(0, 1, 0), By: ledger.ByMonth},          // usage_monthly
+	} {
+		q.MaxRows = 10
+		if rows, err := s.Usage(ctx, q); ledger.ErrorCode(err) != ledger.ECodeTooLarge || rows != nil {
+			t.Errorf("usage by %s with 30 rows, at most 10: %d rows, %v", q.By, len(rows), err)
+		}
+		q.MaxRows = 30
+		if rows, err := s.Usage(ctx, q); err != nil || len(rows) != 30 {
+			t.Errorf("usage by %s with 30 rows, at most 30: %d rows, %v", q.By, len(rows), err)
+		}
 	}
 }
 

@@ -47,7 +47,7 @@ var _ ledger.Store = (*Store)(nil)
 func config(dsn string, o Options) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("postgres ledger: %s: %w", redact(dsn), err)
+		return nil, fmt.Errorf("postgres ledger: %s: %w", Redact(dsn), err)
 	}
 	if o.MaxConns <= 0 {
 		o.MaxConns = 8
@@ -73,7 +73,7 @@ func open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	s := &Store{dsn: dsn, pool: pool, o: o}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, ledger.Unavailable("postgres ledger: connect to "+redact(dsn), err)
+		return nil, ledger.Unavailable("postgres ledger: connect to "+Redact(dsn), err)
 	}
 	return s, nil
 }
@@ -208,7 +208,10 @@ func wrap(op string, err error) error {
 	return ledger.Unavailable(op, err)
 }
 
-func redact(dsn string) string {
+// Redact names a database for logs and reports without its secrets: the
+// user, host, port and database only (a password may sit in the userinfo
+// or in a query parameter).
+func Redact(dsn string) string {
 	if cfg, err := pgconn.ParseConfig(dsn); err == nil {
 		return fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
 	}

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -156,7 +157,8 @@ func (s *Store) Session(ctx context.Context, uid string) (ledger.Session, []ledg
 	return list[0], samples, wrap("postgres ledger: samples", rows.Err())
 }
 
-// Who: see sqlite.Store.Who; the same bounded scan per address column.
+// Who: see sqlite.Store.Who; the same bounded scan per address column,
+// and past a full one the older sessions not ended by the instant.
 func (s *Store) Who(ctx context.Context, q ledger.WhoQuery) ([]ledger.Session, error) {
 	if err := q.Check(); err != nil {
 		return nil, err
@@ -184,6 +186,27 @@ func (s *Store) Who(ctx context.Context, q ledger.WhoQuery) ([]ledger.Session, e
 				WHERE `+col+` = $1 AND connected_at <= $2 ORDER BY connected_at DESC LIMIT $3) c
 			WHERE ended_at IS NULL OR ended_at >= $4)`, q.IP, start, ledger.WhoScan, end)
 		if err != nil {
+			return nil, wrap("postgres ledger: who", err)
+		}
+		// A full scan may have left out an older session still open at
+		// the instant (later sessions of the address, all ended: a user
+		// cycling connects, servers sharing a pool): look past its edge,
+		// at the sessions not ended by then only. A scan that was not
+		// full (the common case) costs one probe of the index.
+		var edge time.Time
+		err = s.pool.QueryRow(ctx, `SELECT connected_at FROM sessions
+			WHERE `+col+` = $1 AND connected_at <= $2 ORDER BY connected_at DESC LIMIT 1 OFFSET $3`,
+			q.IP, start, ledger.WhoScan-1).Scan(&edge)
+		switch {
+		case err == nil:
+			older, err := s.sessions(ctx, `SELECT `+selectSessionCols+sessionsFrom+` WHERE session_uid IN (
+				SELECT session_uid FROM sessions
+					WHERE `+col+` = $1 AND connected_at <= $2 AND (ended_at IS NULL OR ended_at >= $3))`, q.IP, edge, end)
+			if err != nil {
+				return nil, wrap("postgres ledger: who", err)
+			}
+			list = append(list, older...)
+		case !errors.Is(err, pgx.ErrNoRows):
 			return nil, wrap("postgres ledger: who", err)
 		}
 		for _, x := range list {
@@ -246,6 +269,9 @@ func (s *Store) Usage(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageR
 			r.Period = q.Period("")
 		}
 		out = append(out, r)
+		if err := q.Over(len(out)); err != nil {
+			return nil, err
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, wrap("postgres ledger: usage", err)
@@ -288,6 +314,9 @@ func (s *Store) usageMonthly(ctx context.Context, q ledger.UsageQuery) ([]ledger
 			r.Period = q.Period("")
 		}
 		out = append(out, r)
+		if err := q.Over(len(out)); err != nil {
+			return nil, err
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, wrap("postgres ledger: usage", err)

@@ -2,7 +2,9 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"strings"
 	"time"
 
@@ -131,7 +133,8 @@ var whoIndex = map[string]string{"vpn_ipv4": "vpn4", "vpn_ipv6": "vpn6", "ip_rea
 
 // Who lists the sessions that held the VPN address, or came from the real
 // address, at q.At: per address column, the WhoScan newest sessions that
-// connected by then, of which those not ended before it.
+// connected by then, of which those not ended before it, and past a full
+// scan the older ones not ended before it.
 func (s *Store) Who(ctx context.Context, q ledger.WhoQuery) ([]ledger.Session, error) {
 	if err := q.Check(); err != nil {
 		return nil, err
@@ -158,6 +161,27 @@ func (s *Store) Who(ctx context.Context, q ledger.WhoQuery) ([]ledger.Session, e
 				WHERE `+col+` = ? AND connected_at <= ? ORDER BY connected_at DESC LIMIT ?)
 			WHERE ended_at IS NULL OR ended_at >= ?)`, q.IP, start.UnixMicro(), ledger.WhoScan, end.UnixMicro())
 		if err != nil {
+			return nil, wrap("sqlite ledger: who", err)
+		}
+		// A full scan may have left out an older session still open at
+		// the instant (later sessions of the address, all ended: a user
+		// cycling connects, servers sharing a pool): look past its edge,
+		// at the sessions not ended by then only. A scan that was not
+		// full (the common case) costs one probe of the index.
+		var edge int64
+		err = s.r.QueryRowContext(ctx, `SELECT connected_at FROM sessions INDEXED BY sessions_`+whoIndex[col]+`
+			WHERE `+col+` = ? AND connected_at <= ? ORDER BY connected_at DESC LIMIT 1 OFFSET ?`,
+			q.IP, start.UnixMicro(), ledger.WhoScan-1).Scan(&edge)
+		switch {
+		case err == nil:
+			older, err := s.sessions(ctx, `SELECT `+sessionCols+sessionsFrom+` WHERE sessions.rowid IN (
+				SELECT rowid FROM sessions INDEXED BY sessions_`+whoIndex[col]+`
+					WHERE `+col+` = ? AND connected_at <= ? AND (ended_at IS NULL OR ended_at >= ?))`, q.IP, edge, end.UnixMicro())
+			if err != nil {
+				return nil, wrap("sqlite ledger: who", err)
+			}
+			list = append(list, older...)
+		case !errors.Is(err, sql.ErrNoRows):
 			return nil, wrap("sqlite ledger: who", err)
 		}
 		for _, x := range list {
@@ -220,6 +244,9 @@ func (s *Store) Usage(ctx context.Context, q ledger.UsageQuery) ([]ledger.UsageR
 			r.Period = q.Period("")
 		}
 		out = append(out, r)
+		if err := q.Over(len(out)); err != nil {
+			return nil, err
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, wrap("sqlite ledger: usage", err)
@@ -261,6 +288,9 @@ func (s *Store) usageMonthly(ctx context.Context, q ledger.UsageQuery) ([]ledger
 			r.Period = q.Period("")
 		}
 		out = append(out, r)
+		if err := q.Over(len(out)); err != nil {
+			return nil, err
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, wrap("sqlite ledger: usage", err)

@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -177,6 +178,18 @@ func isPermanent(err error) bool {
 	return errors.As(err, &r)
 }
 
+// withoutURL drops the URL net/http quotes in its errors: it is often
+// the receiver's credential (an incoming-webhook path, a token in the
+// query), and the error is recorded with the notice, which read-only
+// keys may list, and logged.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
 // deliver POSTs one notice, retrying within the backoff.
 func (s *Sink) deliver(ctx context.Context, n policy.Notice) error {
 	body, err := json.Marshal(n)
@@ -188,7 +201,7 @@ func (s *Sink) deliver(ctx context.Context, n policy.Notice) error {
 		ts := s.Now().Unix()
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, bytes.NewReader(body))
 		if err != nil {
-			return backoff.Permanent(refused{fmt.Errorf("webhook URL: %w", err)})
+			return backoff.Permanent(refused{fmt.Errorf("webhook URL: %w", withoutURL(err))})
 		}
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("User-Agent", s.Agent)
@@ -197,7 +210,7 @@ func (s *Sink) deliver(ctx context.Context, n policy.Notice) error {
 		req.Header.Set(HeaderSignature, Sign(s.Secret, ts, body))
 		resp, err := s.Client.Do(req)
 		if err != nil {
-			return err
+			return fmt.Errorf("POST to the webhook: %w", withoutURL(err))
 		}
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()

@@ -1,14 +1,17 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -201,5 +204,43 @@ func TestVerify(t *testing.T) {
 		if err := Verify(c.key, c.ts, c.sig, c.body, now, time.Minute); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// The webhook URL is often the receiver's only credential (a chat
+// service's incoming-webhook path, a ?token= query). A network error
+// from net/http quotes the whole URL, and the sink recorded that text as
+// the notice's last error, which `ctl policy notices` hands to every
+// read-only key, and logged it. The URL stays out of both now; the
+// error still says what went wrong.
+func TestFailureNeverRecordsTheURL(t *testing.T) {
+	ctx := context.Background()
+	st := store(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nobody listens there now: connection refused
+	st.AddPolicyNotices(ctx, []policy.Notice{notice(1)}, true)
+	var log bytes.Buffer
+	s := &Sink{URL: "http://" + addr + "/services/T0/B0/path-s3cret?token=query-s3cret", Secret: secret, Store: st,
+		Retry: func() backoff.BackOff { return &backoff.StopBackOff{} }, Log: slog.New(slog.NewTextHandler(&log, nil))}
+	if err := s.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	page, err := st.PolicyNotices(ctx, ledger.PolicyNoticeQuery{})
+	if err != nil || len(page.Items) != 1 {
+		t.Fatalf("notices: %v %+v", err, page.Items)
+	}
+	row := page.Items[0]
+	if row.Webhook != ledger.WebhookPending || !strings.Contains(row.LastError, "refused") {
+		t.Fatalf("the notice's state after a refused connection: %s %q", row.Webhook, row.LastError)
+	}
+	if strings.Contains(row.LastError, "s3cret") {
+		t.Errorf("the recorded error quotes the webhook URL: %q", row.LastError)
+	}
+	if !strings.Contains(log.String(), "webhook") || strings.Contains(log.String(), "s3cret") {
+		t.Errorf("the log quotes the webhook URL (or says nothing):\n%s", log.String())
 	}
 }
