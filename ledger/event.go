@@ -200,11 +200,12 @@ func Decode(m Message) (*Event, error) {
 		return nil, fmt.Errorf("v: schema version %d; this ledger reads version %d", *w.V, events.SchemaVersion)
 	}
 	ev := &Event{SpoolID: clean(w.SpoolID), Seq: w.Seq, Admitted: w.Admitted, Refusal: clean(w.Refusal)}
-	id, err := uuid.Parse(w.EventID)
-	if err != nil || len(w.EventID) != 36 {
+	id, ok := canonUUID(w.EventID)
+	if !ok {
 		return nil, fmt.Errorf("event_id: %q is not a UUID", short(w.EventID))
 	}
-	ev.ID = id.String()
+	ev.ID = id
+	var err error
 	if !events.IsToken(w.ServerID, 128) {
 		return nil, fmt.Errorf("server_id: %q is not a subject token", short(w.ServerID))
 	}
@@ -225,11 +226,11 @@ func Decode(m Message) (*Event, error) {
 		}
 	}
 	if w.SessionUID != "" {
-		u, err := uuid.Parse(w.SessionUID)
-		if err != nil || len(w.SessionUID) != 36 {
+		u, ok := canonUUID(w.SessionUID)
+		if !ok {
 			return nil, fmt.Errorf("session_uid: %q is not a UUID", short(w.SessionUID))
 		}
-		ev.SessionUID = u.String()
+		ev.SessionUID = u
 	}
 	switch ev.Type {
 	case events.Connect, events.Disconnect, events.HostUpdate, events.Accounting, events.Reconcile:
@@ -324,10 +325,10 @@ func decodeAccounting(a *wireAccounting) (*EventAccounting, error) {
 		name string
 		v    uint64
 		dst  *int64
-	}{{"bytes_in", a.BytesIn, &out.BytesIn}, {"bytes_out", a.BytesOut, &out.BytesOut},
-		{"delta_in", a.DeltaIn, &out.DeltaIn}, {"delta_out", a.DeltaOut, &out.DeltaOut},
-		{"duration_s", a.DurationS, &out.DurationS}} {
-		if *c.dst, err = count("accounting."+c.name, c.v); err != nil {
+	}{{"accounting.bytes_in", a.BytesIn, &out.BytesIn}, {"accounting.bytes_out", a.BytesOut, &out.BytesOut},
+		{"accounting.delta_in", a.DeltaIn, &out.DeltaIn}, {"accounting.delta_out", a.DeltaOut, &out.DeltaOut},
+		{"accounting.duration_s", a.DurationS, &out.DurationS}} {
+		if *c.dst, err = count(c.name, c.v); err != nil {
 			return nil, err
 		}
 	}
@@ -444,11 +445,25 @@ func optUUID(name, s string) (string, error) {
 	if s == "" {
 		return "", nil
 	}
-	u, err := uuid.Parse(s)
-	if err != nil || len(s) != 36 {
+	u, ok := canonUUID(s)
+	if !ok {
 		return "", fmt.Errorf("%s: %q is not a UUID", name, short(s))
 	}
-	return u.String(), nil
+	return u, nil
+}
+
+// canonUUID is s as a UUID in its canonical form (36 characters, lower
+// case), and whether s is one in the 36-character form at all. Most
+// arrive canonical and are kept as they are, without a new string.
+func canonUUID(s string) (string, bool) {
+	u, err := uuid.Parse(s)
+	if err != nil || len(s) != 36 {
+		return "", false
+	}
+	if strings.IndexFunc(s, func(r rune) bool { return 'A' <= r && r <= 'F' }) < 0 {
+		return s, true
+	}
+	return u.String(), true
 }
 
 func cleanSession(s EventSession) (EventSession, error) {
@@ -495,6 +510,12 @@ func canonIP(name, s string, v4, v6 bool) (string, error) {
 	a = a.Unmap().WithZone("")
 	if v4 && !a.Is4() || v6 && !a.Is6() {
 		return "", fmt.Errorf("%s: %s is not an IPv%s address", name, a, map[bool]string{true: "4", false: "6"}[v4])
+	}
+	// Most addresses arrive in their canonical spelling: keep the
+	// decoded string rather than make the same one again.
+	var buf [64]byte
+	if c := a.AppendTo(buf[:0]); string(c) == s {
+		return s, nil
 	}
 	return a.String(), nil
 }

@@ -129,3 +129,25 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeCanonicalSpellings: uuids and addresses are stored in one
+// spelling whatever the producer wrote (upper-case uuids lowered, mapped
+// and zoned addresses unmapped and unzoned), and ones already in it are
+// kept as they are.
+func TestDecodeCanonicalSpellings(t *testing.T) {
+	const id, sid = "0193A6F2-6C1E-7C3A-9B1E-2F0C4D5E6F70", "01a20c39-82a1-7ad6-94d6-1337fcece38f"
+	e := &events.Event{V: 1, EventID: id, ServerID: "vpn1", Seq: 1, Type: events.Connect, Time: "2026-11-24T06:23:45Z",
+		SessionUID: strings.ToUpper(sid), Session: &events.Session{ID: 1, Username: "alice", IPReal: "::ffff:203.0.113.9",
+			IPRealLocal: "198.51.100.1", IPRemote: "192.168.250.50", IPv6Remote: "FD00:0::50", IPv6Local: "fe80::1%vpns0"}}
+	ev, err := ledger.Decode(msgOf(t, e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.ID != strings.ToLower(id) || ev.SessionUID != sid {
+		t.Errorf("uuids %q %q, want them lower-case", ev.ID, ev.SessionUID)
+	}
+	s := ev.Session
+	if s.IPReal != "203.0.113.9" || s.IPRealLocal != "198.51.100.1" || s.IPRemote != "192.168.250.50" || s.IPv6Remote != "fd00::50" || s.IPv6Local != "fe80::1" {
+		t.Errorf("addresses %q %q %q %q %q, want 203.0.113.9 198.51.100.1 192.168.250.50 fd00::50 fe80::1", s.IPReal, s.IPRealLocal, s.IPRemote, s.IPv6Remote, s.IPv6Local)
+	}
+}
