@@ -119,7 +119,10 @@ func (b *bed) run(st store, batch int) (*Consumer, func()) {
 // sizes), quiet and quick to give up waiting on a fetch.
 func (b *bed) runWith(o Options) (*Consumer, func()) {
 	b.t.Helper()
-	o.JS, o.Stream, o.Prefix, o.MaxWait, o.Log = b.js, streamName, "ocserv", 20*time.Millisecond, slog.New(slog.DiscardHandler)
+	o.JS, o.Stream, o.Prefix, o.MaxWait = b.js, streamName, "ocserv", 20*time.Millisecond
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
 	c := New(o)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
