@@ -706,15 +706,12 @@ func (c *Consumer) watchLag(ctx context.Context, own owned, lost chan<- lostCons
 			cancel()
 			report(lost, lostConsumer{why: fmt.Errorf("consumer info: %w", err)})
 			return
-		case err == nil && !info.Created.Equal(own.created):
-			cancel()
-			report(lost, lostConsumer{why: errors.New("consumer info: created at another time than the consumer this ledger made"), foreign: info})
-			return
-		case err == nil && (info.Config.FilterSubject != c.filter() || len(info.Config.FilterSubjects) > 0 || info.Config.AckPolicy != jetstream.AckAllPolicy):
-			// the ledger's own consumer, its settings updated by someone else
-			cancel()
-			report(lost, lostConsumer{why: errors.New("consumer info: its filter or ack policy was changed"), foreign: info})
-			return
+		case err == nil:
+			if why := c.notOwn(info, own); why != "" {
+				cancel()
+				report(lost, lostConsumer{why: errors.New("consumer info: " + why), foreign: info})
+				return
+			}
 		}
 		var lagSecs float64
 		if err == nil && info.NumPending+uint64(info.NumAckPending) > 0 {

@@ -60,13 +60,30 @@ func (c *Consumer) check(ctx context.Context, own owned, why error, lost chan<- 
 		l = lostConsumer{why: why}
 	case err != nil:
 		return false
-	case !cur.CachedInfo().Created.Equal(own.created):
-		l = lostConsumer{why: why, foreign: cur.CachedInfo()}
+	case c.notOwn(cur.CachedInfo(), own) != "":
+		l = lostConsumer{why: fmt.Errorf("%w; %s", why, c.notOwn(cur.CachedInfo(), own)), foreign: cur.CachedInfo()}
 	default:
 		return false
 	}
 	report(lost, l)
 	return true
+}
+
+// notOwn says how info, the consumer now under the durable's name, is
+// not own: made at another time (deleted and made again), or with the
+// filter or ack policy changed in place; "" when it is own.
+func (c *Consumer) notOwn(info *jetstream.ConsumerInfo, own owned) string {
+	if !info.Created.Equal(own.created) {
+		return "created at " + info.Created.UTC().Format(time.RFC3339Nano) + ", not when this ledger made it"
+	}
+	f := info.Config.FilterSubjects
+	if info.Config.FilterSubject != "" {
+		f = append([]string{info.Config.FilterSubject}, f...)
+	}
+	if len(f) != 1 || f[0] != c.filter() || info.Config.AckPolicy != jetstream.AckAllPolicy {
+		return "its filter or ack policy was changed"
+	}
+	return ""
 }
 
 // report hands l to the run; one report is enough to stop it.

@@ -283,3 +283,48 @@ func TestConfigDiff(t *testing.T) {
 		})
 	}
 }
+
+// The ledger's own consumer with its filter changed in place (its
+// creation time and numbering unchanged): the consumer's info shows it,
+// and it is reported and left alone like a replaced one.
+func TestChangedConsumerIsReported(t *testing.T) {
+	b := newBed(t, t.TempDir())
+	first := b.sessions("alice", 5)
+	b.publish(first...)
+	var log logBuf
+	c, stop := b.runWith(Options{Store: b.store, Batch: 50, Log: log.logger(), infoEvery: 50 * time.Millisecond})
+	b.waitPosition(uint64(len(first)))
+
+	cons, err := b.js.Consumer(context.Background(), streamName, "ocserv_ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cons.CachedInfo().Config
+	cfg.FilterSubject = "ocserv.events.vpn-b.>"
+	if _, err := b.js.UpdateConsumer(context.Background(), streamName, cfg); err != nil {
+		t.Fatalf("change the consumer's filter: %v", err)
+	}
+	b.until("the conflict reported", func() bool { return c.Status().State == StateConsumerConflict })
+	s := c.Status()
+	if s.Errors["consumer_replaced"] != 1 || !strings.Contains(s.LastError, "filter ocserv.events.vpn-b.> (the ledger's: ocserv.events.>)") {
+		t.Errorf("status errors %v, last error %q: want one consumer_replaced, naming the changed filter", s.Errors, s.LastError)
+	}
+	time.Sleep(500 * time.Millisecond) // ten info reads: no second report, no fight
+	if n := log.lines("replaced or changed by someone other than this ledger"); n != 1 {
+		t.Errorf("%d log lines about the change, want 1:\n%s", n, log.b.String())
+	}
+	if cons, err := b.js.Consumer(context.Background(), streamName, "ocserv_ledger"); err != nil || cons.CachedInfo().Config.FilterSubject != cfg.FilterSubject {
+		t.Fatalf("the changed consumer was not left alone (err %v)", err)
+	}
+
+	b.deleteConsumer()
+	second := b.sessions("alice", 5)
+	b.publish(second...)
+	total := uint64(len(first) + len(second))
+	b.waitPosition(total)
+	s = caughtUp(c, total)
+	stop()
+	if n := b.count("alice"); n != 10 || s.Applied != int64(total) || s.Duplicates != 0 {
+		t.Errorf("alice: %d sessions, applied %d, duplicates %d; want 10, %d, 0", n, s.Applied, s.Duplicates, total)
+	}
+}
