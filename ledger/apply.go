@@ -58,14 +58,50 @@ func OneChunk(msgs []Message) Chunks {
 // chunks change (a session's counters, a user's usage of the day) are
 // written once per transaction instead of once per chunk, which is what
 // makes a backlog cheaper to drain than live traffic.
+//
+// The chunks go through two stages: the database's (claim the event ids,
+// load the stored rows of sessions not seen yet) and the projection's.
+// A chunk's claims and loads are under way while the chunk before it is
+// projected, so the database and the projection work at the same time
+// instead of each waiting for the other. Only the claims are written
+// before Finish, so a chunk's loads read the rows the transaction started
+// with whichever chunk the projection has reached, as in one stage.
 func ApplyChunks(ctx context.Context, tx IngestTx, next Chunks, o ApplyOptions) (BatchResult, error) {
 	a := NewApplier(tx, o)
-	for msgs := next(); msgs != nil; msgs = next() {
-		if err := a.Add(ctx, msgs); err != nil {
-			return a.res, err
+	var inFlight *chunk // its claims and loads are under way
+	defer func() {
+		if inFlight != nil {
+			<-inFlight.done // the transaction is not left to a stage still using it
+		}
+	}()
+	for {
+		msgs := next()
+		var c *chunk
+		if msgs != nil {
+			c = a.check(msgs)
+		}
+		done := inFlight
+		if done != nil {
+			<-done.done
+			inFlight = nil
+			if done.err != nil {
+				return a.res, done.err
+			}
+		}
+		if c != nil {
+			inFlight = c
+			go func() {
+				defer close(c.done)
+				c.err = a.claimAndLoad(ctx, c)
+			}()
+		}
+		if done != nil {
+			a.project(done)
+		}
+		if msgs == nil {
+			return a.Finish(ctx)
 		}
 	}
-	return a.Finish(ctx)
 }
 
 // Applier is one transaction's projection, fed chunk by chunk (Add) and
@@ -76,13 +112,26 @@ type Applier struct {
 	tx       IngestTx
 	horizon  time.Time
 	inBatch  map[string]bool // event ids seen in this transaction
-	asked    map[string]bool // session_uids whose stored rows were looked up
+	asked    map[string]bool // session_uids whose stored rows were looked up (claimAndLoad's alone)
 	p        *projection
 	rejected []Rejected
 	res      BatchResult
 	last     Message // the last message added: the position moves to it
 	any      bool
 	lastTime time.Time // the latest event time applied
+}
+
+// chunk is one chunk's events between the stages: checked (check), then
+// claimed and their sessions' stored rows loaded (claimAndLoad, which
+// closes done), then projected (project).
+type chunk struct {
+	evs      []*Event
+	claims   []Claim
+	isNew    []bool
+	sessions map[string]*Session
+	links    map[string]string
+	err      error
+	done     chan struct{}
 }
 
 // NewApplier starts one transaction's projection on tx.
@@ -102,14 +151,26 @@ func NewApplier(tx IngestTx, o ApplyOptions) *Applier {
 // stored rows of sessions this transaction has not seen yet, and projects
 // the new events onto them.
 func (a *Applier) Add(ctx context.Context, msgs []Message) error {
+	c := a.check(msgs)
+	if c == nil {
+		return nil
+	}
+	if err := a.claimAndLoad(ctx, c); err != nil {
+		return err
+	}
+	a.project(c)
+	return nil
+}
+
+// check decodes and checks msgs: the rejected, the expired and the
+// transaction's own repeats are counted; the rest are returned to be
+// claimed (nil when msgs is empty).
+func (a *Applier) check(msgs []Message) *chunk {
 	if len(msgs) == 0 {
 		return nil
 	}
 	a.last, a.any = msgs[len(msgs)-1], true
-	var (
-		evs    []*Event
-		claims []Claim
-	)
+	c := &chunk{done: make(chan struct{})}
 	for _, m := range msgs {
 		ev, err := m.decode()
 		if err != nil {
@@ -126,28 +187,27 @@ func (a *Applier) Add(ctx context.Context, msgs []Message) error {
 			continue
 		}
 		a.inBatch[ev.ID] = true
-		evs = append(evs, ev)
-		claims = append(claims, Claim{EventID: ev.ID, StreamSeq: m.StreamSeq, Time: ev.Time})
+		c.evs = append(c.evs, ev)
+		c.claims = append(c.claims, Claim{EventID: ev.ID, StreamSeq: m.StreamSeq, Time: ev.Time})
 	}
-	if len(claims) == 0 {
+	return c
+}
+
+// claimAndLoad is a chunk's database stage: it claims the chunk's event
+// ids and loads the stored rows (and links) of the sessions its new
+// events concern that no chunk before asked for. It touches only the
+// chunk, the transaction and the asked set, which no other stage uses,
+// so it runs beside the projection of the chunk before.
+func (a *Applier) claimAndLoad(ctx context.Context, c *chunk) error {
+	if len(c.claims) == 0 {
 		return nil
 	}
-	isNew, err := a.tx.Claim(ctx, claims)
+	isNew, err := a.tx.Claim(ctx, c.claims)
 	if err != nil {
 		return fmt.Errorf("claim event ids: %w", err)
 	}
-	fresh := evs[:0]
-	for i, ev := range evs {
-		if isNew[i] {
-			fresh = append(fresh, ev)
-		} else {
-			a.res.Duplicates++
-		}
-	}
+	c.isNew = isNew
 	crashpoint.Hit(CrashMidBatch)
-	if len(fresh) == 0 {
-		return nil
-	}
 	var uids []string
 	ask := func(u string) {
 		if u != "" && !a.asked[u] {
@@ -155,7 +215,10 @@ func (a *Applier) Add(ctx context.Context, msgs []Message) error {
 			uids = append(uids, u)
 		}
 	}
-	for _, ev := range fresh {
+	for i, ev := range c.evs {
+		if !isNew[i] {
+			continue
+		}
 		ask(ev.SessionUID)
 		if ev.Rec != nil {
 			for _, j := range ev.Rec.JoinedUIDs {
@@ -163,25 +226,35 @@ func (a *Applier) Add(ctx context.Context, msgs []Message) error {
 			}
 		}
 	}
-	if len(uids) > 0 {
-		sessions, err := a.tx.LoadSessions(ctx, uids)
-		if err != nil {
-			return fmt.Errorf("load sessions: %w", err)
-		}
-		links, err := a.tx.LoadLinks(ctx, uids)
-		if err != nil {
-			return fmt.Errorf("load session links: %w", err)
-		}
-		a.p.load(sessions, links)
+	if len(uids) == 0 {
+		return nil
 	}
-	for _, ev := range fresh {
+	if c.sessions, err = a.tx.LoadSessions(ctx, uids); err != nil {
+		return fmt.Errorf("load sessions: %w", err)
+	}
+	if c.links, err = a.tx.LoadLinks(ctx, uids); err != nil {
+		return fmt.Errorf("load session links: %w", err)
+	}
+	return nil
+}
+
+// project is a chunk's last stage: its new events onto the projection,
+// after the stored rows it loaded.
+func (a *Applier) project(c *chunk) {
+	if c.sessions != nil || c.links != nil {
+		a.p.load(c.sessions, c.links)
+	}
+	for i, ev := range c.evs {
+		if !c.isNew[i] {
+			a.res.Duplicates++
+			continue
+		}
 		a.p.apply(ev)
 		if ev.Time.After(a.lastTime) {
 			a.lastTime = ev.Time
 		}
+		a.res.Applied++
 	}
-	a.res.Applied += len(fresh)
-	return nil
 }
 
 // Finish writes the transaction's rows and advances the position past the

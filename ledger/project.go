@@ -394,9 +394,14 @@ func (p *projection) reconcile(ev *Event) {
 }
 
 // link records that uid belongs to the logical session logical, on the
-// row when it exists (or is made later) and in session_links.
+// row when it exists (or is made later) and in session_links. A session
+// with no row there is its own logical session, so that link is not
+// stored: nearly every session's accounting names its own uid, and the
+// table holds the roamed workers alone instead of a row per session
+// (migration 00009 removed the rows earlier versions wrote).
 func (p *projection) link(uid, logical string) {
-	if p.links[uid] == logical {
+	cur, ok := p.links[uid]
+	if cur == logical || !ok && logical == uid {
 		return
 	}
 	p.links[uid] = logical
