@@ -149,6 +149,10 @@ type Consumer struct {
 	// deleting it is not answered in a tight loop.
 	recreated  time.Time
 	recreateBo *backoff.ExponentialBackOff
+	// keepName: the consumer is being made again after it was found
+	// gone, so whatever holds the name by now is someone else's and is
+	// not deleted (a start resets the name; this must not fight).
+	keepName bool
 }
 
 // New makes a consumer; Run starts it.
@@ -274,14 +278,17 @@ func (c *Consumer) filter() string { return c.o.Prefix + ".events.>" }
 // after a crash between commit and ack, or in a hand-over.
 func (c *Consumer) consumer(ctx context.Context, pos ledger.Position) (jetstream.Consumer, error) {
 	cfg := c.config(pos)
-	err := c.o.JS.DeleteConsumer(ctx, c.o.Stream, c.o.Durable)
-	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("reset consumer %s: %w", c.o.Durable, err)
+	if !c.keepName {
+		err := c.o.JS.DeleteConsumer(ctx, c.o.Stream, c.o.Durable)
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("reset consumer %s: %w", c.o.Durable, err)
+		}
 	}
 	cons, err := c.o.JS.CreateConsumer(ctx, c.o.Stream, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s on %s: %w", c.o.Durable, c.o.Stream, err)
 	}
+	c.keepName = false
 	c.checkGap(ctx, pos)
 	return cons, nil
 }
@@ -346,6 +353,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // position, again after a transaction of several fetches failed (their
 // messages are no longer held, so they are read again from the stream).
 func (c *Consumer) consume(ctx context.Context) error {
+	c.keepName = false // a start takes the name back
 	for {
 		cons := c.start(ctx)
 		if cons == nil || !c.run(ctx, cons) {
@@ -377,6 +385,16 @@ func (c *Consumer) start(ctx context.Context) jetstream.Consumer {
 			}
 			if ctx.Err() != nil {
 				return nil
+			}
+			if c.keepName && errors.Is(err, jetstream.ErrConsumerExists) {
+				// Someone made another consumer under the name between
+				// the loss and this creation: theirs is left alone.
+				if cur, lerr := c.o.JS.Consumer(ctx, c.o.Stream, c.o.Durable); lerr == nil {
+					if !c.conflict(ctx, lostConsumer{why: err, foreign: cur.CachedInfo()}) {
+						return nil
+					}
+					continue
+				}
 			}
 			c.countError("nats")
 			c.setState(StateNATSDown, err)

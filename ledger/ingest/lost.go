@@ -109,6 +109,7 @@ func (c *Consumer) consumerLost(ctx context.Context, l lostConsumer) bool {
 	c.mu.Unlock()
 	c.o.Log.Warn("ledger ingest: the durable consumer was deleted while the ledger ran; re-creating it from the committed position (nothing is applied twice or skipped)",
 		"consumer", c.o.Durable, "stream", c.o.Stream, "reason", l.why.Error(), "committed_seq", pos)
+	c.keepName = true
 	return c.pace(ctx)
 }
 
@@ -154,6 +155,7 @@ func (c *Consumer) conflict(ctx context.Context, l lostConsumer) bool {
 		cancel()
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
 			c.o.Log.Info("ledger ingest: the consumer that replaced the ledger's is gone; re-creating the ledger's from the committed position", "consumer", c.o.Durable)
+			c.keepName = true
 			return true
 		}
 	}

@@ -328,3 +328,53 @@ func TestChangedConsumerIsReported(t *testing.T) {
 		t.Errorf("alice: %d sessions, applied %d, duplicates %d; want 10, %d, 0", n, s.Applied, s.Duplicates, total)
 	}
 }
+
+// Someone makes another consumer under the name in the moment between
+// the ledger finding its own gone and making it again: the ledger's
+// creation is refused, and theirs is reported and left alone, not
+// deleted as a start would.
+func TestRecreationLeavesAnotherConsumerAlone(t *testing.T) {
+	b := newBed(t, t.TempDir())
+	first := b.sessions("alice", 5)
+	b.publish(first...)
+	var log logBuf
+	c := b.consumer(Options{Store: b.store, Batch: 50, Log: log.logger(), infoEvery: time.Hour})
+	// As if it had just made its consumer again: the next re-creation
+	// waits a second, the moment the other consumer is made in.
+	c.recreated, c.recreateBo = time.Now(), newBackoff()
+	c.recreateBo.InitialInterval, c.recreateBo.RandomizationFactor = time.Second, 0
+	c.recreateBo.Reset()
+	_, stop := b.start(c)
+	b.waitPosition(uint64(len(first)))
+
+	b.deleteConsumer()
+	b.until("the deletion noticed", func() bool { return log.lines(deletedLine) == 1 })
+	foreign := jetstream.ConsumerConfig{Durable: "ocserv_ledger", FilterSubject: "ocserv.events.vpn-b.>", AckPolicy: jetstream.AckAllPolicy}
+	if _, err := b.js.CreateConsumer(context.Background(), streamName, foreign); err != nil {
+		t.Fatalf("make the other consumer while the ledger waits to make its own: %v", err)
+	}
+	b.until("the conflict reported", func() bool { return c.Status().State == StateConsumerConflict })
+	time.Sleep(500 * time.Millisecond)
+	cons, err := b.js.Consumer(context.Background(), streamName, "ocserv_ledger")
+	if err != nil || cons.CachedInfo().Config.FilterSubject != foreign.FilterSubject {
+		t.Fatalf("the other consumer was not left alone (err %v)", err)
+	}
+	s := c.Status()
+	if s.Errors["consumer_deleted"] != 1 || s.Errors["consumer_replaced"] != 1 || !strings.Contains(s.LastError, "ocserv.events.vpn-b.>") {
+		t.Errorf("status errors %v, last error %q: want one deletion, one replacement naming the other filter", s.Errors, s.LastError)
+	}
+	if n := log.lines("replaced or changed by someone other than this ledger"); n != 1 {
+		t.Errorf("%d log lines about the other consumer, want 1:\n%s", n, log.b.String())
+	}
+
+	b.deleteConsumer()
+	second := b.sessions("alice", 5)
+	b.publish(second...)
+	total := uint64(len(first) + len(second))
+	b.waitPosition(total)
+	s = caughtUp(c, total)
+	stop()
+	if n := b.count("alice"); n != 10 || s.Applied != int64(total) || s.Duplicates != 0 {
+		t.Errorf("alice: %d sessions, applied %d, duplicates %d; want 10, %d, 0", n, s.Applied, s.Duplicates, total)
+	}
+}
