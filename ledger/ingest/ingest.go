@@ -34,7 +34,10 @@ const (
 	StateRunning      = "running"
 	StateDatabaseDown = "database-down"
 	StateNATSDown     = "nats-down"
-	StateStopped      = "stopped"
+	// StateConsumerConflict: a consumer this ledger did not create holds
+	// the durable's name; ingest waits until it is gone (see lost.go).
+	StateConsumerConflict = "consumer-conflict"
+	StateStopped          = "stopped"
 )
 
 // DefaultBatch is Options.Batch's default (LEDGER_BATCH): a transaction
@@ -80,6 +83,11 @@ type Options struct {
 	Log     *slog.Logger
 	// OnBatch, when set, is called after each committed batch.
 	OnBatch func(ledger.BatchResult)
+
+	// infoEvery is how often the consumer's info is read (lag, and a
+	// consumer lost or replaced); default 2s. Tests lengthen it to see
+	// what the fetches alone notice.
+	infoEvery time.Duration
 }
 
 func (o *Options) defaults() {
@@ -104,6 +112,9 @@ func (o *Options) defaults() {
 	if o.Durable == "" {
 		o.Durable = "ocserv_ledger"
 	}
+	if o.infoEvery <= 0 {
+		o.infoEvery = 2 * time.Second
+	}
 }
 
 // Status is what the consumer reports.
@@ -117,7 +128,7 @@ type Status struct {
 	LastProcessed time.Time       `json:"last_processed,omitzero"` // wall time of the last commit
 	LastError     string          `json:"last_error,omitempty"`
 	Failures      int             `json:"consecutive_failures,omitempty"`
-	Errors        map[string]int  `json:"errors"` // by kind: database, nats, rejected_by_database
+	Errors        map[string]int  `json:"errors"` // by kind: database, nats, rejected_by_database, consumer_deleted, consumer_replaced
 	Applied       int64           `json:"applied"`
 	Duplicates    int64           `json:"duplicates"`
 	Rejected      int64           `json:"rejected"`
@@ -133,6 +144,15 @@ type Consumer struct {
 	// single: the next batch is applied alone (after a transaction of
 	// several fetches failed), until one commits.
 	single bool
+	// recreated and recreateBo pace re-creations of a consumer deleted
+	// under the running ledger (see lost.go), so something that keeps
+	// deleting it is not answered in a tight loop.
+	recreated  time.Time
+	recreateBo *backoff.ExponentialBackOff
+	// keepName: the consumer is being made again after it was found
+	// gone, so whatever holds the name by now is someone else's and is
+	// not deleted (a start resets the name; this must not fight).
+	keepName bool
 }
 
 // New makes a consumer; Run starts it.
@@ -168,12 +188,14 @@ func (c *Consumer) setState(state string, err error) {
 		return
 	}
 	c.st.State, c.st.Since = state, time.Now().UTC()
-	c.st.Active = state == StateRunning || state == StateDatabaseDown || state == StateNATSDown
+	c.st.Active = state == StateRunning || state == StateDatabaseDown || state == StateNATSDown || state == StateConsumerConflict
 	c.mu.Unlock()
 	switch {
+	case state == StateConsumerConflict:
+		// logged by the caller, with what differs
 	case err != nil:
 		c.o.Log.Warn("ledger ingest: "+state+"; retrying with backoff (nothing is acknowledged meanwhile)", "err", err.Error())
-	case prev == StateDatabaseDown || prev == StateNATSDown:
+	case prev == StateDatabaseDown || prev == StateNATSDown || prev == StateConsumerConflict:
 		c.o.Log.Info("ledger ingest: recovered", "was", prev, "failures", failures)
 	default:
 		c.o.Log.Info("ledger ingest: " + state)
@@ -255,6 +277,24 @@ func (c *Consumer) filter() string { return c.o.Prefix + ".events.>" }
 // transaction), so starting there keeps the stream's order exactly even
 // after a crash between commit and ack, or in a hand-over.
 func (c *Consumer) consumer(ctx context.Context, pos ledger.Position) (jetstream.Consumer, error) {
+	cfg := c.config(pos)
+	if !c.keepName {
+		err := c.o.JS.DeleteConsumer(ctx, c.o.Stream, c.o.Durable)
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("reset consumer %s: %w", c.o.Durable, err)
+		}
+	}
+	cons, err := c.o.JS.CreateConsumer(ctx, c.o.Stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s on %s: %w", c.o.Durable, c.o.Stream, err)
+	}
+	c.keepName = false
+	c.checkGap(ctx, pos)
+	return cons, nil
+}
+
+// config is the consumer the ledger makes to start right after pos.
+func (c *Consumer) config(pos ledger.Position) jetstream.ConsumerConfig {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       c.o.Durable,
 		Description:   "ocserv-telemetry ledger (its database holds the position; recreated at each start)",
@@ -268,16 +308,7 @@ func (c *Consumer) consumer(ctx context.Context, pos ledger.Position) (jetstream
 	if pos.StreamSeq > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, pos.StreamSeq+1
 	}
-	err := c.o.JS.DeleteConsumer(ctx, c.o.Stream, c.o.Durable)
-	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("reset consumer %s: %w", c.o.Durable, err)
-	}
-	cons, err := c.o.JS.CreateConsumer(ctx, c.o.Stream, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("create consumer %s on %s: %w", c.o.Durable, c.o.Stream, err)
-	}
-	c.checkGap(ctx, pos)
-	return cons, nil
+	return cfg
 }
 
 // checkGap says loudly when messages after the committed position have
@@ -322,6 +353,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // position, again after a transaction of several fetches failed (their
 // messages are no longer held, so they are read again from the stream).
 func (c *Consumer) consume(ctx context.Context) error {
+	c.keepName = false // a start takes the name back
 	for {
 		cons := c.start(ctx)
 		if cons == nil || !c.run(ctx, cons) {
@@ -354,6 +386,16 @@ func (c *Consumer) start(ctx context.Context) jetstream.Consumer {
 			if ctx.Err() != nil {
 				return nil
 			}
+			if c.keepName && errors.Is(err, jetstream.ErrConsumerExists) {
+				// Someone made another consumer under the name between
+				// the loss and this creation: theirs is left alone.
+				if cur, lerr := c.o.JS.Consumer(ctx, c.o.Stream, c.o.Durable); lerr == nil {
+					if !c.conflict(ctx, lostConsumer{why: err, foreign: cur.CachedInfo()}) {
+						return nil
+					}
+					continue
+				}
+			}
 			c.countError("nats")
 			c.setState(StateNATSDown, err)
 		}
@@ -363,18 +405,21 @@ func (c *Consumer) start(ctx context.Context) jetstream.Consumer {
 	}
 }
 
-// run applies what cons delivers until ctx ends (false) or a transaction
-// of several fetches failed (true: start again from the committed
-// position). The next fetch is made while a batch is applied and
-// committed (the commit's fsync is the longest wait), in order.
+// run applies what cons delivers until ctx ends (false), a transaction
+// of several fetches failed or the consumer was lost (true: start again
+// from the committed position). The next fetch is made while a batch is
+// applied and committed (the commit's fsync is the longest wait), in
+// order.
 func (c *Consumer) run(ctx context.Context, cons jetstream.Consumer) bool {
+	own := owned{cons: cons, created: cons.CachedInfo().Created}
 	rctx, stop := context.WithCancel(ctx)
 	batches := make(chan batch, 1)
 	fetched := make(chan struct{})
-	go c.watchLag(rctx, cons)
+	lost := make(chan lostConsumer, 1)
+	go c.watchLag(rctx, own, lost)
 	go func() {
 		defer close(fetched)
-		c.fetch(rctx, cons, batches)
+		c.fetch(rctx, own, batches, lost)
 	}()
 	defer func() {
 		stop()
@@ -385,6 +430,12 @@ func (c *Consumer) run(ctx context.Context, cons jetstream.Consumer) bool {
 		select {
 		case <-ctx.Done():
 			return false
+		case l := <-lost:
+			// What was fetched and not applied is read again from the
+			// committed position, by the consumer made there.
+			stop()
+			<-fetched
+			return c.consumerLost(ctx, l)
 		case b = <-batches:
 		}
 		if len(b.msgs) == 0 {
@@ -476,13 +527,18 @@ type batch struct {
 	lm   []ledger.Message
 }
 
-// fetch pulls batches in stream order and hands them over one at a time.
-func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer, out chan<- batch) {
+// fetch pulls batches in stream order and hands them over one at a time;
+// it ends, after a report on lost, when own is no longer the consumer.
+func (c *Consumer) fetch(ctx context.Context, own owned, out chan<- batch, lost chan<- lostConsumer) {
 	bo := newBackoff()
+	var delivered uint64 // the consumer's delivery sequence of the last message
 	for ctx.Err() == nil {
-		fb, err := cons.Fetch(c.o.Fetch, jetstream.FetchMaxWait(c.o.MaxWait))
+		fb, err := own.cons.Fetch(c.o.Fetch, jetstream.FetchMaxWait(c.o.MaxWait))
 		if err != nil {
 			if ctx.Err() != nil {
+				return
+			}
+			if mayBeGone(err) && c.check(ctx, own, err, lost) {
 				return
 			}
 			c.countError("nats")
@@ -498,6 +554,9 @@ func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer, out chan<
 		}
 		if err := fb.Error(); err != nil && len(msgs) == 0 && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
 			if ctx.Err() != nil {
+				return
+			}
+			if mayBeGone(err) && c.check(ctx, own, err, lost) {
 				return
 			}
 			c.countError("nats")
@@ -519,6 +578,21 @@ func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer, out chan<
 			default:
 			}
 			continue
+		}
+		// This run's consumer is new and has one reader, so its delivery
+		// sequence goes on from where the last fetch ended. Another
+		// number (a consumer made again by someone else starts over; one
+		// used by others is further along) is looked into before
+		// anything of the batch is applied: its start and filter may not
+		// be the ledger's. A redelivery only costs the look-up.
+		if md, err := msgs[0].Metadata(); err == nil {
+			if md.Sequence.Consumer != delivered+1 && c.check(ctx, own,
+				fmt.Errorf("the consumer delivered sequence %d where %d was next", md.Sequence.Consumer, delivered+1), lost) {
+				return
+			}
+		}
+		if md, err := msgs[len(msgs)-1].Metadata(); err == nil {
+			delivered = md.Sequence.Consumer
 		}
 		lm := toMessages(msgs)
 		for i := range lm {
@@ -636,13 +710,27 @@ func (c *Consumer) committed(r ledger.BatchResult) {
 }
 
 // watchLag refreshes the lag figures from the consumer's info: messages
-// not yet acknowledged, and the age of the oldest of them.
-func (c *Consumer) watchLag(ctx context.Context, cons jetstream.Consumer) {
-	t := time.NewTicker(2 * time.Second)
+// not yet acknowledged, and the age of the oldest of them. The same info
+// shows a consumer deleted, or replaced by one this run did not make,
+// even while fetches still succeed: that is reported on lost.
+func (c *Consumer) watchLag(ctx context.Context, own owned, lost chan<- lostConsumer) {
+	t := time.NewTicker(c.o.infoEvery)
 	defer t.Stop()
 	for {
 		ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		info, err := cons.Info(ictx)
+		info, err := own.cons.Info(ictx)
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			cancel()
+			report(lost, lostConsumer{why: fmt.Errorf("consumer info: %w", err)})
+			return
+		case err == nil:
+			if why := c.notOwn(info, own); why != "" {
+				cancel()
+				report(lost, lostConsumer{why: errors.New("consumer info: " + why), foreign: info})
+				return
+			}
+		}
 		var lagSecs float64
 		if err == nil && info.NumPending+uint64(info.NumAckPending) > 0 {
 			c.mu.Lock()

@@ -119,8 +119,20 @@ func (b *bed) run(st store, batch int) (*Consumer, func()) {
 // sizes), quiet and quick to give up waiting on a fetch.
 func (b *bed) runWith(o Options) (*Consumer, func()) {
 	b.t.Helper()
-	o.JS, o.Stream, o.Prefix, o.MaxWait, o.Log = b.js, streamName, "ocserv", 20*time.Millisecond, slog.New(slog.DiscardHandler)
-	c := New(o)
+	return b.start(b.consumer(o))
+}
+
+// consumer makes (without running it) the consumer runWith runs.
+func (b *bed) consumer(o Options) *Consumer {
+	o.JS, o.Stream, o.Prefix, o.MaxWait = b.js, streamName, "ocserv", 20*time.Millisecond
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return New(o)
+}
+
+// start runs c until the test ends or the returned stop is called.
+func (b *bed) start(c *Consumer) (*Consumer, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
