@@ -548,9 +548,13 @@ func (c *Consumer) fetch(ctx context.Context, own owned, out chan<- batch, lost 
 			}
 			continue
 		}
+		// Each message is decoded as it arrives, while the server is
+		// still sending the rest of the fetch.
 		var msgs []jetstream.Msg
+		var lm []ledger.Message
 		for m := range fb.Messages() {
-			msgs = append(msgs, m)
+			msgs, lm = append(msgs, m), append(lm, toMessage(m))
+			lm[len(lm)-1].Predecode()
 		}
 		if err := fb.Error(); err != nil && len(msgs) == 0 && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
 			if ctx.Err() != nil {
@@ -594,10 +598,6 @@ func (c *Consumer) fetch(ctx context.Context, own owned, out chan<- batch, lost 
 		if md, err := msgs[len(msgs)-1].Metadata(); err == nil {
 			delivered = md.Sequence.Consumer
 		}
-		lm := toMessages(msgs)
-		for i := range lm {
-			lm[i].Predecode()
-		}
 		select {
 		case out <- batch{msgs: msgs, lm: lm}:
 		case <-ctx.Done():
@@ -609,13 +609,17 @@ func (c *Consumer) fetch(ctx context.Context, own owned, out chan<- batch, lost 
 func toMessages(msgs []jetstream.Msg) []ledger.Message {
 	out := make([]ledger.Message, 0, len(msgs))
 	for _, m := range msgs {
-		lm := ledger.Message{Subject: m.Subject(), Data: m.Data()}
-		if md, err := m.Metadata(); err == nil {
-			lm.StreamSeq, lm.Time = md.Sequence.Stream, md.Timestamp
-		}
-		out = append(out, lm)
+		out = append(out, toMessage(m))
 	}
 	return out
+}
+
+func toMessage(m jetstream.Msg) ledger.Message {
+	lm := ledger.Message{Subject: m.Subject(), Data: m.Data()}
+	if md, err := m.Metadata(); err == nil {
+		lm.StreamSeq, lm.Time = md.Sequence.Stream, md.Timestamp
+	}
+	return lm
 }
 
 // applyBatch commits the batch (retrying while the database is away, the
