@@ -49,7 +49,7 @@ func newMetrics() *metrics {
 	g("ocserv_ledger_database_up", "1 unless the database is failing.", func(s ingest.Status) float64 { return b2f(s.State != ingest.StateDatabaseDown) })
 	g("ocserv_ledger_active", "1 on the instance that holds the leader lock and consumes.", func(s ingest.Status) float64 { return b2f(s.Active) })
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ocserv_ledger_errors_total",
-		Help: "Errors of this instance (database, nats, rejected_by_database), summed."}, func() float64 {
+		Help: "Errors of this instance (database, nats, rejected_by_database, consumer_deleted, consumer_replaced), summed."}, func() float64 {
 		if m.status == nil {
 			return 0
 		}
