@@ -167,7 +167,8 @@ func (s *Store) Who(ctx context.Context, q ledger.WhoQuery) ([]ledger.Session, e
 		// the instant (later sessions of the address, all ended: a user
 		// cycling connects, servers sharing a pool): look past its edge,
 		// at the sessions not ended by then only. A scan that was not
-		// full (the common case) costs one probe of the index.
+		// full (the common case) costs one more read of the same index entries (at
+		// most WhoScan of them), which the scan just brought into memory.
 		var edge int64
 		err = s.r.QueryRowContext(ctx, `SELECT connected_at FROM sessions INDEXED BY sessions_`+whoIndex[col]+`
 			WHERE `+col+` = ? AND connected_at <= ? ORDER BY connected_at DESC LIMIT 1 OFFSET ?`,
