@@ -1,36 +1,25 @@
 package ingest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ocserv-telemetry/ocserv-telemetry/internal/syncbuf"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
 )
 
 // logBuf collects a consumer's log lines (written from its goroutines).
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type logBuf struct{ b syncbuf.Buffer }
 
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
+// lines counts the lines that contain sub.
 func (l *logBuf) lines(sub string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	n := 0
 	for _, line := range strings.Split(l.b.String(), "\n") {
 		if strings.Contains(line, sub) {
@@ -40,7 +29,7 @@ func (l *logBuf) lines(sub string) int {
 	return n
 }
 
-func (l *logBuf) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+func (l *logBuf) logger() *slog.Logger { return slog.New(slog.NewTextHandler(&l.b, nil)) }
 
 const deletedLine = "deleted while the ledger ran"
 
@@ -318,15 +307,7 @@ func TestChangedConsumerIsReported(t *testing.T) {
 	}
 
 	b.deleteConsumer()
-	second := b.sessions("alice", 5)
-	b.publish(second...)
-	total := uint64(len(first) + len(second))
-	b.waitPosition(total)
-	s = caughtUp(c, total)
-	stop()
-	if n := b.count("alice"); n != 10 || s.Applied != int64(total) || s.Duplicates != 0 {
-		t.Errorf("alice: %d sessions, applied %d, duplicates %d; want 10, %d, 0", n, s.Applied, s.Duplicates, total)
-	}
+	afterDeletion(t, b, c, stop, len(first))
 }
 
 // Someone makes another consumer under the name in the moment between
@@ -368,11 +349,19 @@ func TestRecreationLeavesAnotherConsumerAlone(t *testing.T) {
 	}
 
 	b.deleteConsumer()
+	afterDeletion(t, b, c, stop, len(first))
+}
+
+// afterDeletion: with the other consumer deleted, alice's next five
+// sessions are published and everything (her sessions before, n events,
+// and these) is applied once, by the ledger's own consumer made again.
+func afterDeletion(t *testing.T, b *bed, c *Consumer, stop func(), n int) {
+	t.Helper()
 	second := b.sessions("alice", 5)
 	b.publish(second...)
-	total := uint64(len(first) + len(second))
+	total := uint64(n + len(second))
 	b.waitPosition(total)
-	s = caughtUp(c, total)
+	s := caughtUp(c, total)
 	stop()
 	if n := b.count("alice"); n != 10 || s.Applied != int64(total) || s.Duplicates != 0 {
 		t.Errorf("alice: %d sessions, applied %d, duplicates %d; want 10, %d, 0", n, s.Applied, s.Duplicates, total)
