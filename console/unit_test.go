@@ -213,15 +213,8 @@ func TestTemplatesEscapeHostileValues(t *testing.T) {
 	b := newBench(t, benchOpts{noCommands: true})
 	hostile := `<script>alert(1)</script>"'`
 	// A VPN user name an attacker chose arrives through an event.
-	g := b.gen("vpn1")
 	uid := "01930000-0000-7000-8000-000000000001"
-	ev := events.Event{V: 1, EventID: "01930000-0000-7000-8000-000000000002", ServerID: "vpn1", SpoolID: g.SpoolID, Seq: 1,
-		Type: events.Connect, Time: time.Now().UTC().Format(time.RFC3339Nano), SessionUID: uid,
-		Session: &events.Session{ID: 1, Username: hostile, Device: "vpns0", IPRemote: "192.168.250.9"}, Admitted: new(bool)}
-	*ev.Admitted = true
-	data, _ := json.Marshal(ev)
-	b.nc.Publish("ocserv.events.vpn1.connect", data)
-	b.waitLive("the hostile user online", func(l []ServerLive) bool { return online(l, "vpn1", hostile) })
+	b.connectOnline(hostile, uid, "01930000-0000-7000-8000-000000000002")
 	c := b.client()
 	c.mustLogin(viewerUser, viewerPass)
 	_, page := c.get("/online")
@@ -419,14 +412,7 @@ func sseEvents(r io.Reader, n int) (types, data []string, err error) {
 func TestLiveStreamFramingHoldsAgainstCarriageReturns(t *testing.T) {
 	b := newBench(t, benchOpts{noCommands: true})
 	hostile := "eve\revent: logout\rdata: <b>forged</b>\r\nretry: 1"
-	g := b.gen("vpn1")
-	ev := events.Event{V: 1, EventID: "01930000-0000-7000-8000-000000000012", ServerID: "vpn1", SpoolID: g.SpoolID, Seq: 1,
-		Type: events.Connect, Time: time.Now().UTC().Format(time.RFC3339Nano), SessionUID: "01930000-0000-7000-8000-000000000011",
-		Session: &events.Session{ID: 1, Username: hostile, Device: "vpns0", IPRemote: "192.168.250.9"}, Admitted: new(bool)}
-	*ev.Admitted = true
-	data, _ := json.Marshal(ev)
-	b.nc.Publish("ocserv.events.vpn1.connect", data)
-	b.waitLive("the hostile user online", func(l []ServerLive) bool { return online(l, "vpn1", hostile) })
+	b.connectOnline(hostile, "01930000-0000-7000-8000-000000000011", "01930000-0000-7000-8000-000000000012")
 	c := b.client()
 	c.mustLogin(viewerUser, viewerPass)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -450,4 +436,19 @@ func TestLiveStreamFramingHoldsAgainstCarriageReturns(t *testing.T) {
 	if !strings.Contains(datas[0], "eve") || !strings.Contains(datas[0], "event: logout") || strings.Contains(datas[0], "<b>forged") {
 		t.Fatalf("the name is not in the update as escaped text:\n%s", datas[0])
 	}
+}
+
+// connectOnline publishes a connect of user (a name an attacker chose,
+// arriving through an event) on vpn1 as session uid, and waits until the
+// console shows the user online.
+func (b *bench) connectOnline(user, uid, eventID string) {
+	b.t.Helper()
+	g := b.gen("vpn1")
+	ev := events.Event{V: 1, EventID: eventID, ServerID: "vpn1", SpoolID: g.SpoolID, Seq: 1,
+		Type: events.Connect, Time: time.Now().UTC().Format(time.RFC3339Nano), SessionUID: uid,
+		Session: &events.Session{ID: 1, Username: user, Device: "vpns0", IPRemote: "192.168.250.9"}, Admitted: new(bool)}
+	*ev.Admitted = true
+	data, _ := json.Marshal(ev)
+	b.nc.Publish("ocserv.events.vpn1.connect", data)
+	b.waitLive("the hostile user online", func(l []ServerLive) bool { return online(l, "vpn1", user) })
 }
