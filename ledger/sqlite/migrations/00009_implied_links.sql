@@ -6,9 +6,7 @@
 -- an upsert per session on ingest for a row that says nothing. The
 -- ledger now stores the links of roamed workers alone; the rows that
 -- only repeat the default are removed, so a database rebuilt by a replay
--- equals one migrated. (PostgreSQL's migration also leaves room on the
--- usage tables' pages for its heap-only updates; SQLite has no such
--- setting.)
+-- equals one migrated.
 
 -- +goose Up
 DELETE FROM session_links WHERE session_uid = logical_uid;
