@@ -44,35 +44,38 @@ func TestUpgradeFrom8(t *testing.T) {
 	if _, err := p.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
-	links := map[string]string{}
-	rows, err := s.w.QueryContext(ctx, `SELECT session_uid, logical_uid FROM session_links`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var u, l string
-		rows.Scan(&u, &l)
-		links[u] = l
-	}
-	rows.Close()
+	links := pairs(t, s, `SELECT session_uid, logical_uid FROM session_links`)
 	if len(links) != 1 || links[roamed] != logical {
 		t.Errorf("links after the upgrade %v, want the roamed worker's alone", links)
 	}
-	errs := map[string]string{}
-	rows, err = s.w.QueryContext(ctx, `SELECT username, last_error FROM policy_notices`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var u, e string
-		rows.Scan(&u, &e)
-		errs[u] = e
-	}
-	rows.Close()
+	errs := pairs(t, s, `SELECT username, last_error FROM policy_notices`)
 	if e := errs["alice"]; e == "" || strings.Contains(e, "hooks.example") || strings.Contains(e, "secret-token") || strings.Contains(e, "://") {
 		t.Errorf("alice's notice error after the upgrade: %q, want it without the URL", e)
 	}
 	if errs["bob"] != "HTTP 500" {
 		t.Errorf("bob's notice error %q changed, want HTTP 500 kept", errs["bob"])
 	}
+}
+
+// pairs reads a query of two text columns as a map from the first to the
+// second.
+func pairs(t *testing.T, s *Store, query string) map[string]string {
+	t.Helper()
+	rows, err := s.w.QueryContext(context.Background(), query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			t.Fatal(err)
+		}
+		out[k] = v
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
