@@ -1,0 +1,854 @@
+package ledger
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/valyala/fastjson"
+)
+
+// parseWire fills w from data as jsonv2.Unmarshal(data, w) does (the
+// reference FuzzWireMatchesJSONv2 compares it with), without reflection:
+// fastjson parses the document into a tree and the wire types are filled
+// from it member by member. jsonv2's rules, kept here: names match
+// exactly; a name twice in any object of the document is an error;
+// unknown members are ignored; a member of another JSON type than its
+// field's is an error; null gives the zero value (a nil pointer, slice or
+// map; jsontext.Value keeps the text "null"); numbers must fit their
+// field exactly (no sign for unsigned ones, no fraction, no exponent);
+// strings hold no invalid surrogate escapes; nothing may follow the
+// top-level value, which must be an object or null.
+//
+// One difference, on the side of refusing: fastjson refuses values nested
+// more than 300 deep (fastjson.MaxDepth), jsonv2 only past 10000. No event
+// nests beyond four.
+//
+// data must be valid UTF-8 (Decode checks it first; jsonv2 refuses
+// anything else). Every string w gets is a copy: nothing refers to the
+// parser's memory, which the next parse reuses.
+func parseWire(data []byte, w *wire) error {
+	p := wireParsers.Get()
+	defer wireParsers.Put(p)
+	// Parse before Validate: Parse stops at fastjson.MaxDepth, Validate's
+	// recursion has no bound of its own.
+	v, err := p.ParseBytes(data)
+	if err != nil {
+		return syntaxError(err)
+	}
+	// Parse is lenient (it takes NaN, 1-2, control characters in strings,
+	// unknown escapes); Validate holds the whole document, unknown members
+	// too, to RFC 8259's grammar.
+	if err := fastjson.ValidateBytes(data); err != nil {
+		return syntaxError(err)
+	}
+	// Validate takes any \uXXXX and fastjson unescapes a lone surrogate
+	// half as it can; jsonv2 refuses it. Few events have a \u escape at
+	// all: only those go through jsontext's decoder, which says whether
+	// each string's escapes are what jsonv2 takes.
+	if mayEscapeSurrogate(data) {
+		if _, err := jsontext.NewDecoder(bytes.NewReader(data)).ReadValue(); err != nil {
+			return err
+		}
+	}
+	switch v.Type() {
+	case fastjson.TypeNull:
+		*w = wire{}
+		return nil
+	case fastjson.TypeObject:
+	default:
+		return typeError(v, "an object", "")
+	}
+	d := walker{data: data}
+	d.event(v, w)
+	return d.err
+}
+
+// wireParsers: Decode runs on several goroutines, a parser serves one at a
+// time, and a pooled one keeps the memory it grew.
+var wireParsers fastjson.ParserPool
+
+// syntaxError caps fastjson's message, which quotes the rest of the
+// document after the fault, and Decode's reason is stored.
+func syntaxError(err error) error {
+	s := err.Error()
+	if len(s) > 160 {
+		s = s[:160] + "…"
+	}
+	return errors.New(s)
+}
+
+func typeError(v *fastjson.Value, want, path string) error {
+	return fmt.Errorf("cannot take a JSON %s for %s %q", v.Type(), want, path)
+}
+
+// mayEscapeSurrogate: whether data has a backslash followed by u and d,
+// which every \uD800-\uDFFF escape starts with.
+func mayEscapeSurrogate(data []byte) bool {
+	for i := bytes.IndexByte(data, '\\'); i >= 0; {
+		if i+2 < len(data) && data[i+1] == 'u' && data[i+2]|0x20 == 'd' {
+			return true
+		}
+		j := bytes.IndexByte(data[i+1:], '\\')
+		if j < 0 {
+			return false
+		}
+		i += 1 + j
+	}
+	return false
+}
+
+// walker fills the wire types from fastjson's tree; the first error
+// stops it.
+type walker struct {
+	data []byte
+	err  error
+}
+
+func (d *walker) fail(err error) {
+	if d.err == nil {
+		d.err = err
+	}
+}
+
+// names tells whether a member's name came before in its object. Known
+// members have a bit each; other names are compared with the others.
+type names struct {
+	known uint32
+	few   [8][]byte // they point into the parser's memory: only during the walk
+	n     int
+	many  map[string]struct{}
+}
+
+func (s *names) knownOnce(bit uint) bool {
+	if s.known&(1<<bit) != 0 {
+		return false
+	}
+	s.known |= 1 << bit
+	return true
+}
+
+func (s *names) otherOnce(k []byte) bool {
+	if s.many != nil {
+		if _, ok := s.many[string(k)]; ok {
+			return false
+		}
+		s.many[string(k)] = struct{}{}
+		return true
+	}
+	for _, p := range s.few[:s.n] {
+		if bytes.Equal(p, k) {
+			return false
+		}
+	}
+	if s.n < len(s.few) {
+		s.few[s.n] = k
+		s.n++
+		return true
+	}
+	s.many = make(map[string]struct{}, 2*len(s.few))
+	for _, p := range s.few {
+		s.many[string(p)] = struct{}{}
+	}
+	s.many[string(k)] = struct{}{}
+	return true
+}
+
+func (d *walker) duplicate(k []byte, path string) {
+	d.fail(fmt.Errorf("duplicate object member name %q within %q", k, path))
+}
+
+// known: the member's bit, once; false (and an error) on its second time.
+func (d *walker) known(s *names, bit uint, k []byte, path string) bool {
+	if !s.knownOnce(bit) {
+		d.duplicate(k, path)
+		return false
+	}
+	return true
+}
+
+// other: a member the wire types do not have. Its value is not taken, but
+// jsonv2 still refuses a name twice anywhere in it.
+func (d *walker) other(s *names, k []byte, v *fastjson.Value, path string) {
+	if !s.otherOnce(k) {
+		d.duplicate(k, path)
+		return
+	}
+	d.unique(v, path)
+}
+
+// unique checks that no object in v names a member twice.
+func (d *walker) unique(v *fastjson.Value, path string) {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		var s names
+		o.Visit(func(k []byte, v *fastjson.Value) {
+			if d.err == nil {
+				d.other(&s, k, v, path)
+			}
+		})
+	case fastjson.TypeArray:
+		a, _ := v.Array()
+		for _, e := range a {
+			d.unique(e, path)
+		}
+	}
+}
+
+// object is v's object, nil for null (and for an error: another type).
+func (d *walker) object(v *fastjson.Value, path string) *fastjson.Object {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		return o
+	case fastjson.TypeNull:
+	default:
+		d.fail(typeError(v, "an object", path))
+	}
+	return nil
+}
+
+// The members' fillers take where the member is, its object's path and
+// its name, and join them only for an error.
+
+func pointer(at string, k []byte) string { return at + "/" + string(k) }
+
+func (d *walker) str(v *fastjson.Value, dst *string, at string, k []byte) {
+	switch v.Type() {
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		*dst = string(b) // a copy: b is the parser's
+	case fastjson.TypeNull:
+		*dst = ""
+	default:
+		d.fail(typeError(v, "a string", pointer(at, k)))
+	}
+}
+
+func (d *walker) boolean(v *fastjson.Value, dst *bool, at string, k []byte) {
+	switch v.Type() {
+	case fastjson.TypeTrue:
+		*dst = true
+	case fastjson.TypeFalse, fastjson.TypeNull:
+		*dst = false
+	default:
+		d.fail(typeError(v, "a boolean", pointer(at, k)))
+	}
+}
+
+func (d *walker) boolPtr(v *fastjson.Value, dst **bool, at string, k []byte) {
+	if v.Type() == fastjson.TypeNull {
+		*dst = nil
+		return
+	}
+	b := new(bool)
+	d.boolean(v, b, at, k)
+	*dst = b
+}
+
+// The numbers: Validate has held each to JSON's grammar, so fastjson's
+// integer parsers, which take digits after an optional minus and nothing
+// else and refuse what overflows, refuse what jsonv2 does: a fraction or
+// an exponent (1.0, 1e3), a minus for an unsigned field (-0 too), a value
+// beyond the field's range.
+
+func (d *walker) u64(v *fastjson.Value, dst *uint64, at string, k []byte) {
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		n, err := v.Uint64()
+		if err != nil {
+			d.fail(numberError(v, "an unsigned integer", pointer(at, k)))
+		}
+		*dst = n
+	case fastjson.TypeNull:
+		*dst = 0
+	default:
+		d.fail(typeError(v, "an unsigned integer", pointer(at, k)))
+	}
+}
+
+func (d *walker) u64Ptr(v *fastjson.Value, dst **uint64, at string, k []byte) {
+	if v.Type() == fastjson.TypeNull {
+		*dst = nil
+		return
+	}
+	n := new(uint64)
+	d.u64(v, n, at, k)
+	*dst = n
+}
+
+func (d *walker) i64(v *fastjson.Value, dst *int64, at string, k []byte) {
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		n, err := v.Int64()
+		if err != nil {
+			d.fail(numberError(v, "an integer", pointer(at, k)))
+		}
+		*dst = n
+	case fastjson.TypeNull:
+		*dst = 0
+	default:
+		d.fail(typeError(v, "an integer", pointer(at, k)))
+	}
+}
+
+func (d *walker) i64Ptr(v *fastjson.Value, dst **int64, at string, k []byte) {
+	if v.Type() == fastjson.TypeNull {
+		*dst = nil
+		return
+	}
+	n := new(int64)
+	d.i64(v, n, at, k)
+	*dst = n
+}
+
+func (d *walker) intPtr(v *fastjson.Value, dst **int, at string, k []byte) {
+	switch v.Type() {
+	case fastjson.TypeNull:
+		*dst = nil
+	case fastjson.TypeNumber:
+		n, err := v.Int()
+		if err != nil {
+			d.fail(numberError(v, "an integer", pointer(at, k)))
+		}
+		*dst = &n
+	default:
+		d.fail(typeError(v, "an integer", pointer(at, k)))
+	}
+}
+
+func numberError(v *fastjson.Value, want, path string) error {
+	s := v.String()
+	if len(s) > 40 {
+		s = s[:40] + "…"
+	}
+	return fmt.Errorf("cannot take the JSON number %s for %s %q: not one, or out of range", s, want, path)
+}
+
+func (d *walker) stringList(v *fastjson.Value, dst *[]string, at string, k []byte) {
+	switch v.Type() {
+	case fastjson.TypeNull:
+		*dst = nil
+	case fastjson.TypeArray:
+		a, _ := v.Array()
+		out := make([]string, len(a))
+		for i, e := range a {
+			d.str(e, &out[i], pointer(at, k), strconv.AppendInt(nil, int64(i), 10))
+		}
+		*dst = out
+	default:
+		d.fail(typeError(v, "an array of strings", pointer(at, k)))
+	}
+}
+
+func (d *walker) stringMap(v *fastjson.Value, dst *map[string]string, at string, k []byte) {
+	path := pointer(at, k)
+	o := d.object(v, path)
+	if o == nil {
+		*dst = nil
+		return
+	}
+	m := make(map[string]string, o.Len())
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if d.err != nil {
+			return
+		}
+		if _, ok := m[string(k)]; ok {
+			d.duplicate(k, path)
+			return
+		}
+		var s string
+		d.str(v, &s, path, k)
+		m[string(k)] = s
+	})
+	*dst = m
+}
+
+// raw: a jsontext.Value is the member's text as data spells it, spaces
+// and escapes kept (null too: the text "null"). fastjson's tree keeps no
+// offsets into data, so jsontext's decoder finds it at the names from the
+// top; only overflow and quarantine events have such a member.
+func (d *walker) raw(v *fastjson.Value, dst *jsontext.Value, at string, k []byte, names ...string) {
+	path := pointer(at, k)
+	d.unique(v, path)
+	if d.err != nil {
+		return
+	}
+	changed := func(err error) {
+		d.fail(fmt.Errorf("%s: jsontext's decoder does not find what fastjson did (%v)", path, err))
+	}
+	dec := jsontext.NewDecoder(bytes.NewReader(d.data))
+	for _, name := range names {
+		if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+			changed(err)
+			return
+		}
+		for {
+			tok, err := dec.ReadToken()
+			if err != nil || tok.Kind() == '}' {
+				changed(err)
+				return
+			}
+			if tok.String() == name {
+				break
+			}
+			if err := dec.SkipValue(); err != nil {
+				changed(err)
+				return
+			}
+		}
+	}
+	val, err := dec.ReadValue()
+	if err != nil {
+		changed(err)
+		return
+	}
+	*dst = val.Clone()
+}
+
+// The wire types' members, each with its bit for names.
+
+func (d *walker) event(v *fastjson.Value, w *wire) {
+	const at = ""
+	o, _ := v.Object()
+	var s names
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if d.err != nil {
+			return
+		}
+		switch string(k) {
+		case "v":
+			if d.known(&s, 0, k, "") {
+				d.intPtr(v, &w.V, at, k)
+			}
+		case "event_id":
+			if d.known(&s, 1, k, "") {
+				d.str(v, &w.EventID, at, k)
+			}
+		case "server_id":
+			if d.known(&s, 2, k, "") {
+				d.str(v, &w.ServerID, at, k)
+			}
+		case "spool_id":
+			if d.known(&s, 3, k, "") {
+				d.str(v, &w.SpoolID, at, k)
+			}
+		case "seq":
+			if d.known(&s, 4, k, "") {
+				d.u64(v, &w.Seq, at, k)
+			}
+		case "type":
+			if d.known(&s, 5, k, "") {
+				d.str(v, &w.Type, at, k)
+			}
+		case "time":
+			if d.known(&s, 6, k, "") {
+				d.str(v, &w.Time, at, k)
+			}
+		case "session_uid":
+			if d.known(&s, 7, k, "") {
+				d.str(v, &w.SessionUID, at, k)
+			}
+		case "session":
+			if d.known(&s, 8, k, "") {
+				d.session(v, &w.Session)
+			}
+		case "stats":
+			if d.known(&s, 9, k, "") {
+				d.stats(v, &w.Stats)
+			}
+		case "admitted":
+			if d.known(&s, 10, k, "") {
+				d.boolPtr(v, &w.Admitted, at, k)
+			}
+		case "refusal":
+			if d.known(&s, 11, k, "") {
+				d.str(v, &w.Refusal, at, k)
+			}
+		case "accounting":
+			if d.known(&s, 12, k, "") {
+				d.accounting(v, &w.Accounting)
+			}
+		case "reconcile":
+			if d.known(&s, 13, k, "") {
+				d.reconcile(v, &w.Reconcile)
+			}
+		case "overflow":
+			if d.known(&s, 14, k, "") {
+				d.notice(v, &w.Overflow, "/overflow", "overflow")
+			}
+		case "quarantine":
+			if d.known(&s, 15, k, "") {
+				d.notice(v, &w.Quarantine, "/quarantine", "quarantine")
+			}
+		case "audit":
+			if d.known(&s, 16, k, "") {
+				d.audit(v, &w.Audit)
+			}
+		default:
+			d.other(&s, k, v, "")
+		}
+	})
+}
+
+func (d *walker) session(v *fastjson.Value, dst **EventSession) {
+	const at = "/session"
+	o := d.object(v, at)
+	if o == nil {
+		*dst = nil
+		return
+	}
+	x := new(EventSession)
+	*dst = x
+	var s names
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if d.err != nil {
+			return
+		}
+		switch string(k) {
+		case "id":
+			if d.known(&s, 0, k, at) {
+				d.i64(v, &x.ID, at, k)
+			}
+		case "username":
+			if d.known(&s, 1, k, at) {
+				d.str(v, &x.Username, at, k)
+			}
+		case "groupname":
+			if d.known(&s, 2, k, at) {
+				d.str(v, &x.Groupname, at, k)
+			}
+		case "vhost":
+			if d.known(&s, 3, k, at) {
+				d.str(v, &x.VHost, at, k)
+			}
+		case "device":
+			if d.known(&s, 4, k, at) {
+				d.str(v, &x.Device, at, k)
+			}
+		case "ip_real":
+			if d.known(&s, 5, k, at) {
+				d.str(v, &x.IPReal, at, k)
+			}
+		case "ip_real_local":
+			if d.known(&s, 6, k, at) {
+				d.str(v, &x.IPRealLocal, at, k)
+			}
+		case "ip_local":
+			if d.known(&s, 7, k, at) {
+				d.str(v, &x.IPLocal, at, k)
+			}
+		case "ip_remote":
+			if d.known(&s, 8, k, at) {
+				d.str(v, &x.IPRemote, at, k)
+			}
+		case "ipv6_local":
+			if d.known(&s, 9, k, at) {
+				d.str(v, &x.IPv6Local, at, k)
+			}
+		case "ipv6_remote":
+			if d.known(&s, 10, k, at) {
+				d.str(v, &x.IPv6Remote, at, k)
+			}
+		case "hostname":
+			if d.known(&s, 11, k, at) {
+				d.str(v, &x.Hostname, at, k)
+			}
+		case "user_agent":
+			if d.known(&s, 12, k, at) {
+				d.str(v, &x.UserAgent, at, k)
+			}
+		case "device_type":
+			if d.known(&s, 13, k, at) {
+				d.str(v, &x.DeviceType, at, k)
+			}
+		case "device_platform":
+			if d.known(&s, 14, k, at) {
+				d.str(v, &x.DevicePlatform, at, k)
+			}
+		default:
+			d.other(&s, k, v, at)
+		}
+	})
+}
+
+func (d *walker) stats(v *fastjson.Value, dst **wireStats) {
+	const at = "/stats"
+	o := d.object(v, at)
+	if o == nil {
+		*dst = nil
+		return
+	}
+	x := new(wireStats)
+	*dst = x
+	var s names
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if d.err != nil {
+			return
+		}
+		switch string(k) {
+		case "bytes_in":
+			if d.known(&s, 0, k, at) {
+				d.u64Ptr(v, &x.BytesIn, at, k)
+			}
+		case "bytes_out":
+			if d.known(&s, 1, k, at) {
+				d.u64Ptr(v, &x.BytesOut, at, k)
+			}
+		case "duration_s":
+			if d.known(&s, 2, k, at) {
+				d.u64Ptr(v, &x.DurationS, at, k)
+			}
+		default:
+			d.other(&s, k, v, at)
+		}
+	})
+}
+
+func (d *walker) accounting(v *fastjson.Value, dst **wireAccounting) {
+	const at = "/accounting"
+	o := d.object(v, at)
+	if o == nil {
+		*dst = nil
+		return
+	}
+	x := new(wireAccounting)
+	*dst = x
+	var s names
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if d.err != nil {
+			return
+		}
+		switch string(k) {
+		case "slot":
+			if d.known(&s, 0, k, at) {
+				d.i64Ptr(v, &x.Slot, at, k)
+			}
+		case "session_id":
+			if d.known(&s, 1, k, at) {
+				d.str(v, &x.SessionID, at, k)
+			}
+		case "logical_session_uid":
+			if d.known(&s, 2, k, at) {
+				d.str(v, &x.LogicalSessionUID, at, k)
+			}
+		case "bytes_in":
+			if d.known(&s, 3, k, at) {
+				d.u64(v, &x.BytesIn, at, k)
+			}
+		case "bytes_out":
+			if d.known(&s, 4, k, at) {
+				d.u64(v, &x.BytesOut, at, k)
+			}
+		case "delta_in":
+			if d.known(&s, 5, k, at) {
+				d.u64(v, &x.DeltaIn, at, k)
+			}
+		case "delta_out":
+			if d.known(&s, 6, k, at) {
+				d.u64(v, &x.DeltaOut, at, k)
+			}
+		case "counter_reset":
+			if d.known(&s, 7, k, at) {
+				d.boolean(v, &x.CounterReset, at, k)
+			}
+		case "connected_at":
+			if d.known(&s, 8, k, at) {
+				d.str(v, &x.ConnectedAt, at, k)
+			}
+		case "connected_at_coarse":
+			if d.known(&s, 9, k, at) {
+				d.boolean(v, &x.ConnectedAtCoarse, at, k)
+			}
+		case "duration_s":
+			if d.known(&s, 10, k, at) {
+				d.u64(v, &x.DurationS, at, k)
+			}
+		case "observed_at":
+			if d.known(&s, 11, k, at) {
+				d.str(v, &x.ObservedAt, at, k)
+			}
+		default:
+			d.other(&s, k, v, at)
+		}
+	})
+}
+
+func (d *walker) reconcile(v *fastjson.Value, dst **wireReconcile) {
+	const at = "/reconcile"
+	o := d.object(v, at)
+	if o == nil {
+		*dst = nil
+		return
+	}
+	x := new(wireReconcile)
+	*dst = x
+	var s names
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if d.err != nil {
+			return
+		}
+		switch string(k) {
+		case "action":
+			if d.known(&s, 0, k, at) {
+				d.str(v, &x.Action, at, k)
+			}
+		case "reason":
+			if d.known(&s, 1, k, at) {
+				d.str(v, &x.Reason, at, k)
+			}
+		case "session_id":
+			if d.known(&s, 2, k, at) {
+				d.str(v, &x.SessionID, at, k)
+			}
+		case "logical_session_uid":
+			if d.known(&s, 3, k, at) {
+				d.str(v, &x.LogicalSessionUID, at, k)
+			}
+		case "joined_session_uids":
+			if d.known(&s, 4, k, at) {
+				d.stringList(v, &x.JoinedSessionUIDs, at, k)
+			}
+		case "connected_at":
+			if d.known(&s, 5, k, at) {
+				d.str(v, &x.ConnectedAt, at, k)
+			}
+		case "connected_at_coarse":
+			if d.known(&s, 6, k, at) {
+				d.boolean(v, &x.ConnectedAtCoarse, at, k)
+			}
+		case "last_seen":
+			if d.known(&s, 7, k, at) {
+				d.str(v, &x.LastSeen, at, k)
+			}
+		case "bytes_in":
+			if d.known(&s, 8, k, at) {
+				d.u64Ptr(v, &x.BytesIn, at, k)
+			}
+		case "bytes_out":
+			if d.known(&s, 9, k, at) {
+				d.u64Ptr(v, &x.BytesOut, at, k)
+			}
+		case "observed_at":
+			if d.known(&s, 10, k, at) {
+				d.str(v, &x.ObservedAt, at, k)
+			}
+		default:
+			d.other(&s, k, v, at)
+		}
+	})
+}
+
+// notice: overflow's and quarantine's payload (name is the member's,
+// at its path).
+func (d *walker) notice(v *fastjson.Value, dst **wireNotice, at, name string) {
+	o := d.object(v, at)
+	if o == nil {
+		*dst = nil
+		return
+	}
+	x := new(wireNotice)
+	*dst = x
+	var s names
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if d.err != nil {
+			return
+		}
+		switch string(k) {
+		case "reason":
+			if d.known(&s, 0, k, at) {
+				d.str(v, &x.Reason, at, k)
+			}
+		case "events":
+			if d.known(&s, 1, k, at) {
+				d.i64(v, &x.Events, at, k)
+			}
+		case "bytes":
+			if d.known(&s, 2, k, at) {
+				d.i64(v, &x.Bytes, at, k)
+			}
+		case "seq_ranges":
+			if d.known(&s, 3, k, at) {
+				d.raw(v, &x.SeqRanges, at, k, name, "seq_ranges")
+			}
+		default:
+			d.other(&s, k, v, at)
+		}
+	})
+}
+
+func (d *walker) audit(v *fastjson.Value, dst **wireAudit) {
+	const at = "/audit"
+	o := d.object(v, at)
+	if o == nil {
+		*dst = nil
+		return
+	}
+	x := new(wireAudit)
+	*dst = x
+	var s names
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if d.err != nil {
+			return
+		}
+		switch string(k) {
+		case "phase":
+			if d.known(&s, 0, k, at) {
+				d.str(v, &x.Phase, at, k)
+			}
+		case "action":
+			if d.known(&s, 1, k, at) {
+				d.str(v, &x.Action, at, k)
+			}
+		case "subject":
+			if d.known(&s, 2, k, at) {
+				d.str(v, &x.Subject, at, k)
+			}
+		case "key":
+			if d.known(&s, 3, k, at) {
+				d.str(v, &x.Key, at, k)
+			}
+		case "key_name":
+			if d.known(&s, 4, k, at) {
+				d.str(v, &x.KeyName, at, k)
+			}
+		case "role":
+			if d.known(&s, 5, k, at) {
+				d.str(v, &x.Role, at, k)
+			}
+		case "args":
+			if d.known(&s, 6, k, at) {
+				d.stringMap(v, &x.Args, at, k)
+			}
+		case "ok":
+			if d.known(&s, 7, k, at) {
+				d.boolean(v, &x.OK, at, k)
+			}
+		case "code":
+			if d.known(&s, 8, k, at) {
+				d.str(v, &x.Code, at, k)
+			}
+		case "message":
+			if d.known(&s, 9, k, at) {
+				d.str(v, &x.Message, at, k)
+			}
+		case "elapsed_ms":
+			if d.known(&s, 10, k, at) {
+				d.i64(v, &x.ElapsedMS, at, k)
+			}
+		case "suppressed_refusals":
+			if d.known(&s, 11, k, at) {
+				d.i64(v, &x.Suppressed, at, k)
+			}
+		case "actor":
+			if d.known(&s, 12, k, at) {
+				d.str(v, &x.Actor, at, k)
+			}
+		default:
+			d.other(&s, k, v, at)
+		}
+	})
+}
