@@ -9,10 +9,6 @@ import (
 	"github.com/ocserv-telemetry/ocserv-telemetry/events"
 )
 
-// BenchmarkDecode: Decode of an accounting event as the shipper sends it
-// (the most common event), and the JSON step alone with encoding/json (v1)
-// and with encoding/json/v2's decoder, which Decode uses:
-// go test -bench Decode -benchmem ./ledger/
 // benchAccounting: the accounting payload BenchmarkDecode's event carries
 // (FuzzWireMatchesJSONv2 starts from it too).
 var benchAccounting = func() *json.RawMessage {
@@ -22,6 +18,11 @@ var benchAccounting = func() *json.RawMessage {
 	return &r
 }()
 
+// BenchmarkDecode: Decode of an accounting event as the shipper sends it
+// (the most common event), and the JSON step alone with encoding/json
+// (v1), with encoding/json/v2's decoder (the reference for Decode's
+// rules) and with parseWire (fastjson's parse, which Decode uses):
+// go test -bench Decode -benchmem ./ledger/
 func BenchmarkDecode(b *testing.B) {
 	e := &events.Event{V: 1, EventID: "0193a6f2-6c1e-7c3a-9b1e-2f0c4d5e6f70", ServerID: "vpn1", SpoolID: "0193a6f2-6c1e-7c3a-9b1e-2f0c4d5e6f71",
 		Seq: 7, Type: events.Accounting, Time: "2026-11-24T06:23:45.313622612Z", SessionUID: "01a20c39-82a1-7ad6-94d6-1337fcece38f",
@@ -55,6 +56,13 @@ func BenchmarkDecode(b *testing.B) {
 		for b.Loop() {
 			var w wire
 			jsonv2.Unmarshal(line, &w)
+		}
+	})
+	b.Run("fastjson", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var w wire
+			parseWire(line, &w)
 		}
 	})
 }

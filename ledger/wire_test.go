@@ -138,6 +138,24 @@ var wireCases = []struct {
 	{`{"x":1-2}`, false},
 	{`{"x":1e}`, false},
 	{`{"x":-}`, false},
+	{`{"x":[01]}`, false},
+	{`{"x":{"y":1.}}`, false},
+	{`{"x":.5}`, false},
+	{`{"x":-01}`, false},
+	{`{"x":1e5,"y":-1.5E-3,"z":[0,-0,0.0,1E+2]}`, true},
+	{`{"x":Infinity}`, false},
+	{`{"x":-nan}`, false},
+	{`{"x":+inf}`, false},
+	{`{"x":e5}`, false},
+	{`{"x":1e5e5}`, false},
+	{`{"x":1..5}`, false},
+	{`{"overflow":{"seq_ranges":[01]}}`, false},
+	{`{"overflow":{"seq_ranges":[1.5e3,-0]}}`, true},
+	{"{\"x\":[1.5e3,01]}\n", false},
+	{"{\"x\":\"a\nb\"}\n", false},
+	{"\n{\"v\":1}", true},
+	{"{\"v\":1}\r\n", true},
+	{"{\n\t\"v\": 1,\n\t\"x\": [01]\n}", false},
 
 	// Strings: escapes, surrogates, control characters.
 	{`{"event_id":"\u0000"}`, true},
@@ -409,4 +427,31 @@ func producerPayloads(tb testing.TB) [][]byte {
 		[]byte(`{"v":1,"event_id":"0193a6f2-6c1e-7c3a-9b1e-2f0c4d5e6f70","server_id":"vpn1","type":"disconnect","time":"2026-11-24T06:23:45Z","session_uid":"01a20c39-82a1-7ad6-94d6-1337fcece38f","stats":{"bytes_in":1,"bytes_out":2}}`),
 		[]byte(`{"v":1,"event_id":"0193a6f2-6c1e-7c3a-9b1e-2f0c4d5e6f70","server_id":"vpn1","type":"reconcile","time":"2026-11-24T06:23:45Z","session_uid":"01a20c39-82a1-7ad6-94d6-1337fcece38f","reconcile":{"action":"lost","observed_at":"2026-11-24T06:23:45Z"}}`),
 		[]byte(`{"v":1}`))
+}
+
+// TestPlainStrings: every byte value at every place in the eight-byte
+// words and in the tail, against the rule said byte by byte.
+func TestPlainStrings(t *testing.T) {
+	for n := 1; n <= 19; n++ {
+		for pos := range n {
+			for c := range 256 {
+				b := []byte(strings.Repeat("a", n))
+				b[pos] = byte(c)
+				want := c >= 0x20 && c != '\\'
+				if pos == n-1 && strings.IndexByte(" \n\t\r", byte(c)) >= 0 {
+					want = true // trailing space after the value
+				}
+				if got := plainStrings(b); got != want {
+					t.Fatalf("plainStrings(%q) = %v, want %v", b, got, want)
+				}
+			}
+		}
+	}
+	// Several at once, where a borrow could carry from one byte to the next.
+	for _, s := range []string{"\x00\x01\x1f\x20\x21\x5b\x5c\x5d", "\xff\xff\xff\xff\xff\xff\xff\x5c", "\x1f\x20\x20\x20\x20\x20\x20\x20", "{\"v\":1}\n\n"} {
+		want := !strings.ContainsAny(strings.TrimRight(s, " \n\t\r"), "\\\x00\x01\x1f")
+		if got := plainStrings([]byte(s)); got != want {
+			t.Errorf("plainStrings(%q) = %v, want %v", s, got, want)
+		}
+	}
 }
