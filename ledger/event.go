@@ -405,11 +405,20 @@ func checkSubject(subject, serverID string, t events.Type) error {
 	if subject == "" {
 		return nil // replayed from a source without subjects (tests)
 	}
-	toks := strings.Split(subject, ".")
-	if len(toks) < 4 || toks[len(toks)-3] != "events" {
+	// The last three tokens, and at least one before them, without
+	// splitting the subject into a new slice for every event.
+	typ := strings.LastIndexByte(subject, '.')
+	srv, evs := -1, -1
+	if typ > 0 {
+		srv = strings.LastIndexByte(subject[:typ], '.')
+	}
+	if srv > 0 {
+		evs = strings.LastIndexByte(subject[:srv], '.')
+	}
+	if evs < 0 || subject[evs+1:srv] != "events" {
 		return fmt.Errorf("subject %q is not <prefix>.events.<server_id>.<type>", short(subject))
 	}
-	if toks[len(toks)-2] != serverID || toks[len(toks)-1] != string(t) {
+	if subject[srv+1:typ] != serverID || subject[typ+1:] != string(t) {
 		return fmt.Errorf("subject %q does not match the event's server_id %q and type %q", short(subject), serverID, t)
 	}
 	return nil
@@ -458,10 +467,12 @@ func canonUUID(s string) (string, bool) {
 	if err != nil || len(s) != 36 {
 		return "", false
 	}
-	if strings.IndexFunc(s, func(r rune) bool { return 'A' <= r && r <= 'F' }) < 0 {
-		return s, true
+	for i := range len(s) {
+		if 'A' <= s[i] && s[i] <= 'F' {
+			return u.String(), true
+		}
 	}
-	return u.String(), true
+	return s, true
 }
 
 func cleanSession(s EventSession) (EventSession, error) {
@@ -474,10 +485,10 @@ func cleanSession(s EventSession) (EventSession, error) {
 		p    *string
 		v6   bool
 		v4   bool
-	}{{"ip_real", &s.IPReal, false, false}, {"ip_real_local", &s.IPRealLocal, false, false},
-		{"ip_local", &s.IPLocal, false, true}, {"ip_remote", &s.IPRemote, false, true},
-		{"ipv6_local", &s.IPv6Local, true, false}, {"ipv6_remote", &s.IPv6Remote, true, false}} {
-		if *f.p, err = canonIP("session."+f.name, *f.p, f.v4, f.v6); err != nil {
+	}{{"session.ip_real", &s.IPReal, false, false}, {"session.ip_real_local", &s.IPRealLocal, false, false},
+		{"session.ip_local", &s.IPLocal, false, true}, {"session.ip_remote", &s.IPRemote, false, true},
+		{"session.ipv6_local", &s.IPv6Local, true, false}, {"session.ipv6_remote", &s.IPv6Remote, true, false}} {
+		if *f.p, err = canonIP(f.name, *f.p, f.v4, f.v6); err != nil {
 			return s, err
 		}
 	}
@@ -521,6 +532,9 @@ func canonIP(name, s string, v4, v6 bool) (string, error) {
 // clean caps a text value at maxText bytes (on a rune boundary) and
 // replaces NUL, which PostgreSQL's text cannot hold.
 func clean(s string) string {
+	if len(s) <= maxText && strings.IndexByte(s, 0) < 0 && utf8.ValidString(s) {
+		return s // most are: no new string, no walk rune by rune
+	}
 	if strings.IndexByte(s, 0) >= 0 {
 		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
 	}

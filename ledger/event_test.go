@@ -151,3 +151,32 @@ func TestDecodeCanonicalSpellings(t *testing.T) {
 		t.Errorf("addresses %q %q %q %q %q, want 203.0.113.9 198.51.100.1 192.168.250.50 fd00::50 fe80::1", s.IPReal, s.IPRealLocal, s.IPRemote, s.IPv6Remote, s.IPv6Local)
 	}
 }
+
+// TestDecodeChecksTheSubject: an event is taken only from
+// <prefix>.events.<its server_id>.<its type>, whatever the prefix, as
+// the subject split at its dots says (the check finds the last three
+// tokens without splitting).
+func TestDecodeChecksTheSubject(t *testing.T) {
+	e := &events.Event{V: 1, EventID: "0193a6f2-6c1e-7c3a-9b1e-2f0c4d5e6f70", ServerID: "vpn1", Seq: 1, Type: events.Connect,
+		Time: "2026-11-24T06:23:45Z", SessionUID: "01a20c39-82a1-7ad6-94d6-1337fcece38f", Session: &events.Session{ID: 1, Username: "alice"}}
+	m := msgOf(t, e)
+	split := func(subject string) bool {
+		toks := strings.Split(subject, ".")
+		n := len(toks)
+		return n >= 4 && toks[n-3] == "events" && toks[n-2] == "vpn1" && toks[n-1] == "connect"
+	}
+	for _, subject := range []string{"ocserv.events.vpn1.connect", "a.b.c.events.vpn1.connect", ".events.vpn1.connect",
+		"events.vpn1.connect", "x.events.vpn1", "ocserv.event.vpn1.connect", "ocserv.events.vpn2.connect", "ocserv.events.vpn1.disconnect",
+		"ocserv.events.vpn1.connect.", "ocserv.events..vpn1.connect", "ocserv.events.vpn1..connect", "vpn1.connect", "connect", ".", "...", "....",
+		".vpn1.connect", "events..vpn1.connect", "x.events.vpn1.connectx", "x.eventsvpn1.connect", "x.events.vpn1.connect"} {
+		m.Subject = subject
+		_, err := ledger.Decode(m)
+		if want := split(subject); (err == nil) != want {
+			t.Errorf("subject %q: %v, want taken=%v", subject, err, want)
+		}
+	}
+	m.Subject = ""
+	if _, err := ledger.Decode(m); err != nil {
+		t.Errorf("no subject (a replay): %v", err)
+	}
+}
