@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -452,6 +453,24 @@ func TestPlainStrings(t *testing.T) {
 		want := !strings.ContainsAny(strings.TrimRight(s, " \n\t\r"), "\\\x00\x01\x1f")
 		if got := plainStrings([]byte(s)); got != want {
 			t.Errorf("plainStrings(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+// TestParseWireChecksNestedLongDocumentsFirst: a document whose brackets
+// times its length pass maxErrorCost goes through jsontext's decoder
+// before fastjson's Parse, whose failure would cost the depth times the
+// length (the refusal is jsontext's); the producers' events do not.
+func TestParseWireChecksNestedLongDocumentsFirst(t *testing.T) {
+	doc := `{"a":` + strings.Repeat("[", 200) + "t" + strings.Repeat("x", 1<<20)
+	var w wire
+	err := parseWire([]byte(doc), &w)
+	if _, ok := errors.AsType[*jsontext.SyntacticError](err); !ok {
+		t.Errorf("a megabyte nested 200 deep: %v, want jsontext's refusal", err)
+	}
+	for _, b := range producerPayloads(t) {
+		if n := strings.Count(string(b), "{") + strings.Count(string(b), "["); n*len(b) > maxErrorCost/2 {
+			t.Errorf("a producer's event of %d bytes with %d brackets is within twice the bound", len(b), n)
 		}
 	}
 }
