@@ -38,45 +38,33 @@ import (
 func parseWire(data []byte, w *wire) error {
 	st := wireStates.Get().(*wireState)
 	defer st.put()
-	// Parse, where it fails, quotes the rest of the document and wraps
-	// that in one more message for each level the fault is nested in: a
-	// cost of the depth times the length (a megabyte nested 300 deep
-	// took most of a second). Where the count of brackets times the
-	// length could make that much more than a normal event's, jsontext's
-	// decoder, linear, goes over the document first, and Parse meets
-	// only valid JSON.
+	d := walker{data: data, st: st}
+	// fastjson's Parse is lenient: it takes control characters in
+	// strings, unknown escapes, lone surrogate escapes (unescaped as it
+	// can), and numbers such as NaN, 1-2 or 01. A document with no
+	// backslash and no control character before its trailing spaces has
+	// no string Parse gets wrong, and the walk holds each number to
+	// JSON's grammar. Any other document goes through jsontext's decoder
+	// first, which refuses what jsonv2's tokenizer does. (Not fastjson's
+	// Validate: it misses a control character before an escape in the
+	// same string, as FuzzWireMatchesJSONv2 found.)
+	//
+	// So does a long document with many brackets: Parse, where it fails,
+	// quotes the rest of the document and wraps that in one more message
+	// for each level the fault is nested in, a cost of the depth times
+	// the length (a megabyte nested 300 deep took most of a second).
+	// jsontext's decoder is linear, and after it Parse meets only valid
+	// JSON.
 	brackets := bytes.Count(data, []byte{'{'}) + bytes.Count(data, []byte{'['})
-	if min(brackets, fastjson.MaxDepth)*len(data) > maxErrorCost {
+	if !plainStrings(data) || min(brackets, fastjson.MaxDepth)*len(data) > maxErrorCost {
 		if err := jsontextCheck(data); err != nil {
 			return err
 		}
+		d.validated = true
 	}
-	// Parse before any Validate: Parse stops at fastjson.MaxDepth,
-	// Validate's recursion has no bound of its own.
 	v, err := st.p.ParseBytes(data)
 	if err != nil {
 		return syntaxError(err)
-	}
-	d := walker{data: data, st: st}
-	// Parse is lenient: it takes control characters in strings, unknown
-	// escapes, lone surrogate escapes (unescaped as it can), and numbers
-	// such as NaN, 1-2 or 01. A document with no backslash and no control
-	// character before its trailing spaces has no string Parse got wrong,
-	// and the walk below holds each number to JSON's grammar. Any other
-	// goes through Validate, which holds the whole document, unknown
-	// members too, to RFC 8259's grammar, and, if it may have a surrogate
-	// escape, through jsontext's decoder, which refuses the escapes jsonv2
-	// does.
-	if !plainStrings(data) {
-		if err := fastjson.ValidateBytes(data); err != nil {
-			return syntaxError(err)
-		}
-		if mayEscapeSurrogate(data) {
-			if err := jsontextCheck(data); err != nil {
-				return err
-			}
-		}
-		d.validated = true
 	}
 	switch v.Type() {
 	case fastjson.TypeNull:
@@ -176,28 +164,12 @@ func typeError(v *fastjson.Value, want, path string) error {
 	return fmt.Errorf("cannot take a JSON %s for %s %q", v.Type(), want, path)
 }
 
-// mayEscapeSurrogate: whether data has a backslash followed by u and d,
-// which every \uD800-\uDFFF escape starts with.
-func mayEscapeSurrogate(data []byte) bool {
-	for i := bytes.IndexByte(data, '\\'); i >= 0; {
-		if i+2 < len(data) && data[i+1] == 'u' && data[i+2]|0x20 == 'd' {
-			return true
-		}
-		j := bytes.IndexByte(data[i+1:], '\\')
-		if j < 0 {
-			return false
-		}
-		i += 1 + j
-	}
-	return false
-}
-
 // walker fills the wire types from fastjson's tree; the first error
 // stops it.
 type walker struct {
 	data      []byte
 	st        *wireState
-	validated bool // by fastjson.Validate: every number is JSON's
+	validated bool // by jsontext's decoder: every number is JSON's
 	err       error
 	// strs holds the strings' bytes, copied from the parser's memory.
 	// A strings.Builder never writes again what it has given out, so
@@ -311,8 +283,9 @@ func (d *walker) unique(v *fastjson.Value, path string) {
 
 // number: whether v's text is a JSON number (and an error if not). Parse
 // takes any run of digits, signs, dots and e's, and NaN or Inf; unless
-// Validate went over the whole document, each number is checked here:
-// the plain integers events carry at a glance, any other by Validate.
+// jsontext went over the whole document, each number is checked here:
+// the plain integers events carry at a glance, any other by fastjson's
+// Validate (of numbers it is exact).
 func (d *walker) number(v *fastjson.Value) bool {
 	if d.validated {
 		return true
@@ -393,7 +366,7 @@ func (d *walker) boolPtr(v *fastjson.Value, dst **bool, at string, k []byte) {
 	*dst = b
 }
 
-// The numbers: Validate has held each to JSON's grammar, so fastjson's
+// The numbers: each is held to JSON's grammar (number), so fastjson's
 // integer parsers, which take digits after an optional minus and nothing
 // else and refuse what overflows, refuse what jsonv2 does: a fraction or
 // an exponent (1.0, 1e3), a minus for an unsigned field (-0 too), a value

@@ -180,6 +180,12 @@ var wireCases = []struct {
 	{`{"event_id":"\u12g4"}`, false},
 	{`{"event_id":"\U0041"}`, false},
 	{"{\"event_id\":\"a\tb\"}", false},
+	// fastjson's Validate took these (FuzzWireMatchesJSONv2 found the
+	// first): a control character before an escape in the same string.
+	{"{\"\":{\"\":\"\x1c\\b0000\"}}", false},
+	{"{\"session\":{\"username\":\"a\x01\\\"b\"}}", false},
+	{"{\"x\x1f\\n\":1}", false},
+	{"{\"x\":[\"\t\\u0041\"]}", false},
 	{"{\"event_id\":\"a\x00b\"}", false},
 	{"{\"event_id\":\"a\x7fb\"}", true},
 	{"{\"ev\x01\":1}", false},
