@@ -462,7 +462,14 @@ func (d *walker) stringList(v *fastjson.Value, dst *[]string, at string, k []byt
 		a, _ := v.Array()
 		out := make([]string, len(a))
 		for i, e := range a {
-			d.str(e, &out[i], pointer(at, k), strconv.AppendInt(nil, int64(i), 10))
+			switch e.Type() {
+			case fastjson.TypeString:
+				b, _ := e.StringBytes()
+				d.keep(&out[i], b)
+			case fastjson.TypeNull:
+			default:
+				d.fail(typeError(e, "a string", pointer(at, k)+"/"+strconv.Itoa(i)))
+			}
 		}
 		*dst = out
 	default:
