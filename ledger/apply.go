@@ -67,7 +67,92 @@ func OneChunk(msgs []Message) Chunks {
 // before Finish, so a chunk's loads read the rows the transaction started
 // with whichever chunk the projection has reached, as in one stage.
 func ApplyChunks(ctx context.Context, tx IngestTx, next Chunks, o ApplyOptions) (BatchResult, error) {
+	return NewApplier(tx, o).chunks(ctx, next)
+}
+
+// ApplyChunksAfter is ApplyChunks in a transaction that starts before the
+// one it follows has committed (carry is what that one handed over; nil:
+// none), up to the rows to write: the engine writes them (after the
+// transaction before has written its own, so neither waits for a row
+// the other holds) and commits (after that one has committed).
+//
+// The rows the transaction before wrote are not visible here until it
+// commits, so they are taken from carry instead of the database: every
+// session row it changed or made (with its links, and every link it
+// made) and the position it wrote. Every other row the database holds is
+// as it will be after that commit, since a transaction changes no row
+// but those it carries. Writing the same rows waits for that commit
+// (PostgreSQL's row locks), and this transaction must not commit unless
+// that one did: the engine sees to both (NewPending).
+func ApplyChunksAfter(ctx context.Context, tx IngestTx, next Chunks, o ApplyOptions, carry *Carry) (Prepared, error) {
 	a := NewApplier(tx, o)
+	if carry != nil {
+		a.p.load(carry.sessions, carry.links)
+		for uid := range carry.sessions {
+			a.asked[uid] = true
+		}
+		a.pos = &carry.pos
+	}
+	if err := a.projectAll(ctx, next); err != nil {
+		return Prepared{Result: a.res}, err
+	}
+	res, c, err := a.changes(ctx)
+	if err != nil {
+		return Prepared{Result: res}, err
+	}
+	if c == nil {
+		return Prepared{Result: res, Carry: carry}, nil // nothing to write: what was carried still holds
+	}
+	return Prepared{Result: res, Changes: c, Carry: a.carry(res.Position)}, nil
+}
+
+// Prepared is a transaction claimed and projected, its rows not yet
+// written (ApplyChunksAfter): the engine writes Changes (none when nil)
+// with IngestTx.Write, then commits.
+type Prepared struct {
+	Result  BatchResult
+	Changes *Changes
+	Carry   *Carry // what the transaction after this one takes
+}
+
+// Carry is what a transaction hands the next one when that one starts
+// before it has committed (ApplyChunksAfter): the rows the database will
+// hold once it has. It holds only what one transaction changed, so a
+// chain of them holds no more than the last.
+type Carry struct {
+	sessions map[string]*Session // the session rows it changed or made, as written
+	links    map[string]string   // their links, and every link it made
+	pos      Position            // the position it wrote
+}
+
+// carry is what this transaction hands the next: the rows it changed,
+// as copies, since this one's are still to be written while the next
+// one changes its own.
+func (a *Applier) carry(pos Position) *Carry {
+	c := &Carry{sessions: make(map[string]*Session, len(a.p.touched)), links: map[string]string{}, pos: pos}
+	for uid := range a.p.touched {
+		x := *a.p.sessions[uid]
+		c.sessions[uid] = &x
+		if l, ok := a.p.links[uid]; ok {
+			c.links[uid] = l
+		}
+	}
+	for uid, l := range a.p.newLinks {
+		c.links[uid] = l
+	}
+	return c
+}
+
+// chunks is ApplyChunks on a.
+func (a *Applier) chunks(ctx context.Context, next Chunks) (BatchResult, error) {
+	if err := a.projectAll(ctx, next); err != nil {
+		return a.res, err
+	}
+	return a.Finish(ctx)
+}
+
+// projectAll takes every chunk next yields through both stages.
+func (a *Applier) projectAll(ctx context.Context, next Chunks) error {
 	var inFlight *chunk // its claims and loads are under way
 	defer func() {
 		if inFlight != nil {
@@ -85,7 +170,7 @@ func ApplyChunks(ctx context.Context, tx IngestTx, next Chunks, o ApplyOptions) 
 			<-done.done
 			inFlight = nil
 			if done.err != nil {
-				return a.res, done.err
+				return done.err
 			}
 		}
 		if c != nil {
@@ -99,7 +184,7 @@ func ApplyChunks(ctx context.Context, tx IngestTx, next Chunks, o ApplyOptions) 
 			a.project(done)
 		}
 		if msgs == nil {
-			return a.Finish(ctx)
+			return nil
 		}
 	}
 }
@@ -119,6 +204,9 @@ type Applier struct {
 	last     Message // the last message added: the position moves to it
 	any      bool
 	lastTime time.Time // the latest event time applied
+	// pos, when set, is the position to advance instead of the stored
+	// one: the one a transaction not yet committed wrote (Carry).
+	pos *Position
 }
 
 // chunk is one chunk's events between the stages: checked (check), then
@@ -260,15 +348,33 @@ func (a *Applier) project(c *chunk) {
 // Finish writes the transaction's rows and advances the position past the
 // last message added; the engine commits after it returns nil.
 func (a *Applier) Finish(ctx context.Context) (BatchResult, error) {
+	res, c, err := a.changes(ctx)
+	if err != nil || c == nil {
+		return res, err
+	}
+	if err := a.tx.Write(ctx, c); err != nil {
+		return res, fmt.Errorf("write rows: %w", err)
+	}
+	return res, nil
+}
+
+// changes are the transaction's rows, the position moved past the last
+// message added among them (nil when no message was added).
+func (a *Applier) changes(ctx context.Context) (BatchResult, *Changes, error) {
 	res := a.res
 	if !a.any {
-		return res, nil
+		return res, nil, nil
 	}
 	c := a.p.finish()
 	c.Rejected = a.rejected
-	pos, err := a.tx.Position(ctx)
-	if err != nil {
-		return res, fmt.Errorf("read ingest position: %w", err)
+	var pos Position
+	if a.pos != nil {
+		pos = *a.pos
+	} else {
+		var err error
+		if pos, err = a.tx.Position(ctx); err != nil {
+			return res, nil, fmt.Errorf("read ingest position: %w", err)
+		}
 	}
 	if a.last.StreamSeq > pos.StreamSeq {
 		pos.StreamSeq, pos.StreamTime = a.last.StreamSeq, a.last.Time.UTC().Truncate(time.Microsecond)
@@ -281,12 +387,9 @@ func (a *Applier) Finish(ctx context.Context) (BatchResult, error) {
 	pos.Rejected += int64(res.Rejected)
 	pos.Expired += int64(res.Expired)
 	c.Position = pos
-	if err := a.tx.Write(ctx, c); err != nil {
-		return res, fmt.Errorf("write rows: %w", err)
-	}
 	res.Position = pos
 	res.Users = c.users()
-	return res, nil
+	return res, c, nil
 }
 
 // users lists, sorted, the user names whose rows c changes.

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -65,6 +66,110 @@ type IngestStore interface {
 	Reject(ctx context.Context, m Message, reason string) error
 	// Position is the last committed ingest position.
 	Position(ctx context.Context) (Position, error)
+}
+
+// PipelinedIngest is an IngestStore that can build a transaction while
+// the one before it is written and committed (PostgreSQL; SQLite has one
+// writer at a time). While a backlog lasts, the database then writes one
+// transaction's rows as the ledger decodes and projects the next,
+// instead of each waiting for the other.
+type PipelinedIngest interface {
+	// ApplyChunksAfter applies every chunk next yields, as ApplyChunks,
+	// in a transaction of its own, begun while prev (nil: none) is
+	// written and committed. It returns once the chunks are claimed and
+	// projected; the rows are written in the background once prev's are
+	// written, and committed once prev has committed: a rollback instead
+	// when prev failed. An error means nothing was written, nor will be.
+	// prev is the last Pending this store returned; the transaction
+	// begins once the one before prev has ended (Pending.WaitBefore):
+	// that one's rows are read from the database, prev's are carried.
+	ApplyChunksAfter(ctx context.Context, prev *Pending, next Chunks) (*Pending, error)
+}
+
+// Pending is a transaction projected, being written and committed
+// (PipelinedIngest).
+type Pending struct {
+	res     BatchResult
+	carry   *Carry
+	written chan struct{} // closed when its rows are written, or failed to be
+	werr    error
+	done    chan struct{} // closed when its commit has ended, either way
+	err     error
+	// before is closed when the transaction before this one has ended
+	// (nil: there was none); a channel, not that Pending, so a chain
+	// holds one transaction's rows, not every one's.
+	before <-chan struct{}
+}
+
+// NewPending is a transaction projected (res; carry for the next one)
+// whose rows are written by write once prev's (nil: none) are, and
+// committed by commit once prev has committed, in a goroutine of its
+// own; abort runs instead when prev failed. Writing after prev's writes
+// keeps two transactions from each holding a row the other waits for.
+func NewPending(res BatchResult, carry *Carry, prev *Pending, write, commit func() error, abort func()) *Pending {
+	p := &Pending{res: res, carry: carry, written: make(chan struct{}), done: make(chan struct{})}
+	if prev != nil {
+		p.before = prev.done
+	}
+	go func() {
+		defer close(p.done)
+		fail := func(err error) {
+			abort()
+			p.err = fmt.Errorf("the transaction before this one did not commit: %w", err)
+		}
+		if prev != nil {
+			<-prev.written
+			if prev.werr != nil {
+				p.werr = prev.werr
+				close(p.written)
+				fail(prev.werr)
+				return
+			}
+		}
+		p.werr = write()
+		close(p.written)
+		if p.werr != nil {
+			abort()
+			p.err = p.werr
+			return
+		}
+		if prev != nil {
+			if err := prev.Wait(); err != nil {
+				fail(err)
+				return
+			}
+		}
+		p.err = commit()
+	}()
+	return p
+}
+
+// WaitBefore waits until the transaction before p has ended: the one
+// after p may begin then (PipelinedIngest). Nothing to wait for on nil.
+func (p *Pending) WaitBefore() {
+	if p != nil && p.before != nil {
+		<-p.before
+	}
+}
+
+// Done is closed when the commit has ended, either way.
+func (p *Pending) Done() <-chan struct{} { return p.done }
+
+// Wait waits for the commit and returns its error.
+func (p *Pending) Wait() error {
+	<-p.done
+	return p.err
+}
+
+// Result is what the transaction applied (committed once Wait returns nil).
+func (p *Pending) Result() BatchResult { return p.res }
+
+// Carried is what the transaction hands the next one; nil for none.
+func (p *Pending) Carried() *Carry {
+	if p == nil {
+		return nil
+	}
+	return p.carry
 }
 
 // Leader is an engine's lock that makes one instance of several the

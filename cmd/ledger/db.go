@@ -15,6 +15,24 @@ type store struct {
 	leader ledger.Leader
 }
 
+// ingestStore is what the consumer is given: the store, and the engine's
+// pipelined transactions where it has them (ledger.PipelinedIngest),
+// which the embedded ledger.Store alone would hide from the consumer.
+func (s *store) ingestStore() interface {
+	ledger.IngestStore
+	Ping(ctx context.Context) error
+} {
+	if p, ok := s.Store.(ledger.PipelinedIngest); ok {
+		return pipelinedStore{store: s, PipelinedIngest: p}
+	}
+	return s
+}
+
+type pipelinedStore struct {
+	*store
+	ledger.PipelinedIngest
+}
+
 // openStore opens the database named by dsn: a postgres:// URL or a path.
 func openStore(ctx context.Context, dsn string, o ledger.ApplyOptions, standbyPoll time.Duration) (*store, error) {
 	if isPostgres(dsn) {

@@ -109,7 +109,7 @@ func (c *serveCmd) Run(ctx context.Context, args []string) error {
 	}
 	cons = ingest.New(ingest.Options{
 		JS: conn.JS, Stream: st.Agent.NATS.StreamName, Prefix: st.Agent.SubjectPrefix, Durable: st.Consumer,
-		Store: db, Leader: db.leader, StandbyPoll: st.StandbyPoll, Batch: st.Batch, Log: log,
+		Store: db.ingestStore(), Leader: db.leader, StandbyPoll: st.StandbyPoll, Batch: st.Batch, Log: log,
 		OnBatch: func(r ledger.BatchResult) {
 			m.batch(r)
 			if pol != nil {

@@ -421,18 +421,46 @@ func (c *Consumer) run(ctx context.Context, cons jetstream.Consumer) bool {
 		defer close(fetched)
 		c.fetch(rctx, own, batches, lost)
 	}()
+	// pend is a transaction of several fetches still committing (a
+	// store that builds the next one meanwhile: ledger.PipelinedIngest).
+	var pend *committing
 	defer func() {
+		c.settle(pend) // a commit under way ends, and is acknowledged if it held
 		stop()
 		<-fetched
 	}()
+	failed := func(err error) bool {
+		if ctx.Err() != nil {
+			return false
+		}
+		c.single = true
+		c.countError("database")
+		if c.o.Store.Ping(ctx) != nil {
+			c.setState(StateDatabaseDown, err)
+		} else {
+			c.o.Log.Warn("ledger ingest: the database refused a transaction of several batches; reading them again from the committed position, one batch at a time", "err", err.Error())
+		}
+		return true
+	}
 	for {
 		var b batch
 		select {
 		case <-ctx.Done():
 			return false
+		case <-pend.done():
+			// The backlog's last transaction has committed: it is
+			// acknowledged now, not when the next batch comes.
+			p := pend
+			pend = nil
+			if err := c.settle(p); err != nil {
+				return failed(err)
+			}
+			continue
 		case l := <-lost:
 			// What was fetched and not applied is read again from the
 			// committed position, by the consumer made there.
+			c.settle(pend)
+			pend = nil
 			stop()
 			<-fetched
 			return c.consumerLost(ctx, l)
@@ -446,26 +474,54 @@ func (c *Consumer) run(ctx context.Context, cons jetstream.Consumer) bool {
 		// through the path that retries it and, if the database refuses
 		// one of its events, rejects that event alone.
 		if c.single || len(b.msgs) < c.o.Fetch || c.o.Batch <= c.o.Fetch {
+			p := pend
+			pend = nil
+			if err := c.settle(p); err != nil {
+				return failed(err)
+			}
 			if !c.applyBatch(ctx, b) {
 				return false
 			}
 			c.single = false
 			continue
 		}
-		if err := c.applyRun(ctx, b, batches); err != nil {
-			if ctx.Err() != nil {
-				return false
-			}
-			c.single = true
-			c.countError("database")
-			if c.o.Store.Ping(ctx) != nil {
-				c.setState(StateDatabaseDown, err)
-			} else {
-				c.o.Log.Warn("ledger ingest: the database refused a transaction of several batches; reading them again from the committed position, one batch at a time", "err", err.Error())
-			}
-			return true
+		var err error
+		if pend, err = c.applyRun(ctx, b, batches, pend); err != nil {
+			return failed(err)
 		}
 	}
+}
+
+// committing is a transaction written and committing, and the message
+// that acknowledges it.
+type committing struct {
+	p    *ledger.Pending
+	last jetstream.Msg
+}
+
+// done is closed when the commit has ended; nil (never ready) for none.
+func (t *committing) done() <-chan struct{} {
+	if t == nil {
+		return nil
+	}
+	return t.p.Done()
+}
+
+// settle waits for t's commit (nil: none) and, if it held, acknowledges
+// its messages.
+func (c *Consumer) settle(t *committing) error {
+	if t == nil {
+		return nil
+	}
+	if err := t.p.Wait(); err != nil {
+		return err
+	}
+	crashpoint.Hit(CrashAfterCommit)
+	if aerr := t.last.Ack(); aerr != nil {
+		c.countError("nats") // the commit holds; a redelivery will be a duplicate
+	}
+	c.committed(t.p.Result())
+	return nil
 }
 
 // applyRun applies first and the fetches already waiting behind it, up to
@@ -474,7 +530,13 @@ func (c *Consumer) run(ctx context.Context, cons jetstream.Consumer) bool {
 // one is kept for the acknowledgement), so memory follows the fetch size,
 // not the transaction's; on an error nothing is acknowledged and they
 // must be read again from the stream.
-func (c *Consumer) applyRun(ctx context.Context, first batch, batches <-chan batch) error {
+//
+// On a store that builds a transaction while the one before commits
+// (ledger.PipelinedIngest), the transaction is written while pend, the
+// one before, commits; pend is then acknowledged, and the new one is
+// returned still committing. An error means pend or the new transaction
+// failed: neither is acknowledged then, unless pend committed.
+func (c *Consumer) applyRun(ctx context.Context, first batch, batches <-chan batch, pend *committing) (*committing, error) {
 	last := first.msgs[len(first.msgs)-1]
 	n, full := 0, true
 	pending := &first
@@ -509,16 +571,36 @@ func (c *Consumer) applyRun(ctx context.Context, first batch, batches <-chan bat
 			return nil
 		}
 	}
+	if ps, ok := c.o.Store.(ledger.PipelinedIngest); ok {
+		var prev *ledger.Pending
+		if pend != nil {
+			prev = pend.p
+		}
+		p, err := ps.ApplyChunksAfter(ctx, prev, next)
+		if serr := c.settle(pend); serr != nil {
+			if p != nil {
+				p.Wait() // it rolls back, as the one before did not commit
+			}
+			return nil, serr
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &committing{p: p, last: last}, nil
+	}
+	if err := c.settle(pend); err != nil {
+		return nil, err
+	}
 	res, err := c.o.Store.ApplyChunks(ctx, next)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	crashpoint.Hit(CrashAfterCommit)
 	if aerr := last.Ack(); aerr != nil {
 		c.countError("nats") // the commit holds; a redelivery will be a duplicate
 	}
 	c.committed(res)
-	return nil
+	return nil, nil
 }
 
 // batch is one fetch: the messages to acknowledge and their decoded form.

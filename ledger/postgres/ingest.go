@@ -39,6 +39,47 @@ func (s *Store) ApplyChunks(ctx context.Context, next ledger.Chunks) (ledger.Bat
 	return res, nil
 }
 
+// ApplyChunksAfter applies every chunk next yields in a transaction
+// built while prev is written and commits (ledger.PipelinedIngest), on a
+// connection of its own. Its rows are written once prev's are: prev then
+// holds every row lock it will take and only commits, so this
+// transaction may wait for prev (a row both write) and prev never waits
+// for this one.
+func (s *Store) ApplyChunksAfter(ctx context.Context, prev *ledger.Pending, next ledger.Chunks) (*ledger.Pending, error) {
+	prev.WaitBefore()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, wrap("postgres ledger: begin", err)
+	}
+	rollback := func() { tx.Rollback(context.WithoutCancel(ctx)) }
+	it := &ingestTx{tx: tx}
+	pr, err := ledger.ApplyChunksAfter(ctx, it, next, s.o.Apply, prev.Carried())
+	if err != nil {
+		rollback()
+		return nil, wrap("postgres ledger: apply", err)
+	}
+	write := func() error {
+		if s.beforeWrite != nil {
+			s.beforeWrite(tx)
+		}
+		if pr.Changes == nil {
+			return nil
+		}
+		if err := it.Write(ctx, pr.Changes); err != nil {
+			return wrap("postgres ledger: apply", fmt.Errorf("write rows: %w", err))
+		}
+		return nil
+	}
+	commit := func() error {
+		if err := tx.Commit(ctx); err != nil {
+			rollback()
+			return wrap("postgres ledger: commit", err)
+		}
+		return nil
+	}
+	return ledger.NewPending(pr.Result, pr.Carry, prev, write, commit, rollback), nil
+}
+
 // Position is the committed ingest position.
 func (s *Store) Position(ctx context.Context) (ledger.Position, error) {
 	p, err := readPosition(ctx, s.pool)

@@ -40,6 +40,9 @@ type Store struct {
 	dsn  string
 	pool *pgxpool.Pool
 	o    Options
+	// beforeWrite, when set (tests), runs before ApplyChunksAfter's
+	// transaction writes its rows.
+	beforeWrite func(pgx.Tx)
 }
 
 var _ ledger.Store = (*Store)(nil)
