@@ -84,6 +84,30 @@ func vmHWM(pid int) int {
 	return -1
 }
 
+// cpuSeconds is the CPU time (user and system) a live process has used,
+// from /proc; -1 when it cannot be read.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// The fields after the command name, which may hold spaces.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return -1
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return (ut + st) / clockTicks
+}
+
+// clockTicks is the kernel's USER_HZ: the unit of /proc's CPU times, 100
+// on every Linux architecture Go supports.
+const clockTicks = 100
+
 // publishBacklog puts n workload events on stream name under prefix.
 func publishBacklog(t *testing.T, js jetstream.JetStream, name, prefix string, n int) {
 	ctx := context.Background()
@@ -142,11 +166,11 @@ func TestBenchIngest(t *testing.T) {
 	// by half from run to run on this shared machine (the page cache, the
 	// disk's other writers), and a ratio of one pair would be a draw.
 	runs := envInt("LEDGER_BENCH_RUNS", 3)
-	out(t, "| engine | backlog | ledger events/s | raw events/s (same rows, a commit per batch) | ratio (runs' min–max) | raw events/s, one COPY per table | ratio (runs' min–max) | ledger peak RSS (the runs' highest) |")
-	out(t, "|---|---:|---:|---:|---:|---:|---:|---:|")
+	out(t, "| engine | backlog | ledger events/s | raw events/s (same rows, a commit per batch) | ratio (runs' min–max) | raw events/s, one COPY per table | ratio (runs' min–max) | ledger peak RSS (the runs' highest) | ledger CPU per event |")
+	out(t, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, engine := range benchEngines() {
 		for _, b := range backlogs {
-			var rate, raw, whole, ratio, wholeRatio []float64
+			var rate, raw, whole, ratio, wholeRatio, cpu []float64
 			hwm := 0
 			for range runs {
 				r := ingestRun(t, srv.ClientURL(), pg, engine, b)
@@ -155,17 +179,19 @@ func TestBenchIngest(t *testing.T) {
 					whole, wholeRatio = append(whole, r.rawWhole), append(wholeRatio, r.rate/r.rawWhole)
 				}
 				hwm = max(hwm, r.hwmKB)
+				cpu = append(cpu, r.cpu/float64(b))
 			}
 			wholeCol, wholeRatioCol := "—", "—"
 			if len(whole) > 0 {
 				wholeCol, wholeRatioCol = fmt.Sprintf("%.0f", median(whole)), spread(wholeRatio)
 			}
-			out(t, "| %s | %d | %.0f | %.0f | %s | %s | %s | %.1f MiB |", engine, b, median(rate), median(raw), spread(ratio),
-				wholeCol, wholeRatioCol, float64(hwm)/1024)
+			out(t, "| %s | %d | %.0f | %.0f | %s | %s | %s | %.1f MiB | %.1f µs |", engine, b, median(rate), median(raw), spread(ratio),
+				wholeCol, wholeRatioCol, float64(hwm)/1024, median(cpu)*1e6)
 		}
 	}
 	out(t, "")
-	out(t, "Each row: the median of %d runs (ratio: the median of the runs' own ratios, their lowest and highest in brackets).", runs)
+	out(t, "Each row: the median of %d runs (ratio: the median of the runs' own ratios, their lowest and highest in brackets; "+
+		"ledger CPU per event: the service process's CPU time, user and system, from its start to the backlog applied, over the backlog's events).", runs)
 }
 
 func median(v []float64) float64 {
@@ -189,6 +215,7 @@ type ingestResult struct {
 	// in one transaction, with no commit per batch.
 	rawWhole float64
 	hwmKB    int
+	cpu      float64 // the service's CPU seconds (user and system) for the backlog
 }
 
 func ingestRun(t *testing.T, url string, pg *pgtest.Cluster, engine string, backlog int) ingestResult {
@@ -238,10 +265,11 @@ func ingestRun(t *testing.T, url string, pg *pgtest.Cluster, engine string, back
 	}
 	took := time.Since(begin)
 	hwm := vmHWM(p.cmd.Process.Pid)
+	cpu := cpuSeconds(p.cmd.Process.Pid)
 	p.stop()
 	per := envInt("LEDGER_BENCH_BATCH", ingest.DefaultBatch)
 	raw := rawCopy(t, engine, dsn, rawDSN, per)
-	r := ingestResult{rate: float64(backlog) / took.Seconds(), raw: float64(backlog) / raw.Seconds(), hwmKB: hwm}
+	r := ingestResult{rate: float64(backlog) / took.Seconds(), raw: float64(backlog) / raw.Seconds(), hwmKB: hwm, cpu: cpu}
 	if engine == "postgres" {
 		_, wholeDSN, err := pg.NewDatabase(ctx)
 		if err != nil {

@@ -63,7 +63,15 @@ type Options struct {
 	// Policy, when set, adds the policy endpoints (PolicyActions) and the
 	// users' limits to usage answers (docs/policy.md).
 	Policy *PolicyHooks
+	// MaxInFlight bounds the requests answered at once (default 8) and
+	// MaxPerKey those of one operator key (default 2). A request beyond
+	// either is refused busy at once: a key sending heavy queries holds
+	// its share of the service, never all of it.
+	MaxInFlight, MaxPerKey int
 }
+
+// CodeBusy refuses a request beyond Options.MaxInFlight or MaxPerKey.
+const CodeBusy = "busy"
 
 // Service is the running query service.
 type Service struct {
@@ -73,6 +81,12 @@ type Service struct {
 	logLim     *rate.Limiter
 	mu         sync.Mutex
 	suppressed int
+
+	// Requests being answered, in all and per operator key (inflightMu).
+	inflightMu sync.Mutex
+	inflight   int
+	perKey     map[string]int
+	running    sync.WaitGroup
 }
 
 // Start registers the endpoints.
@@ -86,7 +100,13 @@ func Start(o Options) (*Service, error) {
 	if len(o.InboxPrefixes) == 0 {
 		o.InboxPrefixes = []string{cmdsvc.DefaultInboxPrefix}
 	}
-	s := &Service{o: o, logLim: rate.NewLimiter(rate.Every(time.Second), 5)}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 8
+	}
+	if o.MaxPerKey <= 0 {
+		o.MaxPerKey = 2
+	}
+	s := &Service{o: o, logLim: rate.NewLimiter(rate.Every(time.Second), 5), perKey: map[string]int{}}
 	svc, err := micro.AddService(o.NC, micro.Config{
 		Name:        ServiceName,
 		Version:     APIVersion,
@@ -125,14 +145,47 @@ func Start(o Options) (*Service, error) {
 	return s, nil
 }
 
-// Stop drains the endpoints.
-func (s *Service) Stop() error { return s.svc.Stop() }
+// Stop drains the endpoints and waits for the requests being answered.
+func (s *Service) Stop() error {
+	err := s.svc.Stop()
+	s.running.Wait()
+	return err
+}
 
+// take reserves room for one request of key; false when the service or
+// the key has none (the refusal's text says which).
+func (s *Service) take(key string) (bool, string) {
+	s.inflightMu.Lock()
+	defer s.inflightMu.Unlock()
+	if s.perKey[key] >= s.o.MaxPerKey {
+		return false, fmt.Sprintf("this key already has %d requests being answered (at most %d at once); send again when one has been answered", s.perKey[key], s.o.MaxPerKey)
+	}
+	if s.inflight >= s.o.MaxInFlight {
+		return false, fmt.Sprintf("the ledger is answering %d requests (at most %d at once); send again shortly", s.inflight, s.o.MaxInFlight)
+	}
+	s.inflight++
+	s.perKey[key]++
+	return true, ""
+}
+
+func (s *Service) release(key string) {
+	s.inflightMu.Lock()
+	defer s.inflightMu.Unlock()
+	s.inflight--
+	if s.perKey[key]--; s.perKey[key] <= 0 {
+		delete(s.perKey, key)
+	}
+}
+
+// handle checks a request where it arrives (the endpoint's one
+// goroutine: checks are cheap) and answers it in a goroutine of its own,
+// so a slow query holds its own room, not the endpoint.
 func (s *Service) handle(action string, r micro.Request) {
 	start := time.Now()
 	code := ""
+	answered := true
 	defer func() {
-		if s.o.OnRequest != nil {
+		if answered && s.o.OnRequest != nil {
 			s.o.OnRequest(action, code, time.Since(start))
 		}
 	}()
@@ -168,12 +221,37 @@ func (s *Service) handle(action string, r micro.Request) {
 		s.respondErr(r, action, code, err.Error())
 		return
 	}
+	// Room is taken before the nonce is recorded: a request refused busy
+	// can be sent again as it was.
+	key := ver.Key.Key
+	if ok, msg := s.take(key); !ok {
+		code = CodeBusy
+		s.logRefusal(action, ver, &opauth.Error{Code: code, Msg: msg})
+		s.respondErr(r, action, code, msg)
+		return
+	}
 	if rerr := s.o.Verifier.Consume(ver); rerr != nil {
+		s.release(key)
 		code = rerr.Code
 		s.logRefusal(action, ver, rerr)
 		s.respondErr(r, action, rerr.Code, rerr.Msg)
 		return
 	}
+	answered = false // by answer, which reports it
+	s.running.Add(1)
+	go func() {
+		defer s.running.Done()
+		defer s.release(key)
+		code := s.answer(action, r, query)
+		if s.o.OnRequest != nil {
+			s.o.OnRequest(action, code, time.Since(start))
+		}
+	}()
+}
+
+// answer runs a checked request's query and sends its reply; it returns
+// the outcome's code ("" for success).
+func (s *Service) answer(action string, r micro.Request, query func(context.Context) (any, error)) (code string) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
 	defer cancel()
 	res, err := query(ctx)
@@ -184,17 +262,18 @@ func (s *Service) handle(action string, r micro.Request) {
 			s.o.Log.Error("ledger api: query failed", "action", action, "err", msg)
 		}
 		s.respondErr(r, action, code, msg)
-		return
+		return code
 	}
 	b, err := s.reply(action, res)
 	if err != nil {
 		code = ledger.ErrorCode(err)
 		s.respondErr(r, action, code, err.Error())
-		return
+		return code
 	}
 	if err := r.Respond(b); err != nil {
 		s.o.Log.Warn("ledger api: reply failed", "err", err.Error())
 	}
+	return ""
 }
 
 // usageRowBytes is less than the JSON of any usage row.
