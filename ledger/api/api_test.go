@@ -35,23 +35,9 @@ type fixture struct {
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
-	srv := natstest.Run(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
 	dir := t.TempDir()
-	path := filepath.Join(dir, "l.db")
-	if _, err := sqlite.Migrate(ctx, path); err != nil {
-		t.Fatal(err)
-	}
-	st, err := sqlite.Open(ctx, path, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	f := &fixture{nc: nc, st: st, uid: ledgertest.UID(), t0: time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC)}
+	st := openLedger(t, dir)
+	f := &fixture{st: st, uid: ledgertest.UID(), t0: time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC)}
 	g := ledgertest.NewGen("vpn1", &ledgertest.Seq{})
 	if _, err := st.Apply(ctx, []ledger.Message{
 		g.Connect(f.uid, ledgertest.Conn{User: "alice", IPReal: "203.0.113.9", VPN4: "10.8.0.23"}, f.t0),
@@ -63,9 +49,40 @@ func setup(t *testing.T) *fixture {
 	f.ro, _ = nkeys.CreateUser()
 	f.stranger, _ = nkeys.CreateUser()
 	pub, _ := f.ro.PublicKey()
-	keys := filepath.Join(dir, "operators.keys")
-	os.WriteFile(keys, []byte("ro "+pub+" auditor\n"), 0o600)
-	trusted, err := opauth.LoadTrusted(keys)
+	f.nc = serve(t, dir, "ro "+pub+" auditor\n", api.Options{Store: st})
+	return f
+}
+
+// openLedger makes a migrated SQLite ledger in dir, closed when the test
+// ends.
+func openLedger(t *testing.T, dir string) ledger.Store {
+	t.Helper()
+	path := filepath.Join(dir, "l.db")
+	if _, err := sqlite.Migrate(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(ctx, path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// serve runs the query service with o (its Store set) on a NATS server
+// of the test's own, trusting the keys file lines keys, and returns a
+// connection to that server. The service stops when the test ends.
+func serve(t *testing.T, dir, keys string, o api.Options) *nats.Conn {
+	t.Helper()
+	srv := natstest.Run(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	path := filepath.Join(dir, "operators.keys")
+	os.WriteFile(path, []byte(keys), 0o600)
+	trusted, err := opauth.LoadTrusted(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,13 +91,14 @@ func setup(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nonces.Close() })
-	svc, err := api.Start(api.Options{NC: nc, Prefix: "ocserv", Store: st,
-		Verifier: &opauth.Verifier{Trusted: trusted, Nonces: nonces, MaxSkew: 30 * time.Second, MaxValidity: 5 * time.Minute}})
+	o.NC, o.Prefix = nc, "ocserv"
+	o.Verifier = &opauth.Verifier{Trusted: trusted, Nonces: nonces, MaxSkew: 30 * time.Second, MaxValidity: 5 * time.Minute}
+	svc, err := api.Start(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Stop() })
-	return f
+	return nc
 }
 
 func (f *fixture) client(k nkeys.KeyPair) *api.Client {

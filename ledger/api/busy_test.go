@@ -2,21 +2,15 @@ package api_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
 	"github.com/ocserv-telemetry/ocserv-telemetry/cmdsvc"
-	"github.com/ocserv-telemetry/ocserv-telemetry/internal/natstest"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger"
 	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/api"
-	"github.com/ocserv-telemetry/ocserv-telemetry/ledger/sqlite"
-	"github.com/ocserv-telemetry/ocserv-telemetry/opauth"
 )
 
 // slowStore answers history for user "slow" only once release is closed
@@ -44,49 +38,20 @@ func (s *slowStore) History(ctx context.Context, q ledger.HistoryQuery) (ledger.
 // refused busy at once (and may be sent again as it was, its nonce not
 // used), and another key is answered meanwhile, on the same endpoint.
 func TestHeavyKeyHoldsItsShareOnly(t *testing.T) {
-	srv := natstest.Run(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
 	dir := t.TempDir()
-	path := filepath.Join(dir, "l.db")
-	if _, err := sqlite.Migrate(ctx, path); err != nil {
-		t.Fatal(err)
-	}
-	inner, err := sqlite.Open(ctx, path, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { inner.Close() })
-	st := &slowStore{Store: inner, release: make(chan struct{}), started: make(chan struct{}, 8)}
+	st := &slowStore{Store: openLedger(t, dir), release: make(chan struct{}), started: make(chan struct{}, 8)}
 	heavy, _ := nkeys.CreateUser()
 	other, _ := nkeys.CreateUser()
 	hp, _ := heavy.PublicKey()
 	op, _ := other.PublicKey()
-	keys := filepath.Join(dir, "operators.keys")
-	os.WriteFile(keys, []byte("ro "+hp+" heavy\nro "+op+" other\n"), 0o600)
-	trusted, err := opauth.LoadTrusted(keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nonces, err := opauth.OpenNonceCache(filepath.Join(dir, "nonces"), opauth.NonceLimits{}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nonces.Close() })
-	svc, err := api.Start(api.Options{NC: nc, Prefix: "ocserv", Store: st, MaxPerKey: 2, MaxInFlight: 8,
-		Verifier: &opauth.Verifier{Trusted: trusted, Nonces: nonces, MaxSkew: 30 * time.Second, MaxValidity: 5 * time.Minute}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := serve(t, dir, "ro "+hp+" heavy\nro "+op+" other\n", api.Options{Store: st, MaxPerKey: 2, MaxInFlight: 8})
+	// Registered after serve's clean-ups, so it runs before them: the
+	// service stops (waiting for its queries) with the slow ones let go.
 	released := false
 	t.Cleanup(func() {
 		if !released {
 			close(st.release)
 		}
-		svc.Stop()
 	})
 	hc := &api.Client{NC: nc, Prefix: "ocserv", Key: heavy}
 	oc := &api.Client{NC: nc, Prefix: "ocserv", Key: other}

@@ -506,6 +506,28 @@ func (s *backlog) stats() (sizes []int, chunked, failed int) {
 	return append([]int(nil), s.sizes...), s.chunked, s.failed
 }
 
+// sameAsReplay fails the test where a table of st differs from a replay
+// of the whole stream into a new SQLite ledger, batch events at a time.
+func (b *bed) sameAsReplay(st interface {
+	Checksum(context.Context) (map[string]string, error)
+}, batch int) {
+	b.t.Helper()
+	ref := openStore(b.t, filepath.Join(b.t.TempDir(), "ref.db"))
+	if _, err := Replay(context.Background(), ReplayOptions{JS: b.js, Stream: streamName, Prefix: "ocserv", Store: ref, Batch: batch}); err != nil {
+		b.t.Fatal(err)
+	}
+	got, err := st.Checksum(context.Background())
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	want, _ := ref.Checksum(context.Background())
+	for table, sum := range want {
+		if got[table] != sum {
+			b.t.Errorf("table %s differs from a replay's, %d events at a time", table, batch)
+		}
+	}
+}
+
 // backlog publishes 20 sessions of each of user0 … user9 (400 events)
 // before a consumer runs.
 func (b *bed) backlog() []ledger.Message {
@@ -547,17 +569,7 @@ func TestBacklogJoinsWaitingFetches(t *testing.T) {
 		t.Errorf("status: applied %d, duplicates %d; want %d and 0", s.Applied, s.Duplicates, len(msgs))
 	}
 
-	ref := openStore(t, filepath.Join(t.TempDir(), "ref.db"))
-	if _, err := Replay(context.Background(), ReplayOptions{JS: b.js, Stream: streamName, Prefix: "ocserv", Store: ref, Batch: 20}); err != nil {
-		t.Fatal(err)
-	}
-	got, _ := b.store.Checksum(context.Background())
-	want, _ := ref.Checksum(context.Background())
-	for table, sum := range want {
-		if got[table] != sum {
-			t.Errorf("table %s differs from a replay's, a batch of 20 at a time", table)
-		}
-	}
+	b.sameAsReplay(b.store, 20)
 }
 
 // A transaction of several fetches that fails lets its messages go: the

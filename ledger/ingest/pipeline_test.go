@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -117,20 +116,7 @@ func TestPipelinedBacklogOnPostgreSQL(t *testing.T) {
 	if p, _ := st.Position(context.Background()); p.Applied != int64(len(msgs)) {
 		t.Errorf("stored position: %d applied, want %d", p.Applied, len(msgs))
 	}
-	ref := openStore(t, filepath.Join(t.TempDir(), "ref.db"))
-	if _, err := Replay(context.Background(), ReplayOptions{JS: b.js, Stream: streamName, Prefix: "ocserv", Store: ref, Batch: 50}); err != nil {
-		t.Fatal(err)
-	}
-	got, err := st.Checksum(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, _ := ref.Checksum(context.Background())
-	for table, sum := range want {
-		if got[table] != sum {
-			t.Errorf("table %s differs from a replay's on SQLite", table)
-		}
-	}
+	b.sameAsReplay(st, 50)
 }
 
 // A pipelined transaction that fails while the one before commits: the
