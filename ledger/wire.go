@@ -38,7 +38,8 @@ import (
 func parseWire(data []byte, w *wire) error {
 	st := wireStates.Get().(*wireState)
 	defer st.put()
-	d := walker{data: data, st: st}
+	d := &st.d
+	*d = walker{data: data, st: st}
 	// fastjson's Parse is lenient: it takes control characters in
 	// strings, unknown escapes, lone surrogate escapes (unescaped as it
 	// can), and numbers such as NaN, 1-2 or 01. A document with no
@@ -79,7 +80,9 @@ func parseWire(data []byte, w *wire) error {
 	// names, spaces and numbers are the rest); a document with more
 	// grows it.
 	d.strs.Grow(len(data) / 2)
-	d.event(v, w)
+	o, _ := v.Object()
+	walk(d, o, &st.w, "", eventMembers)
+	*w = st.w
 	return d.err
 }
 
@@ -112,11 +115,20 @@ func jsontextCheck(data []byte) error {
 type wireState struct {
 	p   fastjson.Parser
 	num []byte // a number's text
+	// The walk and the wire it fills: here, not on parseWire's stack,
+	// since the member tables' fillers, called through func values, make
+	// escape analysis move both to the heap on every parse.
+	d walker
+	w wire
 }
 
 var wireStates = sync.Pool{New: func() any { return new(wireState) }}
 
-func (st *wireState) put() { wireStates.Put(st) }
+// put lets go of what the parse read and gave out, and returns st.
+func (st *wireState) put() {
+	st.d, st.w = walker{}, wire{}
+	wireStates.Put(st)
+}
 
 // plainStrings: data has no backslash, and no byte below 0x20 but in the
 // spaces after its last value. In such a document every string is its

@@ -480,3 +480,35 @@ func TestParseWireChecksNestedLongDocumentsFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestMemberTables: each wire type's table names each member once, and
+// has no more members than names has bits for known ones.
+func TestMemberTables(t *testing.T) {
+	check := func(table string, names []string) {
+		seen := map[string]bool{}
+		for _, n := range names {
+			if seen[n] {
+				t.Errorf("%s: %q twice", table, n)
+			}
+			seen[n] = true
+		}
+		if len(names) > 32 {
+			t.Errorf("%s: %d members; names has 32 bits", table, len(names))
+		}
+	}
+	check("event", memberNames(eventMembers))
+	check("session", memberNames(sessionMembers))
+	check("stats", memberNames(statsMembers))
+	check("accounting", memberNames(accountingMembers))
+	check("reconcile", memberNames(reconcileMembers))
+	check("overflow", memberNames(overflowMembers))
+	check("audit", memberNames(auditMembers))
+}
+
+func memberNames[T any](ms []member[T]) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.name)
+	}
+	return out
+}
