@@ -371,13 +371,19 @@ func (d *walker) boolean(v *fastjson.Value, dst *bool, at string, k []byte) {
 }
 
 func (d *walker) boolPtr(v *fastjson.Value, dst **bool, at string, k []byte) {
+	nullable(v, dst, func(b *bool) { d.boolean(v, b, at, k) })
+}
+
+// nullable: null is a nil *dst, any other value a new T filled by fill
+// (which reports a wrong type).
+func nullable[T any](v *fastjson.Value, dst **T, fill func(*T)) {
 	if v.Type() == fastjson.TypeNull {
 		*dst = nil
 		return
 	}
-	b := new(bool)
-	d.boolean(v, b, at, k)
-	*dst = b
+	x := new(T)
+	fill(x)
+	*dst = x
 }
 
 // The numbers: each is held to JSON's grammar (number), so fastjson's
@@ -386,78 +392,45 @@ func (d *walker) boolPtr(v *fastjson.Value, dst **bool, at string, k []byte) {
 // an exponent (1.0, 1e3), a minus for an unsigned field (-0 too), a value
 // beyond the field's range.
 
-func (d *walker) u64(v *fastjson.Value, dst *uint64, at string, k []byte) {
+// integer fills *dst with v's value by parse (null: zero); want names
+// the kind for errors.
+func integer[N any](d *walker, v *fastjson.Value, dst *N, want string, parse func(*fastjson.Value) (N, error), at string, k []byte) {
 	switch v.Type() {
 	case fastjson.TypeNumber:
 		if !d.number(v) {
 			return
 		}
-		n, err := v.Uint64()
+		n, err := parse(v)
 		if err != nil {
-			d.fail(numberError(v, "an unsigned integer", pointer(at, k)))
+			d.fail(numberError(v, want, pointer(at, k)))
 		}
 		*dst = n
 	case fastjson.TypeNull:
-		*dst = 0
+		var zero N
+		*dst = zero
 	default:
-		d.fail(typeError(v, "an unsigned integer", pointer(at, k)))
+		d.fail(typeError(v, want, pointer(at, k)))
 	}
+}
+
+func (d *walker) u64(v *fastjson.Value, dst *uint64, at string, k []byte) {
+	integer(d, v, dst, "an unsigned integer", (*fastjson.Value).Uint64, at, k)
 }
 
 func (d *walker) u64Ptr(v *fastjson.Value, dst **uint64, at string, k []byte) {
-	if v.Type() == fastjson.TypeNull {
-		*dst = nil
-		return
-	}
-	n := new(uint64)
-	d.u64(v, n, at, k)
-	*dst = n
+	nullable(v, dst, func(n *uint64) { d.u64(v, n, at, k) })
 }
 
 func (d *walker) i64(v *fastjson.Value, dst *int64, at string, k []byte) {
-	switch v.Type() {
-	case fastjson.TypeNumber:
-		if !d.number(v) {
-			return
-		}
-		n, err := v.Int64()
-		if err != nil {
-			d.fail(numberError(v, "an integer", pointer(at, k)))
-		}
-		*dst = n
-	case fastjson.TypeNull:
-		*dst = 0
-	default:
-		d.fail(typeError(v, "an integer", pointer(at, k)))
-	}
+	integer(d, v, dst, "an integer", (*fastjson.Value).Int64, at, k)
 }
 
 func (d *walker) i64Ptr(v *fastjson.Value, dst **int64, at string, k []byte) {
-	if v.Type() == fastjson.TypeNull {
-		*dst = nil
-		return
-	}
-	n := new(int64)
-	d.i64(v, n, at, k)
-	*dst = n
+	nullable(v, dst, func(n *int64) { d.i64(v, n, at, k) })
 }
 
 func (d *walker) intPtr(v *fastjson.Value, dst **int, at string, k []byte) {
-	switch v.Type() {
-	case fastjson.TypeNull:
-		*dst = nil
-	case fastjson.TypeNumber:
-		if !d.number(v) {
-			return
-		}
-		n, err := v.Int()
-		if err != nil {
-			d.fail(numberError(v, "an integer", pointer(at, k)))
-		}
-		*dst = &n
-	default:
-		d.fail(typeError(v, "an integer", pointer(at, k)))
-	}
+	nullable(v, dst, func(n *int) { integer(d, v, n, "an integer", (*fastjson.Value).Int, at, k) })
 }
 
 func numberError(v *fastjson.Value, want, path string) error {
