@@ -67,7 +67,11 @@ func OneChunk(msgs []Message) Chunks {
 // before Finish, so a chunk's loads read the rows the transaction started
 // with whichever chunk the projection has reached, as in one stage.
 func ApplyChunks(ctx context.Context, tx IngestTx, next Chunks, o ApplyOptions) (BatchResult, error) {
-	return NewApplier(tx, o).chunks(ctx, next)
+	a := NewApplier(tx, o)
+	if err := a.projectAll(ctx, next); err != nil {
+		return a.res, err
+	}
+	return a.Finish(ctx)
 }
 
 // ApplyChunksAfter is ApplyChunks in a transaction that starts before the
@@ -141,14 +145,6 @@ func (a *Applier) carry(pos Position) *Carry {
 		c.links[uid] = l
 	}
 	return c
-}
-
-// chunks is ApplyChunks on a.
-func (a *Applier) chunks(ctx context.Context, next Chunks) (BatchResult, error) {
-	if err := a.projectAll(ctx, next); err != nil {
-		return a.res, err
-	}
-	return a.Finish(ctx)
 }
 
 // projectAll takes every chunk next yields through both stages.

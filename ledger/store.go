@@ -113,31 +113,25 @@ func NewPending(res BatchResult, carry *Carry, prev *Pending, write, commit func
 	}
 	go func() {
 		defer close(p.done)
-		fail := func(err error) {
-			abort()
-			p.err = fmt.Errorf("the transaction before this one did not commit: %w", err)
-		}
 		if prev != nil {
 			<-prev.written
-			if prev.werr != nil {
-				p.werr = prev.werr
-				close(p.written)
-				fail(prev.werr)
-				return
+			if prev.werr != nil { // it fails this one, and through it the ones after
+				p.werr = fmt.Errorf("the transaction before this one did not commit: %w", prev.werr)
 			}
 		}
-		p.werr = write()
+		if p.werr == nil {
+			p.werr = write()
+		}
 		close(p.written)
-		if p.werr != nil {
-			abort()
-			p.err = p.werr
-			return
-		}
-		if prev != nil {
+		p.err = p.werr
+		if p.err == nil && prev != nil {
 			if err := prev.Wait(); err != nil {
-				fail(err)
-				return
+				p.err = fmt.Errorf("the transaction before this one did not commit: %w", err)
 			}
+		}
+		if p.err != nil {
+			abort()
+			return
 		}
 		p.err = commit()
 	}()

@@ -499,6 +499,14 @@ type committing struct {
 	last jetstream.Msg
 }
 
+// pending is t's transaction; nil for none.
+func (t *committing) pending() *ledger.Pending {
+	if t == nil {
+		return nil
+	}
+	return t.p
+}
+
 // done is closed when the commit has ended; nil (never ready) for none.
 func (t *committing) done() <-chan struct{} {
 	if t == nil {
@@ -516,12 +524,18 @@ func (c *Consumer) settle(t *committing) error {
 	if err := t.p.Wait(); err != nil {
 		return err
 	}
+	c.acknowledge(t.last, t.p.Result())
+	return nil
+}
+
+// acknowledge acknowledges a committed transaction by its last message
+// (AckAll) and records it.
+func (c *Consumer) acknowledge(last jetstream.Msg, res ledger.BatchResult) {
 	crashpoint.Hit(CrashAfterCommit)
-	if aerr := t.last.Ack(); aerr != nil {
+	if aerr := last.Ack(); aerr != nil {
 		c.countError("nats") // the commit holds; a redelivery will be a duplicate
 	}
-	c.committed(t.p.Result())
-	return nil
+	c.committed(res)
 }
 
 // applyRun applies first and the fetches already waiting behind it, up to
@@ -572,11 +586,7 @@ func (c *Consumer) applyRun(ctx context.Context, first batch, batches <-chan bat
 		}
 	}
 	if ps, ok := c.o.Store.(ledger.PipelinedIngest); ok {
-		var prev *ledger.Pending
-		if pend != nil {
-			prev = pend.p
-		}
-		p, err := ps.ApplyChunksAfter(ctx, prev, next)
+		p, err := ps.ApplyChunksAfter(ctx, pend.pending(), next)
 		if serr := c.settle(pend); serr != nil {
 			if p != nil {
 				p.Wait() // it rolls back, as the one before did not commit
@@ -588,18 +598,12 @@ func (c *Consumer) applyRun(ctx context.Context, first batch, batches <-chan bat
 		}
 		return &committing{p: p, last: last}, nil
 	}
-	if err := c.settle(pend); err != nil {
-		return nil, err
-	}
+	// One writer at a time: nothing is left committing (pend is nil).
 	res, err := c.o.Store.ApplyChunks(ctx, next)
 	if err != nil {
 		return nil, err
 	}
-	crashpoint.Hit(CrashAfterCommit)
-	if aerr := last.Ack(); aerr != nil {
-		c.countError("nats") // the commit holds; a redelivery will be a duplicate
-	}
-	c.committed(res)
+	c.acknowledge(last, res)
 	return nil, nil
 }
 
@@ -714,13 +718,7 @@ func (c *Consumer) applyBatch(ctx context.Context, b batch) bool {
 	for {
 		res, err := c.apply(ctx, lm)
 		if err == nil {
-			crashpoint.Hit(CrashAfterCommit)
-			// AckAll: the last message acknowledges the batch.
-			if aerr := msgs[len(msgs)-1].Ack(); aerr != nil {
-				// The commit holds; a redelivery will be a duplicate.
-				c.countError("nats")
-			}
-			c.committed(res)
+			c.acknowledge(msgs[len(msgs)-1], res)
 			return true
 		}
 		if ctx.Err() != nil {
