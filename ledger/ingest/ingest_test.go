@@ -468,16 +468,7 @@ func (s *backlog) ApplyChunks(ctx context.Context, next ledger.Chunks) (ledger.B
 	s.failing = false
 	s.mu.Unlock()
 	if fail {
-		// Three fetches taken, then the database goes: nothing commits.
-		for range 3 {
-			if next() == nil {
-				break
-			}
-		}
-		s.mu.Lock()
-		s.failed++
-		s.mu.Unlock()
-		return ledger.BatchResult{}, errFailed
+		return ledger.BatchResult{}, goAway(next, &s.mu, &s.failed)
 	}
 	n, chunks := 0, 0
 	r, err := s.Store.ApplyChunks(ctx, func() []ledger.Message {
@@ -499,6 +490,21 @@ func (s *backlog) ApplyChunks(ctx context.Context, next ledger.Chunks) (ledger.B
 }
 
 var errFailed = errors.New("connection reset by peer")
+
+// goAway is a transaction of several fetches whose database goes away:
+// three fetches taken, nothing committed; it counts the failure in
+// *failed (under mu) and returns errFailed.
+func goAway(next ledger.Chunks, mu *sync.Mutex, failed *int) error {
+	for range 3 {
+		if next() == nil {
+			break
+		}
+	}
+	mu.Lock()
+	*failed++
+	mu.Unlock()
+	return errFailed
+}
 
 func (s *backlog) stats() (sizes []int, chunked, failed int) {
 	s.mu.Lock()

@@ -31,15 +31,7 @@ func (s *pipelined) ApplyChunksAfter(ctx context.Context, prev *ledger.Pending, 
 	fail := s.failAfter > 0 && s.after == s.failAfter && s.failed == 0
 	s.mu.Unlock()
 	if fail {
-		for range 3 {
-			if next() == nil {
-				break
-			}
-		}
-		s.mu.Lock()
-		s.failed++
-		s.mu.Unlock()
-		return nil, errFailed
+		return nil, goAway(next, &s.mu, &s.failed)
 	}
 	p, err := s.Store.ApplyChunksAfter(ctx, prev, next)
 	if err == nil {
