@@ -182,19 +182,34 @@ func (s *Service) release(key string) {
 // so a slow query holds its own room, not the endpoint.
 func (s *Service) handle(action string, r micro.Request) {
 	start := time.Now()
-	code := ""
-	answered := true
-	defer func() {
-		if answered && s.o.OnRequest != nil {
+	report := func(code string) {
+		if s.o.OnRequest != nil {
 			s.o.OnRequest(action, code, time.Since(start))
 		}
+	}
+	query, key, code := s.check(action, r)
+	if query == nil {
+		report(code)
+		return
+	}
+	s.running.Add(1)
+	go func() {
+		defer s.running.Done()
+		defer s.release(key)
+		report(s.answer(action, r, query))
 	}()
+}
+
+// check verifies a request, prepares its query and takes room for it
+// (key's, given back by release); a refused one is answered here, and
+// query is nil with the refusal's code.
+func (s *Service) check(action string, r micro.Request) (query func(context.Context) (any, error), key, code string) {
 	if !cmdsvc.InboxReply(r.Reply(), s.o.InboxPrefixes) {
 		code = cmdsvc.CodeBadReply
 		s.logRefusal(action, opauth.Verified{}, &opauth.Error{Code: code,
 			Msg: fmt.Sprintf("reply subject %q is not under the inbox prefixes (%s); request dropped unanswered",
 				strings.ToValidUTF8(r.Reply(), "?"), strings.Join(s.o.InboxPrefixes, ", "))})
-		return
+		return nil, "", code
 	}
 	need, isPolicy := PolicyActions[action]
 	if !isPolicy || s.o.Policy == nil {
@@ -202,14 +217,12 @@ func (s *Service) handle(action string, r micro.Request) {
 	}
 	ver, rerr := s.o.Verifier.Check(r.Subject(), action, need, r.Data())
 	if rerr != nil {
-		code = rerr.Code
 		s.logRefusal(action, ver, rerr)
 		s.respondErr(r, action, rerr.Code, rerr.Msg)
-		return
+		return nil, "", rerr.Code
 	}
 	// The arguments are checked before the nonce is recorded: a refused
 	// request never uses up the key's room in the nonce cache.
-	var query func(context.Context) (any, error)
 	var err error
 	if isPolicy && s.o.Policy != nil {
 		query, err = s.preparePolicy(action, ver.Cmd.Args, byLabel(ver))
@@ -219,34 +232,23 @@ func (s *Service) handle(action string, r micro.Request) {
 	if err != nil {
 		code = ledger.ErrorCode(err)
 		s.respondErr(r, action, code, err.Error())
-		return
+		return nil, "", code
 	}
-	// Room is taken before the nonce is recorded: a request refused busy
-	// can be sent again as it was.
-	key := ver.Key.Key
+	// Room is taken before the nonce is recorded too: a request refused
+	// busy can be sent again as it was.
+	key = ver.Key.Key
 	if ok, msg := s.take(key); !ok {
-		code = CodeBusy
-		s.logRefusal(action, ver, &opauth.Error{Code: code, Msg: msg})
-		s.respondErr(r, action, code, msg)
-		return
+		s.logRefusal(action, ver, &opauth.Error{Code: CodeBusy, Msg: msg})
+		s.respondErr(r, action, CodeBusy, msg)
+		return nil, "", CodeBusy
 	}
 	if rerr := s.o.Verifier.Consume(ver); rerr != nil {
 		s.release(key)
-		code = rerr.Code
 		s.logRefusal(action, ver, rerr)
 		s.respondErr(r, action, rerr.Code, rerr.Msg)
-		return
+		return nil, "", rerr.Code
 	}
-	answered = false // by answer, which reports it
-	s.running.Add(1)
-	go func() {
-		defer s.running.Done()
-		defer s.release(key)
-		code := s.answer(action, r, query)
-		if s.o.OnRequest != nil {
-			s.o.OnRequest(action, code, time.Since(start))
-		}
-	}()
+	return query, key, ""
 }
 
 // answer runs a checked request's query and sends its reply; it returns
