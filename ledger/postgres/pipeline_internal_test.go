@@ -128,6 +128,16 @@ func cut(r *rand.Rand, msgs []ledger.Message) [][][]ledger.Message {
 	return txs
 }
 
+// oneBatch is the checksum of a new ledger after msgs in one Apply.
+func oneBatch(t *testing.T, msgs []ledger.Message) map[string]string {
+	t.Helper()
+	a, _ := testStore(t)
+	if _, err := a.Apply(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	return ledgertest.Checksum(t, a)
+}
+
 // TestPipelinedTransactionsEqualOneBatch: a chain of transactions, each
 // written while the one before is not committed, leaves the tables one
 // Apply of the same messages leaves, whatever the cut: every transaction
@@ -138,11 +148,7 @@ func cut(r *rand.Rand, msgs []ledger.Message) [][][]ledger.Message {
 func TestPipelinedTransactionsEqualOneBatch(t *testing.T) {
 	ctx := context.Background()
 	msgs := ledgertest.Workload{Seed: 7, Servers: 3, Users: 30, Start: t0}.Messages(2000)
-	a, _ := testStore(t)
-	if _, err := a.Apply(ctx, msgs); err != nil {
-		t.Fatal(err)
-	}
-	want := ledgertest.Checksum(t, a)
+	want := oneBatch(t, msgs)
 	r := rand.New(rand.NewPCG(8, 8))
 	for round := range 3 {
 		b, _ := testStore(t)
@@ -205,11 +211,7 @@ func TestPipelinedTransactionsEqualOneBatch(t *testing.T) {
 func TestPipelinedTransactionAfterAFailedCommit(t *testing.T) {
 	ctx := context.Background()
 	msgs := ledgertest.Workload{Seed: 9, Servers: 2, Users: 20, Start: t0}.Messages(1200)
-	a, _ := testStore(t)
-	if _, err := a.Apply(ctx, msgs); err != nil {
-		t.Fatal(err)
-	}
-	want := ledgertest.Checksum(t, a)
+	want := oneBatch(t, msgs)
 
 	b, _ := testStore(t)
 	p := newPipeline(t, b)
