@@ -578,6 +578,36 @@ func TestBacklogJoinsWaitingFetches(t *testing.T) {
 	b.sameAsReplay(b.store, 20)
 }
 
+// The consumer's limit of unacknowledged messages covers what the
+// pipeline holds in a backlog (a transaction committing, the next one
+// built, a fetch waiting and one under way): with less, the server stops
+// delivering while a commit is under way, and the transaction being
+// built is cut short by the empty fetch.
+func TestConsumerLetsThePipelineFetchAhead(t *testing.T) {
+	for _, o := range []Options{{Batch: 10000, Fetch: 1000}, {Batch: DefaultBatch}} {
+		b := newBed(t, t.TempDir())
+		o.Store = b.store
+		c, stop := b.runWith(o)
+		holds := 2 * (c.o.Batch + c.o.Fetch)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			cons, err := b.js.Consumer(context.Background(), streamName, "ocserv_ledger")
+			if err == nil {
+				if got := cons.CachedInfo().Config.MaxAckPending; got < holds {
+					t.Errorf("batch %d, fetch %d: the consumer lets %d messages wait for their acknowledgement; the pipeline holds up to %d",
+						c.o.Batch, c.o.Fetch, got, holds)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no consumer after 10s: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		stop()
+	}
+}
+
 // A transaction of several fetches that fails lets its messages go: the
 // consumer reads them again from the committed position, the first batch
 // alone, and every event is applied once.
