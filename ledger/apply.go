@@ -6,6 +6,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/ocserv-telemetry/ocserv-telemetry/internal/crashpoint"
 )
 
@@ -190,9 +192,13 @@ func (a *Applier) projectAll(ctx context.Context, next Chunks) error {
 // before Finish, so every stored row it loads is the one the transaction
 // started with.
 type Applier struct {
-	tx       IngestTx
-	horizon  time.Time
-	inBatch  map[string]bool // event ids seen in this transaction
+	tx      IngestTx
+	horizon time.Time
+	// inBatch holds the event ids seen in this transaction as their 16
+	// bytes: a decoded id's text shares one allocation with the rest of
+	// its event's strings, and keeping it would keep them all until the
+	// commit (a third of the ingest benchmark's live heap).
+	inBatch  map[uuid.UUID]bool
 	asked    map[string]bool // session_uids whose stored rows were looked up (claimAndLoad's alone)
 	p        *projection
 	rejected []Rejected
@@ -224,7 +230,7 @@ func NewApplier(tx IngestTx, o ApplyOptions) *Applier {
 	if o.Now != nil {
 		now = o.Now()
 	}
-	a := &Applier{tx: tx, inBatch: map[string]bool{}, asked: map[string]bool{}, p: newProjection(nil, nil)}
+	a := &Applier{tx: tx, inBatch: map[uuid.UUID]bool{}, asked: map[string]bool{}, p: newProjection(nil, nil)}
 	if o.Retention.Sessions > 0 {
 		a.horizon = now.Add(-o.Retention.Sessions)
 	}
@@ -266,11 +272,17 @@ func (a *Applier) check(msgs []Message) *chunk {
 			a.res.Expired++
 			continue
 		}
-		if a.inBatch[ev.ID] {
+		id, err := uuid.Parse(ev.ID)
+		if err != nil { // Decode gives UUIDs only; kept out all the same
+			a.rejected = append(a.rejected, reject(m, "event_id: "+err.Error()))
+			a.res.Rejected++
+			continue
+		}
+		if a.inBatch[id] {
 			a.res.Duplicates++
 			continue
 		}
-		a.inBatch[ev.ID] = true
+		a.inBatch[id] = true
 		c.evs = append(c.evs, ev)
 		c.claims = append(c.claims, Claim{EventID: ev.ID, StreamSeq: m.StreamSeq, Time: ev.Time})
 	}

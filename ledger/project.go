@@ -317,7 +317,13 @@ func (p *projection) accounting(ev *Event) {
 	if a.LogicalUID != "" {
 		p.link(s.UID, a.LogicalUID)
 	}
-	p.c.Samples = append(p.c.Samples, Sample{SessionUID: s.UID, Slot: a.Slot, ServerID: ev.ServerID, ObservedAt: a.ObservedAt,
+	// The session's strings, not the event's: a string of the event
+	// would keep all of them (one allocation) until the rows are written.
+	server := ev.ServerID
+	if server == s.ServerID {
+		server = s.ServerID
+	}
+	p.c.Samples = append(p.c.Samples, Sample{SessionUID: s.UID, Slot: a.Slot, ServerID: server, ObservedAt: a.ObservedAt,
 		BytesIn: a.BytesIn, BytesOut: a.BytesOut, DeltaIn: a.DeltaIn, DeltaOut: a.DeltaOut, DurationS: a.DurationS})
 	s.Samples++
 	if a.ObservedAt.After(s.LastSampleAt) {
