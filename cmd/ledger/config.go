@@ -118,7 +118,7 @@ var ledgerKeys = map[string]ledgerKey{
 		}},
 	"LEDGER_PRUNE_INTERVAL": {"how often retention runs in the background (default 1h)",
 		func(s *settings, v string) error { return duration(&s.PruneEvery, v, time.Minute, 7*24*time.Hour) }},
-	"LEDGER_BATCH": {"events applied per database transaction at most (default 25000): fetched 5000 at a time, the fetches already waiting join one transaction while a backlog lasts",
+	"LEDGER_BATCH": {"events applied per database transaction at most (default 25000): fetched 2500 at a time, the fetches already waiting join one transaction while a backlog lasts",
 		func(s *settings, v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 100000 {

@@ -50,8 +50,13 @@ const DefaultBatch = 25000
 // backlog to join it before it commits what it has.
 const joinWait = 250 * time.Millisecond
 
-// MaxFetch is the most messages one fetch takes by default.
-const MaxFetch = 5000
+// MaxFetch is the most messages one fetch takes by default. Decoded
+// fetches are most of what the service keeps live in a backlog (the one
+// fetched ahead, the one waiting, the chunks being claimed and
+// projected), and the collector's work follows what is live: at 2,500
+// rather than 5,000 the ingest benchmark's live heap fell by a fifth and
+// its collections took about a quarter less CPU.
+const MaxFetch = 2500
 
 // Options configure a Consumer.
 type Options struct {

@@ -24,7 +24,7 @@ func BenchMessages(n int) []ledger.Message {
 // backlog lasts, and the messages of one fetch.
 const (
 	TxEvents    = 25000
-	FetchEvents = 5000
+	FetchEvents = 2500
 )
 
 // ApplyBatches applies a copy of msgs as the consumer drains a backlog:

@@ -13,7 +13,7 @@ import (
 )
 
 // BenchmarkApply: the store's own cost per event (Apply of batches of
-// 5,000 predecoded workload events), on a durable cluster of its own with
+// 2,500 predecoded workload events, as the consumer hands them over), on a durable cluster of its own with
 // pg_stat_statements, whose statements by total time it logs: for finding
 // where the write path's time goes. LEDGER_APPLY_EVENTS sets the number
 // of events (default 100,000).

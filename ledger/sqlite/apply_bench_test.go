@@ -15,7 +15,7 @@ import (
 )
 
 // BenchmarkApply: the store's own cost per event (Apply of batches of
-// 5,000 predecoded workload events, as the consumer hands them over), with
+// 2,500 predecoded workload events, as the consumer hands them over), with
 // no stream: for profiling the write path (go test -cpuprofile); the
 // ingest benchmark against the raw baseline is cmd/ledger's
 // TestBenchIngest.
