@@ -104,6 +104,34 @@ func cpuSeconds(pid int) float64 {
 	return (ut + st) / clockTicks
 }
 
+// cpuSteal is the machine's CPU time stolen by the hypervisor and all of
+// its CPU time, in ticks since boot (/proc/stat's cpu line); zeros when
+// it cannot be read.
+func cpuSteal() (steal, total float64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0
+	}
+	for i, v := range f[1:] {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, 0
+		}
+		if i < 8 { // guest time (after steal) is already in user time
+			total += n
+		}
+		if i == 7 {
+			steal = n
+		}
+	}
+	return steal, total
+}
+
 // clockTicks is the kernel's USER_HZ: the unit of /proc's CPU times, 100
 // on every Linux architecture Go supports.
 const clockTicks = 100
@@ -166,11 +194,11 @@ func TestBenchIngest(t *testing.T) {
 	// by half from run to run on this shared machine (the page cache, the
 	// disk's other writers), and a ratio of one pair would be a draw.
 	runs := envInt("LEDGER_BENCH_RUNS", 3)
-	out(t, "| engine | backlog | ledger events/s | raw events/s (same rows, a commit per batch) | ratio (runs' min–max) | raw events/s, one COPY per table | ratio (runs' min–max) | ledger peak RSS (the runs' highest) | ledger CPU per event |")
-	out(t, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	out(t, "| engine | backlog | ledger events/s | raw events/s (same rows, a commit per batch) | ratio (runs' min–max) | raw events/s, one COPY per table | ratio (runs' min–max) | ledger peak RSS (the runs' highest) | ledger CPU per event | CPU steal (runs' min–max) |")
+	out(t, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, engine := range benchEngines() {
 		for _, b := range backlogs {
-			var rate, raw, whole, ratio, wholeRatio, cpu []float64
+			var rate, raw, whole, ratio, wholeRatio, cpu, steal []float64
 			hwm := 0
 			for range runs {
 				r := ingestRun(t, srv.ClientURL(), pg, engine, b)
@@ -180,18 +208,21 @@ func TestBenchIngest(t *testing.T) {
 				}
 				hwm = max(hwm, r.hwmKB)
 				cpu = append(cpu, r.cpu/float64(b))
+				steal = append(steal, r.steal)
 			}
 			wholeCol, wholeRatioCol := "—", "—"
 			if len(whole) > 0 {
 				wholeCol, wholeRatioCol = fmt.Sprintf("%.0f", median(whole)), spread(wholeRatio)
 			}
-			out(t, "| %s | %d | %.0f | %.0f | %s | %s | %s | %.1f MiB | %.1f µs |", engine, b, median(rate), median(raw), spread(ratio),
-				wholeCol, wholeRatioCol, float64(hwm)/1024, median(cpu)*1e6)
+			out(t, "| %s | %d | %.0f | %.0f | %s | %s | %s | %.1f MiB | %.1f µs | %.0f%% (%.0f–%.0f) |", engine, b, median(rate), median(raw), spread(ratio),
+				wholeCol, wholeRatioCol, float64(hwm)/1024, median(cpu)*1e6, median(steal), slices.Min(steal), slices.Max(steal))
 		}
 	}
 	out(t, "")
 	out(t, "Each row: the median of %d runs (ratio: the median of the runs' own ratios, their lowest and highest in brackets; "+
-		"ledger CPU per event: the service process's CPU time, user and system, from its start to the backlog applied, over the backlog's events).", runs)
+		"ledger CPU per event: the service process's CPU time, user and system, from its start to the backlog applied, over the backlog's events; "+
+		"CPU steal: the share of the machine's CPU time the hypervisor gave to others while the ledger drained the backlog, from /proc/stat, "+
+		"which slows the ledger and its raw baseline alike only when it is steady).", runs)
 }
 
 func median(v []float64) float64 {
@@ -216,6 +247,7 @@ type ingestResult struct {
 	rawWhole float64
 	hwmKB    int
 	cpu      float64 // the service's CPU seconds (user and system) for the backlog
+	steal    float64 // the machine's CPU time stolen by the hypervisor while the ledger ran, in percent
 }
 
 func ingestRun(t *testing.T, url string, pg *pgtest.Cluster, engine string, backlog int) ingestResult {
@@ -247,6 +279,7 @@ func ingestRun(t *testing.T, url string, pg *pgtest.Cluster, engine string, back
 		t.Fatal(err)
 	}
 	s := b.open()
+	steal0, total0 := cpuSteal()
 	begin := time.Now()
 	p := b.serve("")
 	for {
@@ -264,12 +297,16 @@ func ingestRun(t *testing.T, url string, pg *pgtest.Cluster, engine string, back
 		}
 	}
 	took := time.Since(begin)
+	steal1, total1 := cpuSteal()
 	hwm := vmHWM(p.cmd.Process.Pid)
 	cpu := cpuSeconds(p.cmd.Process.Pid)
 	p.stop()
 	per := envInt("LEDGER_BENCH_BATCH", ingest.DefaultBatch)
 	raw := rawCopy(t, engine, dsn, rawDSN, per)
 	r := ingestResult{rate: float64(backlog) / took.Seconds(), raw: float64(backlog) / raw.Seconds(), hwmKB: hwm, cpu: cpu}
+	if total1 > total0 {
+		r.steal = 100 * (steal1 - steal0) / (total1 - total0)
+	}
 	if engine == "postgres" {
 		_, wholeDSN, err := pg.NewDatabase(ctx)
 		if err != nil {
